@@ -1,0 +1,97 @@
+"""The ``netassist`` command: parse arguments, call the library, turn failures into one line.
+
+Each command group lives in its own module and registers its subcommands here; none of them
+holds logic a library user would need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from netassist import __version__
+from netassist.errors import ExitCode, NetassistError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line that says where to look."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print ``prog: message (see prog --help)`` and exit with the usage code."""
+        self.exit(ExitCode.USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command-line grammar, with every subcommand registered."""
+    from netassist.cli import wire
+
+    parser = OneLineParser(
+        prog="netassist",
+        description="The Python networking toolkit: a TCP/UDP debugging assistant and more.",
+    )
+    parser.add_argument("--version", action="version", version=f"netassist {__version__}")
+    commands = parser.add_subparsers(
+        title="commands", metavar="COMMAND", parser_class=OneLineParser
+    )
+    wire.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (see :class:`netassist.errors.ExitCode`)."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    _place_late_positional(parser, args, extras)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return ExitCode.USAGE
+    try:
+        return int(handler(args) or 0)
+    except NetassistError as exc:
+        _say(f"netassist: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our stdout went away (``| head``): not an error of ours.
+        _silence_stdout()
+        return ExitCode.OK
+    except Exception as exc:
+        if os.environ.get("NETASSIST_DEBUG"):
+            raise
+        _say(
+            f"netassist: internal error: {type(exc).__name__}: {exc} "
+            "(set NETASSIST_DEBUG=1 to see the traceback, and please report it)"
+        )
+        return ExitCode.ERROR
+
+
+def _place_late_positional(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]
+) -> None:
+    # argparse fills an optional positional (udp send's MESSAGE) before it sees later
+    # options, so `udp send HOST PORT --hex 41` would leave "41" over; put it where it belongs.
+    name = getattr(args, "late_positional", None)
+    lone = len(extras) == 1 and (not extras[0].startswith("-") or extras[0] == "-")
+    if lone and name and getattr(args, name) is None:
+        setattr(args, name, extras.pop())
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,109 @@
+"""What the assistant prints: datagrams and streams as escaped text, hex dumps or raw bytes.
+
+Data goes to stdout, status lines (listening, connected, closed) to stderr, so stdout can be
+piped or redirected and still hold only what the peers sent.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import BinaryIO, TextIO
+
+from netassist.wire.codecs import StreamDecoder, check_encoding, show_bytes
+from netassist.wire.hexdump import hexdump
+
+SHOW_MODES = ("text", "hex", "both", "raw")
+
+
+def clock(ts: float) -> str:
+    """Local wall-clock time with milliseconds, ``HH:MM:SS.mmm``."""
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
+
+
+class Display:
+    """Formats received data for a person (``text``, ``hex``, ``both``) or a pipe (``raw``).
+
+    Safe to call from several threads: each call writes whole lines under one lock.
+    """
+
+    def __init__(
+        self,
+        show: str = "text",
+        encoding: str = "utf-8",
+        out: BinaryIO | None = None,
+        err: TextIO | None = None,
+    ) -> None:
+        if show not in SHOW_MODES:
+            raise ValueError(f"show must be one of {SHOW_MODES}")
+        self.show = show
+        self.encoding = check_encoding(encoding)
+        self._out = out if out is not None else sys.stdout.buffer
+        self._err = err if err is not None else sys.stderr
+        self._term_encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+        self._lock = threading.Lock()
+        self._decoders: dict[object, StreamDecoder] = {}
+        self._offsets: dict[object, int] = {}
+
+    def _write(self, text: str) -> None:
+        self._out.write(text.encode(self._term_encoding, "backslashreplace"))
+        self._out.flush()
+
+    def status(self, message: str) -> None:
+        """One status line on stderr."""
+        with self._lock:
+            print(message, file=self._err, flush=True)
+
+    def datagram(self, ts: float, label: str, peer: str, data: bytes) -> None:
+        """Show one datagram: a timestamped header, then its text and/or hex dump."""
+        with self._lock:
+            if self.show == "raw":
+                self._out.write(data)
+                self._out.flush()
+                return
+            head = f"[{clock(ts)}] {label} {peer} ({len(data)} bytes)"
+            if self.show == "hex":
+                self._write(f"{head}:\n{hexdump(data)}")
+            elif self.show == "both":
+                self._write(f"{head}: {show_bytes(data, self.encoding)}\n{hexdump(data)}")
+            else:
+                self._write(f"{head}: {show_bytes(data, self.encoding)}\n")
+
+    def stream(self, key: object, data: bytes, tag: str | None = None) -> None:
+        """Show the next chunk of a stream; ``tag`` (``[addr:port]``) prefixes each line."""
+        with self._lock:
+            if self.show == "raw":
+                self._out.write(data)
+                self._out.flush()
+                return
+            parts = []
+            if self.show in ("text", "both"):
+                decoder = self._decoders.get(key)
+                if decoder is None:
+                    decoder = self._decoders[key] = StreamDecoder(self.encoding)
+                text = decoder.feed(data)
+                if tag is not None and text:
+                    lines = text.split("\n")
+                    if lines[-1] == "":
+                        lines.pop()
+                    text = "".join(f"{tag} {line}\n" for line in lines)
+                parts.append(text)
+            if self.show in ("hex", "both"):
+                offset = self._offsets.get(key, 0)
+                self._offsets[key] = offset + len(data)
+                dump = hexdump(data, offset)
+                if tag is not None:
+                    dump = "".join(f"{tag} {line}\n" for line in dump.splitlines())
+                parts.append(dump)
+            self._write("".join(parts))
+
+    def end_stream(self, key: object) -> None:
+        """Forget a finished stream, flushing any character it left incomplete."""
+        with self._lock:
+            decoder = self._decoders.pop(key, None)
+            self._offsets.pop(key, None)
+            if decoder is not None and self.show in ("text", "both"):
+                rest = decoder.feed(b"", final=True)
+                if rest:
+                    self._write(rest if rest.endswith("\n") else rest + "\n")

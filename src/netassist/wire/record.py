@@ -1,0 +1,135 @@
+"""The ``--log`` format: JSON Lines, one record per event, and its reader.
+
+A record looks like::
+
+    {"time": "2026-11-27T08:01:02.123+00:00", "ts": 1795766462.123456, "proto": "tcp",
+     "event": "data", "direction": "in", "conn": 1, "local": "127.0.0.1:9000",
+     "peer": "127.0.0.1:53412", "length": 5, "hex": "68656c6c6f", "text": "hello"}
+
+``event`` is ``open``, ``data`` or ``close``; ``direction`` is ``in`` (from the peer) or ``out``
+(to it); ``conn`` numbers the TCP connections of one run (0 for UDP). ``hex`` is the exact
+payload and ``text`` its decoding for reading, with undecodable bytes as ``\\xNN``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from netassist.errors import BadDataError, explain
+from netassist.wire.codecs import decode_lossless
+
+EVENTS = ("open", "data", "close")
+DIRECTIONS = ("in", "out")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One logged event."""
+
+    ts: float
+    proto: str
+    event: str
+    direction: str
+    local: str
+    peer: str
+    data: bytes = b""
+    conn: int = 0
+
+    def to_json(self, encoding: str = "utf-8") -> str:
+        """The record as one JSON line (without the newline)."""
+        time = datetime.fromtimestamp(self.ts, UTC).isoformat(timespec="milliseconds")
+        return json.dumps(
+            {
+                "time": time,
+                "ts": round(self.ts, 6),
+                "proto": self.proto,
+                "event": self.event,
+                "direction": self.direction,
+                "conn": self.conn,
+                "local": self.local,
+                "peer": self.peer,
+                "length": len(self.data),
+                "hex": self.data.hex(),
+                "text": decode_lossless(self.data, encoding),
+            },
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> Record:
+        """Parse one JSON line; raise ``ValueError`` or ``KeyError`` when it is not a record."""
+        obj = json.loads(line)
+        data = bytes.fromhex(obj.get("hex", ""))
+        if obj["event"] not in EVENTS or obj["direction"] not in DIRECTIONS:
+            raise ValueError("unknown event or direction")
+        if obj["proto"] not in ("tcp", "udp"):
+            raise ValueError("unknown proto")
+        return cls(
+            ts=float(obj["ts"]),
+            proto=obj["proto"],
+            event=obj["event"],
+            direction=obj["direction"],
+            local=str(obj.get("local", "")),
+            peer=str(obj.get("peer", "")),
+            data=data,
+            conn=int(obj.get("conn", 0)),
+        )
+
+
+class Recorder:
+    """Appends records to a JSON Lines file, safely from several threads.
+
+    Each record is flushed as it is written, so ``tail -f`` follows the log and a crash
+    leaves only whole lines behind.
+    """
+
+    def __init__(self, path: str | Path, encoding: str = "utf-8") -> None:
+        self.path = Path(path)
+        self.encoding = encoding
+        self._lock = threading.Lock()
+        try:
+            self._file: IO[str] = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise explain(exc, f"opening log {self.path}") from None
+
+    def write(self, record: Record) -> None:
+        """Append one record."""
+        line = record.to_json(self.encoding) + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+
+    def close(self) -> None:
+        """Close the file; later writes are an error."""
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def read_records(path: str | Path) -> Iterator[Record]:
+    """Yield the records of a log file in order; a bad line raises :class:`BadDataError`."""
+    try:
+        handle = open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise explain(exc, f"opening log {path}") from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield Record.from_json(line)
+            except (ValueError, KeyError, TypeError):
+                raise BadDataError(
+                    f"{path}:{number}: not a netassist log record (was it written by --log?)"
+                ) from None

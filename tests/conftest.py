@@ -1,0 +1,183 @@
+"""Shared fixtures: run ``netassist`` as a real process and talk to it over loopback.
+
+Every process a test starts is stopped by its PID at the end of the test, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+NETASSIST = [sys.executable, "-m", "netassist"]
+_LISTENING = re.compile(r"listening on (?:tcp|udp) (?:\[([^\]]+)\]|([^\s:]+)):(\d+)")
+
+
+def need(tool: str) -> str:
+    """The path of an outside tool, or skip the test (CI installs them all)."""
+    path = shutil.which(tool)
+    if path is None:
+        pytest.skip(f"{tool} is not installed (.ci/run installs it)")
+    return path
+
+
+class Proc:
+    """A started process whose stderr is read line by line on a thread."""
+
+    def __init__(self, args: Sequence[str], *, stdin: int | None = subprocess.DEVNULL, env=None):
+        self.args = list(args)
+        self.popen = subprocess.Popen(
+            self.args,
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self.stderr_lines: queue.Queue[str] = queue.Queue()
+        self.stderr_seen: list[str] = []
+        # Both pipes are drained as the process writes, so it never blocks on a full pipe.
+        self._stdout = bytearray()
+        self._readers = [
+            threading.Thread(target=self._read_stderr, daemon=True),
+            threading.Thread(target=self._read_stdout, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self.popen.stdout is not None
+        while chunk := self.popen.stdout.read1(1 << 20):
+            self._stdout += chunk
+
+    def stdout_so_far(self) -> bytes:
+        """What the process has written to stdout until now."""
+        return bytes(self._stdout)
+
+    def _read_stderr(self) -> None:
+        assert self.popen.stderr is not None
+        for raw in self.popen.stderr:
+            self.stderr_lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def expect_stderr(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Wait for a stderr line matching ``pattern`` and return the match."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        for line in self.stderr_seen:
+            if match := regex.search(line):
+                self.stderr_seen.remove(line)
+                return match
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self.stderr_lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if match := regex.search(line):
+                return match
+            self.stderr_seen.append(line)
+        raise AssertionError(f"no stderr line matching {pattern!r}; saw {self.stderr_seen!r}")
+
+    def port(self) -> int:
+        """The port from the ``listening on ...`` line."""
+        return int(self.expect_stderr(_LISTENING.pattern).group(3))
+
+    def finish(self, timeout: float = 20.0) -> tuple[int, bytes, str]:
+        """Wait for the process to exit; return (code, stdout, all stderr)."""
+        code = self.popen.wait(timeout)
+        for reader in self._readers:
+            reader.join(5)
+        out = bytes(self._stdout)
+        rest = []
+        while not self.stderr_lines.empty():
+            rest.append(self.stderr_lines.get())
+        return code, out, "\n".join(self.stderr_seen + rest)
+
+    def stop(self) -> None:
+        """Terminate (then kill) this process by PID if it still runs."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def spawn() -> Iterator:
+    """Start processes for a test; all of them are stopped by PID afterwards."""
+    started: list[Proc] = []
+
+    def start(args: Sequence[str], **kwargs) -> Proc:
+        proc = Proc(args, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def netassist(spawn):
+    """Start ``netassist ARGS...`` as a process."""
+
+    def start(*args: str, **kwargs) -> Proc:
+        return spawn([*NETASSIST, *args], **kwargs)
+
+    return start
+
+
+def run_netassist(*args: str, input: bytes | None = None, timeout: float = 30.0, cwd=None):
+    """Run ``netassist ARGS...`` to completion; return the CompletedProcess."""
+    return subprocess.run(
+        [*NETASSIST, *args],
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        cwd=cwd,
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port that was free a moment ago (for peers like nc that cannot report theirs)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_tcp(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
+    """Wait until something accepts TCP connections on ``host:port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {host}:{port}")
+
+
+def wait_for_udp_bound(port: int, timeout: float = 10.0) -> None:
+    """Wait until a UDP socket is bound on 127.0.0.1:``port`` (Linux: /proc/net/udp)."""
+    deadline = time.monotonic() + timeout
+    needle = f":{port:04X} "
+    while time.monotonic() < deadline:
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            if os.path.exists(table) and needle in Path(table).read_text():
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing bound to udp port {port}")
