@@ -274,9 +274,9 @@ def test_broadcast_escapes_control_bytes_and_renames(netassist):
     bob = socket.create_connection(("127.0.0.1", port))
     for sock in (alice, bob):
         sock.settimeout(10)
-    alice.recv(4096)
-    bob.recv(4096)
-    assert b"joined" in alice.recv(4096)
+    assert read_line(alice).startswith(b"* welcome")
+    assert read_line(bob).startswith(b"* welcome")
+    assert read_line(alice).endswith(b"joined")
     alice.sendall(b"/name alice\n")
     assert read_line(bob).endswith(b"is now alice")
     read_line(alice)

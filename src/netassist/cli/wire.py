@@ -54,6 +54,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--reply", metavar="TEXT", help="answer each datagram with TEXT")
     p.add_argument("--count", type=_positive_int, metavar="N", help="stop after N datagrams")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop after SECONDS")
+    p.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="stop after SECONDS without a datagram",
+    )
     _add_common(p, default_show="text")
     p.set_defaults(handler=udp_listen)
 
@@ -284,16 +290,22 @@ def udp_listen(args: argparse.Namespace) -> int:
     display = Display(_show(args), maker.encoding)
 
     def show(datagram: udp.Datagram) -> None:
-        display.datagram(datagram.ts, "from", datagram.peer, datagram.data)
+        display.datagram(datagram.ts, "from", datagram.peer, datagram.data, flush=False)
 
     with (
         _recorder(args) as recorder,
         udp.UdpListener(
-            host, port, on_datagram=show, echo=args.echo, reply=reply, recorder=recorder
+            host,
+            port,
+            on_datagram=show,
+            echo=args.echo,
+            reply=reply,
+            recorder=recorder,
+            on_batch_end=display.flush,
         ) as listener,
     ):
         display.status(f"listening on udp {listener.address}")
-        listener.serve(count=args.count, timeout=args.timeout)
+        listener.serve(count=args.count, timeout=args.timeout, idle_timeout=args.idle_timeout)
     return ExitCode.OK
 
 

@@ -46,29 +46,41 @@ class Display:
         self._decoders: dict[object, StreamDecoder] = {}
         self._offsets: dict[object, int] = {}
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: str, flush: bool = True) -> None:
         self._out.write(text.encode(self._term_encoding, "backslashreplace"))
-        self._out.flush()
+        if flush:
+            self._out.flush()
 
     def status(self, message: str) -> None:
         """One status line on stderr."""
         with self._lock:
             print(message, file=self._err, flush=True)
 
-    def datagram(self, ts: float, label: str, peer: str, data: bytes) -> None:
-        """Show one datagram: a timestamped header, then its text and/or hex dump."""
+    def flush(self) -> None:
+        """Push out what :meth:`datagram` wrote with ``flush=False``."""
+        with self._lock:
+            self._out.flush()
+
+    def datagram(
+        self, ts: float, label: str, peer: str, data: bytes, *, flush: bool = True
+    ) -> None:
+        """Show one datagram: a timestamped header, then its text and/or hex dump.
+
+        ``flush=False`` leaves the output buffered until :meth:`flush`, for bursts.
+        """
         with self._lock:
             if self.show == "raw":
                 self._out.write(data)
-                self._out.flush()
+                if flush:
+                    self._out.flush()
                 return
             head = f"[{clock(ts)}] {label} {peer} ({len(data)} bytes)"
             if self.show == "hex":
-                self._write(f"{head}:\n{hexdump(data)}")
+                self._write(f"{head}:\n{hexdump(data)}", flush)
             elif self.show == "both":
-                self._write(f"{head}: {show_bytes(data, self.encoding)}\n{hexdump(data)}")
+                self._write(f"{head}: {show_bytes(data, self.encoding)}\n{hexdump(data)}", flush)
             else:
-                self._write(f"{head}: {show_bytes(data, self.encoding)}\n")
+                self._write(f"{head}: {show_bytes(data, self.encoding)}\n", flush)
 
     def stream(self, key: object, data: bytes, tag: str | None = None) -> None:
         """Show the next chunk of a stream; ``tag`` (``[addr:port]``) prefixes each line."""

@@ -12,16 +12,17 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from netassist.errors import TimeoutExpired, explain
 from netassist.wire.record import Record, Recorder
 from netassist.wire.sockets import DEFAULT_LISTEN_HOST, bind_udp, format_address, resolve
 
 MAX_DATAGRAM = 65535
+RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Datagram:
+class Datagram(NamedTuple):
     """A datagram that arrived: its payload, who sent it, and when (epoch seconds)."""
 
     data: bytes
@@ -117,6 +118,8 @@ class UdpListener:
     """A bound UDP socket that hands every datagram to ``on_datagram``.
 
     ``echo`` sends each datagram back to its sender; ``reply`` sends fixed bytes instead.
+    ``on_batch_end`` runs after each run of datagrams that arrived together (to flush output
+    once per batch rather than once per datagram).
     :meth:`serve` runs until ``count`` datagrams arrived, ``timeout`` seconds passed, or
     :meth:`stop` is called from another thread.
     """
@@ -130,14 +133,22 @@ class UdpListener:
         echo: bool = False,
         reply: bytes | None = None,
         recorder: Recorder | None = None,
+        on_batch_end: Callable[[], None] | None = None,
     ) -> None:
         self.sock = bind_udp(host, port)
         self.sock.setblocking(False)
+        try:
+            # A deeper queue rides out bursts while the display catches up (the kernel caps it).
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError:
+            pass
         self.on_datagram = on_datagram
+        self.on_batch_end = on_batch_end
         self.echo = echo
         self.reply = reply
         self.recorder = recorder
         self.received = 0
+        self._peers: dict[object, str] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
 
@@ -151,43 +162,74 @@ class UdpListener:
         """The bound port."""
         return self.sock.getsockname()[1]
 
-    def serve(self, count: int | None = None, timeout: float | None = None) -> int:
-        """Receive until ``count`` datagrams, ``timeout`` seconds, or :meth:`stop`.
+    def serve(
+        self,
+        count: int | None = None,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+    ) -> int:
+        """Receive until ``count`` datagrams, ``timeout`` seconds in all, ``idle_timeout``
+        seconds without a datagram, or :meth:`stop`.
 
-        Returns how many arrived. When ``count`` was given and the time ran out first,
-        raises :class:`TimeoutExpired` saying how many of them came.
+        Returns how many arrived. When ``count`` was given and time ran out first, raises
+        :class:`TimeoutExpired` saying how many of them came.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        last = started
         local = self.address
         with selectors.DefaultSelector() as selector:
             selector.register(self.sock, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)
             while not self._stopping and (count is None or self.received < count):
-                remaining = None if deadline is None else deadline - time.monotonic()
+                now = time.monotonic()
+                waits = [
+                    t
+                    for t in (timeout and started + timeout, idle_timeout and last + idle_timeout)
+                    if t
+                ]
+                remaining = min(waits) - now if waits else None
                 if remaining is not None and remaining <= 0:
                     if count is not None:
+                        why = (
+                            f"{timeout:g} s"
+                            if timeout and now >= started + timeout
+                            else (f"{idle_timeout:g} s without a datagram")
+                        )
                         raise TimeoutExpired(
-                            f"timed out after {timeout:g} s: received {self.received} of "
-                            f"{count} datagrams on udp {local}"
+                            f"timed out after {why}: received {self.received} of {count} "
+                            f"datagrams on udp {local}"
                         )
                     break
-                if not selector.select(remaining):
-                    continue
-                self._receive_ready(local)
+                if selector.select(remaining) and self._drain(local, count):
+                    last = time.monotonic()
         return self.received
 
-    def _receive_ready(self, local: str) -> None:
-        try:
-            data, addr = self.sock.recvfrom(MAX_DATAGRAM)
-        except BlockingIOError:
-            return
-        except (ConnectionResetError, ConnectionRefusedError):
-            # Windows reports an earlier reply's ICMP "port unreachable" here; the socket is fine.
-            return
-        except OSError as exc:
-            raise explain(exc, f"receiving on udp {local}") from None
+    def _drain(self, local: str, count: int | None) -> int:
+        """Take every datagram already queued (one wake-up, many datagrams); return how many."""
+        taken = 0
+        while count is None or self.received < count:
+            try:
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            except (ConnectionResetError, ConnectionRefusedError):
+                # Windows reports an earlier answer's ICMP "unreachable" here; the socket is fine.
+                continue
+            except OSError as exc:
+                raise explain(exc, f"receiving on udp {local}") from None
+            taken += 1
+            self._handle(local, data, addr)
+        if taken and self.on_batch_end:
+            self.on_batch_end()
+        return taken
+
+    def _handle(self, local: str, data: bytes, addr: object) -> None:
         ts = time.time()
-        peer = format_address(addr)
+        peer = self._peers.get(addr)
+        if peer is None:
+            if len(self._peers) > 4096:  # many senders: keep the cache bounded
+                self._peers.clear()
+            peer = self._peers[addr] = format_address(addr)
         self.received += 1
         if self.recorder:
             self.recorder.write(Record(ts, "udp", "data", "in", local, peer, data))
