@@ -159,25 +159,21 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_tcp(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None:
-    """Wait until something accepts TCP connections on ``host:port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listening on {host}:{port}")
+def wait_bound(port: int, proto: str = "tcp", timeout: float = 10.0) -> None:
+    """Wait until a peer that prints nothing (nc, socat) has bound ``port``, without touching it.
 
-
-def wait_for_udp_bound(port: int, timeout: float = 10.0) -> None:
-    """Wait until a UDP socket is bound on 127.0.0.1:``port`` (Linux: /proc/net/udp)."""
+    A probe connection would use up the one client ``nc -l`` serves, so this reads the
+    kernel's socket tables instead: a TCP socket in LISTEN state, or any bound UDP socket.
+    """
     deadline = time.monotonic() + timeout
-    needle = f":{port:04X} "
+    suffix = f":{port:04X}"
     while time.monotonic() < deadline:
-        for table in ("/proc/net/udp", "/proc/net/udp6"):
-            if os.path.exists(table) and needle in Path(table).read_text():
-                return
+        for table in (f"/proc/net/{proto}", f"/proc/net/{proto}6"):
+            if not os.path.exists(table):
+                continue
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1].endswith(suffix) and (proto == "udp" or fields[3] == "0A"):
+                    return
         time.sleep(0.05)
-    raise AssertionError(f"nothing bound to udp port {port}")
+    raise AssertionError(f"nothing bound to {proto} port {port}")

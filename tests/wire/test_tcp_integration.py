@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.conftest import free_port, need, run_netassist
+from tests.conftest import free_port, need, run_netassist, wait_bound
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def test_connect_to_nc_listener_binary_and_half_close(spawn, tmp_path):
     payload = os.urandom(300_000)
     port = free_port()
     receiver = spawn([nc, "-l", "127.0.0.1", str(port)])
-    wait_for_tcp_port_bound(port)
+    wait_bound(port)
     result = run_netassist("tcp", "connect", "127.0.0.1", str(port), input=payload)
     assert result.returncode == 0, result.stderr
     _code, got, _ = receiver.finish()
@@ -78,7 +78,7 @@ def test_socat_both_ways(netassist, spawn):
     # socat as an echo server, we connect
     port = free_port()
     spawn([socat, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr", "EXEC:cat"])
-    wait_for_tcp_port_bound(port)
+    wait_bound(port)
     result = run_netassist(
         "tcp", "connect", "127.0.0.1", str(port), "--send", "ping\n", "--show", "raw"
     )
@@ -112,7 +112,7 @@ def test_gbk_bytes_on_the_wire(spawn):
     nc = need("nc")
     port = free_port()
     receiver = spawn([nc, "-l", "127.0.0.1", str(port)])
-    wait_for_tcp_port_bound(port)
+    wait_bound(port)
     result = run_netassist(
         "tcp", "connect", "127.0.0.1", str(port), "--encoding", "gbk", "--send", "中文"
     )
@@ -313,26 +313,3 @@ def read_line(sock: socket.socket) -> bytes:
             break
         data += chunk
     return data.rstrip(b"\n")
-
-
-def wait_for_tcp_port_bound(port: int) -> None:
-    """Wait until a peer like nc, which prints nothing, listens; without connecting to it
-    (a probe connection would be the one client nc -l serves)."""
-    deadline = time.monotonic() + 10
-    needle = f":{port:04X} "
-    while time.monotonic() < deadline:
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            try:
-                with open(table) as handle:
-                    for line in handle:
-                        fields = line.split()
-                        if (
-                            len(fields) > 3
-                            and fields[1].endswith(needle.strip())
-                            and fields[3] == "0A"
-                        ):
-                            return
-            except OSError:
-                continue
-        time.sleep(0.05)
-    raise AssertionError(f"nothing listening on tcp port {port}")

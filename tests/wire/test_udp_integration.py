@@ -10,7 +10,7 @@ import pytest
 
 from netassist.wire.udp import UdpListener
 from netassist.wire.udp import send as udp_send
-from tests.conftest import free_port, need, run_netassist, wait_for_udp_bound
+from tests.conftest import free_port, need, run_netassist, wait_bound
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_send_reaches_nc_listener_exact_bytes(spawn):
     nc = need("nc")
     port = free_port(socket.SOCK_DGRAM)
     receiver = spawn([nc, "-u", "-l", "-W", "1", "127.0.0.1", str(port)])
-    wait_for_udp_bound(port)
+    wait_bound(port, "udp")
     result = run_netassist("udp", "send", "127.0.0.1", str(port), "--hex", "00ff 1b 41")
     assert result.returncode == 0, result.stderr
     _code, out, _ = receiver.finish()
@@ -67,7 +67,7 @@ def test_send_stdin_one_datagram_per_line_to_socat(spawn, tmp_path):
         receiver = spawn(
             [socat, "-u", f"UDP-RECVFROM:{port},bind=127.0.0.1", f"OPEN:{out_file},creat,trunc"]
         )
-        wait_for_udp_bound(port)
+        wait_bound(port, "udp")
         result = run_netassist("udp", "send", "127.0.0.1", str(port), input=line + b"\n")
         assert result.returncode == 0, result.stderr
         receiver.popen.wait(10)
