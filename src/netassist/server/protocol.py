@@ -1,0 +1,728 @@
+"""HTTP/1.1 for a server, sans-IO: bytes in, request events out; response framing out.
+
+Theory of operation
+-------------------
+A :class:`ServerConnection` is fed whatever arrived on the socket (``receive_data``; ``b""``
+means the peer closed its side) and asked for events (``next_event``) until it answers
+``NEED_DATA``. Events are a :class:`Request` (the head), then :class:`Data` pieces of the
+body, then ``END_OF_MESSAGE`` (a request without a body, ``has_body`` false, is complete
+with its head: no body events follow). After that it answers ``PAUSED`` until the response to that
+request has been framed to the end and :meth:`ServerConnection.start_next_cycle` is called;
+pipelined requests wait in the buffer meanwhile, so answers always go out in order.
+
+Reading a head is split between us and llhttp (through ``httptools``). We find the head's
+end (``CRLF CRLF``) ourselves, so the limits are exact and enforced before any parser holds
+the bytes: a request line too long is 414, a head too large or with too many fields is 431,
+and a slow client cannot grow a buffer without bound. llhttp then parses and validates the
+complete head (it is the fastest strict parser available to Python, about 2-3 times faster
+than our regex prototype on browser-sized heads; see ``bench/``). Its verdicts are turned
+into statuses, and the rules it does not enforce are ours: exactly one Host in HTTP/1.1, a
+Transfer-Encoding that is exactly ``chunked`` (else 501), none of it in HTTP/1.0, no version
+but 1.0 and 1.1 (505), a body limit (413).
+
+Bodies are framed here, not by llhttp, so no parser ever reads past the end of a message:
+Content-Length counts down; chunked is decoded by a small state machine whose regexes sit
+under the RFC 9112 rules they implement. Anything malformed raises :class:`ProtocolError`
+carrying the status to answer with; after it the connection is done and must be closed.
+
+Responses are framed the same way: :meth:`ServerConnection.response_head` picks
+Content-Length, chunked or close-delimited framing from what the application declared and
+what the client speaks, adds ``Date`` and ``Server``, and refuses header names or values that
+could split the response. A second response for one request is impossible: the head can be
+produced once per cycle, and an error response is only offered while no head has gone out.
+
+This module never touches a socket, a thread or a file: it can be tested and fuzzed with
+bytes alone.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from email.utils import formatdate
+
+import httptools
+
+__all__ = [
+    "CLOSED",
+    "END_OF_MESSAGE",
+    "NEED_DATA",
+    "PAUSED",
+    "Data",
+    "Limits",
+    "ProtocolError",
+    "Request",
+    "ServerConnection",
+]
+
+SERVER_NAME = "netassist"
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: More bytes are needed before another event can be produced.
+NEED_DATA = _Sentinel("NEED_DATA")
+#: The current request is complete; the next waits for the response to finish.
+PAUSED = _Sentinel("PAUSED")
+#: The peer closed cleanly between requests.
+CLOSED = _Sentinel("CLOSED")
+
+
+class EndOfMessage:
+    """The request body is complete (``trailers`` holds any chunked trailer fields)."""
+
+    __slots__ = ("trailers",)
+
+    def __init__(self, trailers: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.trailers = trailers or []
+
+    def __repr__(self) -> str:
+        return f"EndOfMessage(trailers={self.trailers!r})"
+
+
+END_OF_MESSAGE = EndOfMessage()
+
+
+class Data:
+    """A piece of the request body."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Data({self.data!r})"
+
+
+class Request:
+    """A request head. ``headers`` keep the names and values as they arrived (bytes)."""
+
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "keep_alive",
+        "method",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
+        content_length: int | None,
+        chunked: bool,
+        expect_continue: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.content_length = content_length
+        self.chunked = chunked
+        self.expect_continue = expect_continue
+
+    @property
+    def has_body(self) -> bool:
+        """Whether body events follow (chunked, or a Content-Length above zero)."""
+        return self.chunked or bool(self.content_length)
+
+    def __repr__(self) -> str:
+        fields = len(self.headers)
+        return f"Request({self.method} {self.target!r} HTTP/{self.version}, {fields} headers)"
+
+
+class ProtocolError(Exception):
+    """The peer broke HTTP/1.1: answer ``status`` (if no response started) and close."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits of a request; each one exceeded has its own status."""
+
+    max_request_line: int = 8190  # 414 beyond
+    max_header_bytes: int = 32768  # 431 beyond (the whole head)
+    max_header_count: int = 100  # 431 beyond
+    max_body: int | None = 1 << 30  # 413 beyond; None for no limit
+    max_chunk_line: int = 4096  # a chunk-size line with its extensions
+    max_trailer_bytes: int = 8192
+
+
+# --- RFC 9110 / 9112 rules used by our own checks --------------------------------------------
+
+# token = 1*tchar ; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+#                           "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA          (RFC 9110 5.6.2)
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE                          (RFC 9110 5.6.4)
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+# chunk = chunk-size [ chunk-ext ] CRLF ; chunk-size = 1*HEXDIG                     (RFC 9112 7.1)
+# chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )       (RFC 9112 7.1.1)
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,16})"
+    rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*"
+)
+# field-line = field-name ":" OWS field-value OWS ; no obs-fold                      (RFC 9112 5)
+_FIELD_LINE = re.compile(
+    rb"("
+    + _TOKEN
+    + rb"):[ \t]*((?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?)[ \t]*"
+)
+# What an application may put in a response head: token names, no CR, LF or NUL in values.
+_RESPONSE_FIELDS = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [^\r\n\x00]*\r\n)*")
+_STATUS = re.compile(r"([1-5][0-9][0-9]) [^\r\n\x00]*")
+
+# Hop-by-hop fields belong to the server, not the application (PEP 3333).
+_HOP_BY_HOP = frozenset(
+    {
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_NO_BODY_STATUS = frozenset({204, 304})
+
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """The current time as an HTTP date, recomputed at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+# Their side (reading the request).
+_HEAD, _BODY_LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _END, _DONE, _ERROR = range(
+    9
+)
+# Our side (writing the response).
+_IDLE, _SENDING, _SENT = range(3)
+# Response framing.
+_NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
+
+
+class _HeadCollector:
+    """The callbacks llhttp calls while it parses one complete head."""
+
+    __slots__ = ("complete", "headers", "message_complete", "url")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+        self.message_complete = False
+
+    def on_message_complete(self) -> None:
+        self.message_complete = True
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp keeps trailing OWS; it is not part of the field value (RFC 9112 5).
+        if value and value[-1] in (0x20, 0x09):
+            value = value.rstrip(b" \t")
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+class ServerConnection:
+    """The server side of one HTTP/1.1 connection, as a state machine over bytes."""
+
+    def __init__(self, limits: Limits | None = None, server_name: str = SERVER_NAME) -> None:
+        self.limits = limits or Limits()
+        self.server_name = server_name
+        self._buffer = bytearray()
+        self._their_eof = False
+        self._head_scanned = 0  # bytes of an incomplete head already searched
+        self._state = _HEAD
+        self._remaining = 0  # body bytes left: of the Content-Length, or of this chunk
+        self._body_seen = 0
+        self._collector = _HeadCollector()
+        self._parser: httptools.HttpRequestParser | None = None
+        self.request: Request | None = None
+        self._our_state = _IDLE
+        self._framing = _NO_BODY
+        self._to_send = 0
+        self._continue_pending = False
+        #: Whether the connection may carry another request after this one.
+        self.keep_alive = True
+
+    # --- input ---------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the peer; ``b""`` says the peer will send no more."""
+        if data:
+            self._buffer += data
+        else:
+            self._their_eof = True
+
+    @property
+    def their_eof(self) -> bool:
+        """Whether the peer has closed its sending side."""
+        return self._their_eof
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet turned into events."""
+        return len(self._buffer)
+
+    def next_event(self) -> object:
+        """The next event: a Request, Data, an EndOfMessage, or NEED_DATA / PAUSED / CLOSED.
+
+        Raises :class:`ProtocolError` when the peer broke the protocol.
+        """
+        state = self._state
+        if state == _HEAD:
+            return self._read_head()
+        if state == _BODY_LENGTH:
+            return self._read_length_body()
+        if state == _DONE:
+            return PAUSED
+        if state == _END:
+            self._state = _DONE
+            return END_OF_MESSAGE
+        if state == _ERROR:
+            raise ProtocolError(400, "connection already failed")
+        return self._read_chunked()
+
+    def _fail(self, status: int, reason: str) -> ProtocolError:
+        self._state = _ERROR
+        self.keep_alive = False
+        return ProtocolError(status, reason)
+
+    def _read_head(self) -> object:
+        buffer = self._buffer
+        limits = self.limits
+        scanned = self._head_scanned
+        if not scanned:
+            # A server SHOULD ignore at least one empty line before a request-line (RFC 9112 2.2).
+            while buffer[:2] == b"\r\n":
+                del buffer[:2]
+        # Search only what is new (and the 3 bytes before it), so a head that trickles in
+        # byte by byte costs linear time, not quadratic.
+        end = buffer.find(b"\r\n\r\n", max(0, scanned - 3), limits.max_header_bytes + 4)
+        if end < 0:
+            return self._head_incomplete(scanned)
+        self._head_scanned = 0
+        head = bytes(buffer[: end + 4])
+        del buffer[: end + 4]
+        line_end = head.find(b"\r\n")
+        if line_end > limits.max_request_line:
+            raise self._fail(414, "request line too long")
+        bare = head.find(b"\n\n")  # a bare LF ends the head only for lenient parsers
+        if bare >= 0:
+            raise self._fail(400, "bare LF in the request head")
+        return self._parse_head(head)
+
+    def _head_incomplete(self, scanned: int) -> object:
+        buffer = self._buffer
+        limits = self.limits
+        # A bare LF can never end this head: fail now rather than wait for the size limit.
+        newline = buffer.find(b"\n", scanned)
+        while newline >= 0:
+            if newline == 0 or buffer[newline - 1] != 0x0D:
+                raise self._fail(400, "bare LF in the request head")
+            newline = buffer.find(b"\n", newline + 1)
+        self._head_scanned = len(buffer)
+        if (
+            len(buffer) > limits.max_request_line
+            and buffer.find(b"\n", 0, limits.max_request_line + 2) < 0
+        ):
+            raise self._fail(414, "request line too long")
+        if len(buffer) > limits.max_header_bytes:
+            raise self._fail(431, "request head too large")
+        if self._their_eof:
+            if not buffer:
+                self._state = _ERROR
+                return CLOSED
+            raise self._fail(400, "connection closed in the middle of a request head")
+        return NEED_DATA
+
+    def _parse_head(self, head: bytes) -> object:
+        collector = self._collector
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = httptools.HttpRequestParser(collector)
+        # Until llhttp is seen to finish this message, it cannot parse the next one.
+        self._parser = None
+        upgrade = False
+        try:
+            parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            upgrade = True  # Upgrade or CONNECT: served as a plain request, then closed
+        except httptools.HttpParserInvalidMethodError:
+            method = head.split(b" ", 1)[0]
+            if re.fullmatch(_TOKEN, method):
+                raise self._fail(501, "method not implemented") from None
+            raise self._fail(400, "malformed request line") from None
+        except httptools.HttpParserError as exc:
+            message = str(exc)
+            if "HTTP version" in message:
+                raise self._fail(505, "HTTP version not supported") from None
+            if message.startswith("Request has invalid `Transfer-Encoding`"):
+                raise self._fail(501, "transfer coding not implemented (only chunked is)") from None
+            raise self._fail(400, _llhttp_reason(exc)) from None
+        if not collector.complete:
+            raise self._fail(400, "malformed request head")
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise self._fail(505, "HTTP version not supported")
+        headers = collector.headers
+        if len(headers) > self.limits.max_header_count:
+            raise self._fail(431, "too many header fields")
+
+        hosts = 0
+        close = False
+        keep_alive_token = False
+        content_length: int | None = None
+        chunked = False
+        expect_continue = False
+        transfer_encodings = 0
+        for name, value in headers:
+            if len(name) > 17:
+                continue
+            lowered = name.lower()
+            if lowered == b"host":
+                hosts += 1
+            elif lowered == b"content-length":
+                content_length = int(value)  # llhttp allows digits only, and one such field
+            elif lowered == b"transfer-encoding":
+                transfer_encodings += 1
+                if value.strip(b" \t").lower() != b"chunked":
+                    raise self._fail(501, "transfer coding not implemented (only chunked is)")
+                chunked = True
+            elif lowered == b"expect":
+                expect_continue = value.strip(b" \t").lower() == b"100-continue"
+            elif lowered == b"connection":
+                tokens = [t.strip(b" \t") for t in value.lower().split(b",")]
+                close = close or b"close" in tokens or b"upgrade" in tokens
+                keep_alive_token = keep_alive_token or b"keep-alive" in tokens
+        if transfer_encodings > 1:
+            raise self._fail(400, "more than one Transfer-Encoding field")
+        if chunked and content_length is not None:
+            raise self._fail(400, "both Content-Length and Transfer-Encoding")
+        if chunked and version == "1.0":
+            raise self._fail(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            raise self._fail(400, "HTTP/1.1 needs exactly one Host field")
+        max_body = self.limits.max_body
+        if max_body is not None and content_length is not None and content_length > max_body:
+            raise self._fail(413, "request body larger than the limit")
+
+        # HTTP/1.1 persists unless told to close; HTTP/1.0 only when asked (RFC 9112 9.3).
+        keep_alive = not close and not upgrade and (version == "1.1" or keep_alive_token)
+        request = Request(
+            parser.get_method().decode("ascii"),
+            collector.url,
+            version,
+            headers,
+            keep_alive,
+            content_length,
+            chunked,
+            expect_continue and version == "1.1",
+        )
+        if collector.message_complete and keep_alive:
+            # A head without a body: llhttp finished the message and can take the next head.
+            # (With a body it would wait for bytes we frame ourselves: it is dropped instead.)
+            self._parser = parser
+            collector.reset()
+        else:
+            self._collector = _HeadCollector()
+        self.request = request
+        self.keep_alive = keep_alive
+        self._body_seen = 0
+        self._continue_pending = request.expect_continue and request.has_body
+        if chunked:
+            self._state = _CHUNK_SIZE
+        elif content_length:
+            self._state = _BODY_LENGTH
+            self._remaining = content_length
+        else:
+            self._state = _DONE
+        return request
+
+    def _read_length_body(self) -> object:
+        buffer = self._buffer
+        if not buffer:
+            if self._their_eof:
+                raise self._fail(400, "connection closed before the whole body arrived")
+            return NEED_DATA
+        take = min(self._remaining, len(buffer))
+        data = bytes(buffer[:take])
+        del buffer[:take]
+        self._remaining -= take
+        self._continue_pending = False
+        if self._remaining == 0:
+            self._state = _END
+        return Data(data)
+
+    def _read_chunked(self) -> object:
+        buffer = self._buffer
+        limits = self.limits
+        state = self._state
+        self._continue_pending = False
+        if state == _CHUNK_DATA:
+            if not buffer:
+                return self._starved()
+            take = min(self._remaining, len(buffer))
+            data = bytes(buffer[:take])
+            del buffer[:take]
+            self._remaining -= take
+            if self._remaining == 0:
+                self._state = _CHUNK_CRLF
+            return Data(data)
+        if state == _CHUNK_CRLF:
+            if len(buffer) < 2:
+                return self._starved()
+            if buffer[:2] != b"\r\n":
+                raise self._fail(400, "chunk data not followed by CRLF")
+            del buffer[:2]
+            self._state = _CHUNK_SIZE
+            return self._read_chunked()
+        if state == _CHUNK_SIZE:
+            end = buffer.find(b"\r\n", 0, limits.max_chunk_line + 2)
+            if end < 0:
+                if buffer.find(b"\n") >= 0:
+                    raise self._fail(400, "bare LF in a chunk-size line")
+                if len(buffer) > limits.max_chunk_line:
+                    raise self._fail(400, "chunk-size line too long")
+                return self._starved()
+            line = bytes(buffer[:end])
+            match = _CHUNK_LINE.fullmatch(line)
+            if match is None:
+                raise self._fail(400, "malformed chunk-size line")
+            del buffer[: end + 2]
+            size = int(match.group(1), 16)
+            if size == 0:
+                self._state = _TRAILERS
+                return self._read_chunked()
+            self._body_seen += size
+            if limits.max_body is not None and self._body_seen > limits.max_body:
+                raise self._fail(413, "request body larger than the limit")
+            self._remaining = size
+            self._state = _CHUNK_DATA
+            return self._read_chunked()
+        # _TRAILERS: *( field-line CRLF ) CRLF
+        if buffer[:2] == b"\r\n":
+            del buffer[:2]
+            self._state = _DONE
+            return END_OF_MESSAGE
+        end = buffer.find(b"\r\n\r\n", 0, limits.max_trailer_bytes + 4)
+        if end < 0:
+            if len(buffer) > limits.max_trailer_bytes:
+                raise self._fail(431, "trailer section too large")
+            if buffer.find(b"\n\n") >= 0 or (buffer[:1] == b"\n"):
+                raise self._fail(400, "bare LF in the trailer section")
+            return self._starved()
+        block = bytes(buffer[:end])
+        del buffer[: end + 4]
+        trailers = []
+        for line in block.split(b"\r\n"):
+            match = _FIELD_LINE.fullmatch(line)
+            if match is None:
+                raise self._fail(400, "malformed trailer field")
+            trailers.append((match.group(1), match.group(2)))
+        self._state = _DONE
+        return EndOfMessage(trailers)
+
+    def _starved(self) -> object:
+        if self._their_eof:
+            raise self._fail(400, "connection closed before the whole body arrived")
+        return NEED_DATA
+
+    @property
+    def request_complete(self) -> bool:
+        """Whether the current request has been read to its end (body included)."""
+        return self._state == _DONE
+
+    # --- output --------------------------------------------------------------------------------
+
+    @property
+    def response_started(self) -> bool:
+        """Whether a response head has been produced in this cycle."""
+        return self._our_state != _IDLE
+
+    def continue_response(self) -> bytes:
+        """``100 Continue``, once, when the client asked for it and nothing was sent yet."""
+        if self._continue_pending and self._our_state == _IDLE:
+            self._continue_pending = False
+            return b"HTTP/1.1 100 Continue\r\n\r\n"
+        return b""
+
+    def response_head(self, status: str, headers: list[tuple[str, str]]) -> bytes:
+        """Frame a response head for the current request.
+
+        ``status`` is ``"200 OK"``; ``headers`` are ``(name, value)`` strings as WSGI gives
+        them. Raises ``ValueError`` for a head that would be unsafe or invalid (the caller
+        answers 500 instead); ``RuntimeError`` if a head was already produced.
+        """
+        if self._our_state != _IDLE:
+            raise RuntimeError("a response head was already sent for this request")
+        request = self.request
+        if request is None:
+            raise RuntimeError("no request to respond to")
+        match = _STATUS.fullmatch(status)
+        if match is None:
+            raise ValueError(f"invalid status line {status!r}")
+        code = int(match.group(1))
+        lines = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        if _RESPONSE_FIELDS.fullmatch(lines) is None or lines.count("\n") != len(headers):
+            raise ValueError("invalid header name or value (CR, LF or NUL, or not a token)")
+        content_length: int | None = None
+        has_date = has_server = False
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == "content-length":
+                if not value.isdigit() or content_length is not None:
+                    raise ValueError(f"invalid Content-Length {value!r}")
+                content_length = int(value)
+            elif lowered == "connection":
+                if "close" in value.lower():
+                    self.keep_alive = False
+            elif lowered == "date":
+                has_date = True
+            elif lowered == "server":
+                has_server = True
+            elif lowered in _HOP_BY_HOP:
+                raise ValueError(f"hop-by-hop header {name!r} is the server's to set")
+        if code < 200:
+            raise ValueError("1xx responses are the server's to send")
+        keep_alive = self.keep_alive and request.keep_alive
+        if request.method == "HEAD" or code in _NO_BODY_STATUS:
+            framing = _NO_BODY
+        elif content_length is not None:
+            framing = _LENGTH
+            self._to_send = content_length
+        elif request.version == "1.1":
+            framing = _CHUNKED
+            lines += "Transfer-Encoding: chunked\r\n"
+        else:
+            framing = _UNTIL_CLOSE
+            keep_alive = False
+        if not has_date:
+            lines += f"Date: {http_date()}\r\n"
+        if not has_server:
+            lines += f"Server: {self.server_name}\r\n"
+        if not keep_alive:
+            if not any(n.lower() == "connection" for n, _ in headers):
+                lines += "Connection: close\r\n"
+        elif request.version == "1.0":
+            lines += "Connection: keep-alive\r\n"
+        self.keep_alive = keep_alive
+        self._framing = framing
+        self._our_state = _SENDING
+        self._continue_pending = False
+        return f"HTTP/1.1 {status}\r\n{lines}\r\n".encode("latin-1")
+
+    def response_body(self, data: bytes) -> bytes:
+        """Frame a piece of the response body (empty for HEAD, 204 and 304)."""
+        framing = self._framing
+        if framing == _LENGTH:
+            if len(data) > self._to_send:
+                # The application sent more than it declared: send what it declared, then
+                # close, so the extra bytes can never be read as the next response.
+                data = data[: self._to_send]
+                self.keep_alive = False
+            self._to_send -= len(data)
+            return data
+        if framing == _CHUNKED:
+            if not data:
+                return b""
+            return b"%x\r\n%b\r\n" % (len(data), data)
+        if framing == _UNTIL_CLOSE:
+            return data
+        return b""
+
+    def end_response(self) -> bytes:
+        """Finish the response; returns the last bytes to send (the last chunk)."""
+        if self._our_state != _SENDING:
+            raise RuntimeError("no response in progress")
+        self._our_state = _SENT
+        if self._framing == _CHUNKED:
+            return b"0\r\n\r\n"
+        if self._framing == _LENGTH and self._to_send:
+            self.keep_alive = False  # fewer bytes than declared: only a close ends it cleanly
+        return b""
+
+    @property
+    def response_complete(self) -> bool:
+        """Whether the response to the current request has been fully framed."""
+        return self._our_state == _SENT
+
+    def error_response(self, error: ProtocolError | int, detail: str = "") -> bytes:
+        """A complete plain-text error response that closes the connection, or ``b""`` when
+        a response has already begun (then the only safe move is to close)."""
+        if self._our_state != _IDLE:
+            self.keep_alive = False
+            return b""
+        status = error.status if isinstance(error, ProtocolError) else error
+        detail = detail or (error.reason if isinstance(error, ProtocolError) else "")
+        reason = _REASONS.get(status, "Error")
+        body = f"{status} {reason}" + (f": {detail}" if detail else "") + "\n"
+        payload = body.encode("utf-8", "replace")
+        self._our_state = _SENT
+        self.keep_alive = False
+        return (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Length: {len(payload)}\r\nDate: {http_date()}\r\n"
+            f"Server: {self.server_name}\r\nConnection: close\r\n\r\n"
+        ).encode("latin-1") + payload
+
+    def start_next_cycle(self) -> None:
+        """Begin reading the next request; both the request and the response must be done."""
+        if self._state != _DONE or self._our_state != _SENT or not self.keep_alive:
+            raise RuntimeError("the current request and response are not both finished")
+        self._state = _HEAD
+        self._our_state = _IDLE
+        self._framing = _NO_BODY
+        self.request = None
+
+
+def _llhttp_reason(exc: Exception) -> str:
+    text = str(exc).strip() or "malformed request"
+    return text[0].lower() + text[1:]
