@@ -6,7 +6,8 @@ they land.
 """
 
 from netassist.errors import ExitCode, NetassistError
+from netassist.server import ServerConfig, serve
 
 __version__ = "0.1.0"
 
-__all__ = ["ExitCode", "NetassistError", "__version__"]
+__all__ = ["ExitCode", "NetassistError", "ServerConfig", "__version__", "serve"]

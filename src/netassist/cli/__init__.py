@@ -25,7 +25,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line grammar, with every subcommand registered."""
-    from netassist.cli import wire
+    from netassist.cli import server, wire
 
     parser = OneLineParser(
         prog="netassist",
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         title="commands", metavar="COMMAND", parser_class=OneLineParser
     )
     wire.register(commands)
+    server.register(commands)
     return parser
 
 

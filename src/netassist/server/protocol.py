@@ -678,6 +678,11 @@ class ServerConnection:
             return data
         return b""
 
+    def count_body_sent(self, size: int) -> None:
+        """Account for ``size`` body bytes the caller sent itself (``os.sendfile``)."""
+        if self._framing == _LENGTH:
+            self._to_send -= min(size, self._to_send)
+
     def end_response(self) -> bytes:
         """Finish the response; returns the last bytes to send (the last chunk)."""
         if self._our_state != _SENDING:

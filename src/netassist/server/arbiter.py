@@ -1,0 +1,76 @@
+"""The process that owns the listening sockets and runs the worker.
+
+Part 1 runs one worker in this process; signals stop it gracefully (TERM and INT: stop
+accepting, finish what is in flight, exit). The pre-fork master (spawn, reap, respawn, HUP
+reload, TTIN/TTOU) arrives with part 2: this is the only module that may fork or handle
+POSIX signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from netassist.errors import UsageError
+from netassist.server.config import ServerConfig
+from netassist.server.worker import Worker, listen, raise_fd_limit
+
+log = logging.getLogger("netassist.server")
+
+
+def run(
+    app: Callable, config: ServerConfig, *, on_ready: Callable[[list[str]], None] | None = None
+) -> None:
+    """Bind, serve ``app`` until TERM or INT, then return."""
+    if config.workers > 1:
+        raise UsageError(
+            "--workers above 1 arrives with the pre-fork master; use --threads for now"
+        )
+    sockets = listen(config)
+    raise_fd_limit()
+    _setup_access_log(config)
+    addresses = [_url(sock) for sock in sockets]
+    worker = Worker(app, config, sockets)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda *_: worker.stop())
+    try:
+        for address in addresses:
+            log.info(
+                "listening on %s (%d thread%s)", address, config.threads, "s" * (config.threads > 1)
+            )
+        if on_ready is not None:
+            on_ready(addresses)
+        worker.run()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for sock in sockets:
+            sock.close()
+        log.info("stopped")
+
+
+def _url(sock) -> str:
+    name = sock.getsockname()
+    if isinstance(name, str):
+        return f"unix:{name}"
+    host, port = name[0], name[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _setup_access_log(config: ServerConfig) -> None:
+    if config.access_log is None:
+        return
+    logger = logging.getLogger("netassist.access")
+    if config.access_log == "-":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(config.access_log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

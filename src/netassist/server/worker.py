@@ -1,0 +1,922 @@
+"""One worker process: accept connections, read requests, run the WSGI app, write responses.
+
+Design
+------
+Every socket is non-blocking and registered in one epoll set with ``EPOLLONESHOT``. Each of
+the worker's ``threads`` waits in ``epoll.poll`` on that same set; the thread that gets an
+event owns that connection until it re-arms it, so no connection is ever touched by two
+threads at once and no request is handed from thread to thread (no cross-thread wake-up
+per request). With one thread this is a plain event loop that calls the app inline; with
+more, an app blocked on I/O holds only its own thread while the others keep serving.
+
+What a thread may wait for is bounded: a request head or body that has not fully arrived
+goes back to epoll (a slow client holds no thread), bodies are buffered before the app is
+called (spooled to a temporary file when large), and a response that does not fit into the
+socket is resumed on ``EPOLLOUT`` where it stopped. Deadlines (head, keep-alive idle, body
+progress, send progress) are swept once a second; only the offending connection is closed.
+
+The exception is ``Expect: 100-continue``: the app is called at once with a live
+``wsgi.input`` that sends ``100 Continue`` on first read and then reads the socket itself.
+
+Linux's epoll is required for more than one thread; elsewhere (macOS, Windows) the same
+loop runs on ``selectors`` with one thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import select
+import selectors
+import socket
+import tempfile
+import threading
+import time
+from stat import S_ISREG
+from typing import IO, Any
+
+from netassist.server.config import ServerConfig
+from netassist.server.protocol import (
+    CLOSED,
+    NEED_DATA,
+    Data,
+    EndOfMessage,
+    ProtocolError,
+    Request,
+    ServerConnection,
+)
+from netassist.server.wsgi import EnvironBuilder, FileWrapper, StartResponse, WSGIApp
+
+log = logging.getLogger("netassist.server")
+access_log = logging.getLogger("netassist.access")
+
+RECV_SIZE = 64 * 1024  # below the allocator's mmap threshold: a bigger recv costs a mmap per call
+LINGER_SECONDS = 2.0
+SWEEP_INTERVAL = 1.0
+_EMPTY_BODY = b""
+
+# What a connection is doing; the deadline that applies follows from it.
+HEAD, BODY, APP, SEND, LINGER = range(5)
+
+_HAS_EPOLL = hasattr(select, "epoll")
+if _HAS_EPOLL:
+    _IN = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
+    _OUT = select.EPOLLOUT | select.EPOLLONESHOT
+else:  # pragma: no cover - exercised on non-Linux systems only
+    _IN, _OUT = selectors.EVENT_READ, selectors.EVENT_WRITE
+
+
+class Connection:
+    """One client connection and where it stands."""
+
+    __slots__ = (
+        "body",
+        "body_size",
+        "builder",
+        "closed",
+        "deadline",
+        "fd",
+        "file",
+        "head_started",
+        "iterator",
+        "lock",
+        "out",
+        "phase",
+        "proto",
+        "registered",
+        "remote",
+        "request",
+        "result",
+        "sock",
+        "start",
+        "started_at",
+    )
+
+    def __init__(
+        self, sock: socket.socket, remote: Any, proto: ServerConnection, builder: EnvironBuilder
+    ):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.remote = remote if isinstance(remote, tuple) else None
+        self.proto = proto
+        self.builder = builder
+        self.lock = threading.Lock()
+        self.closed = False
+        self.registered = False
+        self.phase = HEAD
+        self.deadline = 0.0
+        self.head_started = 0.0
+        self.request: Request | None = None
+        self.body: Any = None
+        self.body_size = 0
+        self.result: Any = None
+        self.iterator: Any = None
+        self.start: StartResponse | None = None
+        self.out = b""
+        self.file: list[int] | None = None  # [file fd, offset, remaining, total] during sendfile
+        self.started_at = 0.0
+
+
+class LiveInput(io.RawIOBase):
+    """``wsgi.input`` for ``Expect: 100-continue``: sends ``100 Continue`` on the first
+    read, then reads the body from the socket as the app asks for it."""
+
+    def __init__(self, worker: Worker, conn: Connection) -> None:
+        self._worker = worker
+        self._conn = conn
+        self._buffer = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        """Get the next piece of body into the buffer; False at the end."""
+        if self._done:
+            return False
+        conn = self._conn
+        proto = conn.proto
+        continue_bytes = proto.continue_response()
+        if continue_bytes:
+            self._worker.send_blocking(conn, continue_bytes)
+        while True:
+            event = proto.next_event()  # ProtocolError propagates to the app as an error
+            if isinstance(event, Data):
+                self._buffer += event.data
+                return True
+            if isinstance(event, EndOfMessage) or event is not NEED_DATA:
+                self._done = True
+                return False
+            data = self._worker.recv_blocking(conn)
+            proto.receive_data(data)
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            if not self._fill():
+                return 0
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def readline(self, size: int | None = -1) -> bytes:
+        while b"\n" not in self._buffer and (size is None or size < 0 or len(self._buffer) < size):
+            if not self._fill():
+                break
+        end = self._buffer.find(b"\n") + 1 or len(self._buffer)
+        if size is not None and size >= 0:
+            end = min(end, size)
+        line, self._buffer = self._buffer[:end], self._buffer[end:]
+        return line
+
+
+class _Poller:
+    """epoll with one-shot arming, or a selectors fallback for a single thread."""
+
+    def __init__(self) -> None:
+        if _HAS_EPOLL:
+            self._epoll = select.epoll()
+            self.poll = self._poll_epoll
+        else:  # pragma: no cover
+            self._selector = selectors.DefaultSelector()
+            self.poll = self._poll_selector
+
+    def register(self, fd: int, mask: int) -> None:
+        if _HAS_EPOLL:
+            self._epoll.register(fd, mask)
+        else:  # pragma: no cover
+            self._selector.register(fd, mask)
+
+    def modify(self, fd: int, mask: int) -> None:
+        if _HAS_EPOLL:
+            self._epoll.modify(fd, mask)
+        else:  # pragma: no cover
+            self._selector.modify(fd, mask)
+
+    def unregister(self, fd: int) -> None:
+        try:
+            if _HAS_EPOLL:
+                self._epoll.unregister(fd)
+            else:  # pragma: no cover
+                self._selector.unregister(fd)
+        except (OSError, KeyError, ValueError):
+            pass
+
+    def _poll_epoll(self, timeout: float, maxevents: int) -> list[tuple[int, int]]:
+        return self._epoll.poll(timeout, maxevents)
+
+    def _poll_selector(
+        self, timeout: float, maxevents: int
+    ) -> list[tuple[int, int]]:  # pragma: no cover
+        ready = []
+        for key, mask in self._selector.select(timeout):
+            self._selector.unregister(key.fd)  # one-shot, like EPOLLONESHOT
+            ready.append((key.fd, mask))
+        return ready
+
+    def close(self) -> None:
+        if _HAS_EPOLL:
+            self._epoll.close()
+        else:  # pragma: no cover
+            self._selector.close()
+
+
+class Worker:
+    """Serves ``app`` on already-listening ``sockets`` until :meth:`stop`."""
+
+    def __init__(self, app: WSGIApp, config: ServerConfig, sockets: list[socket.socket]) -> None:
+        self.app = app
+        self.config = config
+        self.threads = config.threads if _HAS_EPOLL else 1
+        self.poller = _Poller()
+        self.listeners: dict[int, tuple[socket.socket, EnvironBuilder]] = {}
+        self.conns: dict[int, Connection] = {}
+        self.stopping = False
+        self._accept_paused = False
+        self._sweep_lock = threading.Lock()
+        self._next_sweep = 0.0
+        self._wake_r, self._wake_w = os.pipe()
+        self.poller.register(self._wake_r, select.EPOLLIN if _HAS_EPOLL else selectors.EVENT_READ)
+        self._log_access = config.access_log is not None
+        multiprocess = config.workers > 1
+        for sock in sockets:
+            sock.setblocking(False)
+            name = sock.getsockname()
+            if isinstance(name, tuple):
+                server_name, server_port = str(name[0]), str(name[1])
+            else:
+                server_name, server_port = str(name), ""
+            builder = EnvironBuilder(
+                server_name=server_name,
+                server_port=server_port,
+                multithread=self.threads > 1,
+                multiprocess=multiprocess,
+                script_name=config.script_name,
+            )
+            self.listeners[sock.fileno()] = (sock, builder)
+            self.poller.register(sock.fileno(), _IN)
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until :meth:`stop`; returns after in-flight requests finished."""
+        helpers = [
+            threading.Thread(target=self._loop, name=f"netassist-worker-{i}", daemon=True)
+            for i in range(1, self.threads)
+        ]
+        for thread in helpers:
+            thread.start()
+        try:
+            self._loop()
+        finally:
+            for thread in helpers:
+                thread.join(self.config.send_timeout)
+            self._shutdown()
+
+    def stop(self) -> None:
+        """Stop accepting and leave :meth:`run` once busy connections finish; thread- and
+        signal-safe."""
+        self.stopping = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    def _loop(self) -> None:
+        poll = self.poller.poll
+        listeners = self.listeners
+        conns = self.conns
+        # With several threads each takes one event at a time, so an app blocked in one
+        # thread never sits on events another thread could serve.
+        maxevents = 1 if self.threads > 1 else 64
+        while not self.stopping:
+            try:
+                events = poll(SWEEP_INTERVAL, maxevents)
+            except InterruptedError:
+                continue
+            for fd, mask in events:
+                conn = conns.get(fd)
+                if conn is not None:
+                    self._on_event(conn, mask)
+                elif fd in listeners:
+                    self._accept(fd)
+            now = time.monotonic()
+            if now >= self._next_sweep:
+                self._sweep(now)
+        self._drain_on_stop()
+
+    # --- accepting ----------------------------------------------------------------------------
+
+    def _accept(self, fd: int) -> None:
+        sock, builder = self.listeners[fd]
+        config = self.config
+        for _ in range(64):
+            if len(self.conns) >= config.max_connections:
+                self._accept_paused = True
+                return  # the listener stays disarmed until a connection closes
+            try:
+                client, remote = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("cannot accept more connections: %s", exc.strerror)
+                    break
+                continue  # ECONNABORTED and friends: that client is gone, others are not
+            client.setblocking(False)
+            if client.family != socket.AF_UNIX:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(
+                client, remote, ServerConnection(config.limits, config.server_name), builder
+            )
+            conn.deadline = time.monotonic() + config.header_timeout
+            self.conns[conn.fd] = conn
+            if self.threads > 1:
+                # Let whichever thread is free take it: reading it here would queue every new
+                # connection's first request behind this thread's app call.
+                self._arm(conn, _IN)
+                continue
+            with conn.lock:
+                # With TCP_DEFER_ACCEPT the request is usually here already: no epoll round trip.
+                self._read(conn)
+        self._rearm_listener(fd)
+
+    def _rearm_listener(self, fd: int) -> None:
+        if not self.stopping:
+            try:
+                self.poller.modify(fd, _IN)
+            except (OSError, ValueError):
+                pass
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def _on_event(self, conn: Connection, mask: int) -> None:
+        if not conn.lock.acquire(blocking=False):
+            return  # the sweeper is closing it
+        try:
+            if conn.closed:
+                return
+            if conn.phase == SEND:
+                self._pump(conn)
+            elif conn.phase == LINGER:
+                self._linger(conn)
+            else:
+                self._read(conn)
+        except Exception:  # a bug of ours must cost one connection, never the worker
+            log.exception("internal error serving %s", conn.remote)
+            self._close(conn)
+        finally:
+            conn.lock.release()
+
+    def _arm(self, conn: Connection, mask: int) -> None:
+        if conn.closed:
+            return
+        try:
+            if conn.registered:
+                self.poller.modify(conn.fd, mask)
+            else:
+                self.poller.register(conn.fd, mask)
+                conn.registered = True
+        except OSError:
+            self._close(conn)
+
+    def _read(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            self._arm(conn, _IN)
+            return
+        except OSError:
+            self._close(conn)
+            return
+        conn.proto.receive_data(data)
+        self._process(conn)
+
+    def _process(self, conn: Connection) -> None:
+        """Turn buffered bytes into requests and responses until more input is needed."""
+        proto = conn.proto
+        config = self.config
+        while True:
+            try:
+                event = proto.next_event()
+            except ProtocolError as error:
+                self._send_error(conn, error)
+                return
+            if event is NEED_DATA:
+                now = time.monotonic()
+                if conn.phase == BODY:
+                    conn.deadline = now + config.body_timeout
+                elif proto.buffered and not conn.head_started:
+                    # The next head has begun: from now on it must arrive within header_timeout.
+                    conn.head_started = now
+                    conn.deadline = now + config.header_timeout
+                self._arm(conn, _IN)
+                return
+            if isinstance(event, Request):
+                conn.request = event
+                conn.head_started = 0.0
+                if not event.has_body:
+                    self._call_app(conn, _EMPTY_BODY, None)
+                    return
+                if event.expect_continue:
+                    self._call_app(conn, LiveInput(self, conn), event.content_length)
+                    return
+                conn.phase = BODY
+                conn.body = io.BytesIO()
+                conn.body_size = 0
+                continue
+            if isinstance(event, Data):
+                body = conn.body
+                body.write(event.data)
+                conn.body_size += len(event.data)
+                if type(body) is io.BytesIO and conn.body_size > config.body_memory:
+                    conn.body = _spool(body)
+                continue
+            if isinstance(event, EndOfMessage):
+                body = conn.body
+                body.seek(0)
+                self._call_app(conn, body, conn.body_size)
+                return
+            if event is CLOSED:
+                self._close(conn)
+                return
+            # PAUSED cannot come here: _finish starts the next cycle before processing again.
+            log.error("unexpected protocol event %r", event)
+            self._close(conn)
+            return
+
+    # --- the application -----------------------------------------------------------------------
+
+    def _call_app(self, conn: Connection, body: Any, content_length: int | None) -> None:
+        request = conn.request
+        assert request is not None
+        conn.phase = APP
+        conn.deadline = float("inf")
+        if self._log_access:
+            conn.started_at = time.time()
+        if type(body) is bytes:
+            body = io.BytesIO(body)
+            content_length = None if request.content_length is None else 0
+        environ = conn.builder.build(request, body, conn.remote, content_length)
+        start = conn.start = StartResponse(lambda data: self._write_callable(conn, data))
+        try:
+            result = self.app(environ, start)
+        except Exception:
+            log.exception(
+                "error in the application for %s %s", request.method, environ.get("RAW_URI")
+            )
+            self._respond_500(conn)
+            return
+        conn.result = result
+        # The common case: a list with one bytes object, sent with its head in one call.
+        if (
+            type(result) is list
+            and len(result) == 1
+            and start.status is not None
+            and not start.headers_sent
+        ):
+            self._send_whole(conn, result[0])
+            return
+        if type(result) is FileWrapper and self._try_sendfile(conn, result):
+            return
+        try:
+            conn.iterator = iter(result)
+        except Exception:
+            log.exception("the application returned something that is not iterable")
+            self._respond_500(conn)
+            return
+        conn.phase = SEND
+        self._pump(conn)
+
+    def _head(self, conn: Connection) -> bytes:
+        start = conn.start
+        assert start is not None
+        if start.status is None or start.headers is None:
+            raise RuntimeError("the application did not call start_response")
+        start.headers_sent = True
+        return conn.proto.response_head(start.status, start.headers)
+
+    def _send_whole(self, conn: Connection, chunk: bytes) -> None:
+        proto = conn.proto
+        try:
+            if type(chunk) is not bytes:
+                raise TypeError(f"the application returned {type(chunk).__name__}, not bytes")
+            head = self._head(conn)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            log.error("bad response from the application: %s", exc)
+            self._respond_500(conn)
+            return
+        conn.out = head + proto.response_body(chunk) + proto.end_response()
+        conn.phase = SEND
+        self._pump(conn)
+
+    def _pump(self, conn: Connection) -> None:
+        """Send what is pending, pulling more from the app's iterable, until done or blocked."""
+        proto = conn.proto
+        while True:
+            if conn.out:
+                if not self._send_some(conn):
+                    return
+                continue
+            if conn.file is not None:
+                if not self._sendfile_some(conn):
+                    return
+                continue
+            iterator = conn.iterator
+            if iterator is None:
+                self._finish(conn)
+                return
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                conn.iterator = None
+                try:
+                    out = b"" if conn.start.headers_sent else self._head(conn)  # type: ignore[union-attr]
+                except (ValueError, RuntimeError) as exc:
+                    log.error("bad response from the application: %s", exc)
+                    self._respond_500(conn)
+                    return
+                conn.out = out + proto.end_response()
+                continue
+            except Exception:
+                log.exception("error in the application's response iterable")
+                conn.iterator = None
+                if conn.start is None or not conn.start.headers_sent:
+                    self._respond_500(conn)
+                else:
+                    self._close(conn)  # half a response went out: only a close ends it honestly
+                return
+            if not chunk:
+                continue
+            if type(chunk) is not bytes:
+                log.error("the application yielded %s, not bytes", type(chunk).__name__)
+                if not conn.start.headers_sent:  # type: ignore[union-attr]
+                    self._respond_500(conn)
+                else:
+                    self._close(conn)
+                return
+            try:
+                head = b"" if conn.start.headers_sent else self._head(conn)  # type: ignore[union-attr]
+            except (ValueError, RuntimeError) as exc:
+                log.error("bad response from the application: %s", exc)
+                self._respond_500(conn)
+                return
+            conn.out = head + proto.response_body(chunk)
+
+    def _send_some(self, conn: Connection) -> bool:
+        """Send ``conn.out``; True when all of it went, False when the socket is full."""
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(conn)
+            return False
+        if sent == len(conn.out):
+            conn.out = b""
+            return True
+        conn.out = conn.out[sent:]
+        conn.phase = SEND
+        conn.deadline = time.monotonic() + self.config.send_timeout
+        self._arm(conn, _OUT)
+        return False
+
+    def _try_sendfile(self, conn: Connection, wrapper: FileWrapper) -> bool:
+        """Send a file wrapper with os.sendfile when it is a regular file and framing allows."""
+        filelike = wrapper.filelike
+        try:
+            fd = filelike.fileno()
+            stat = os.fstat(fd)
+            offset = filelike.tell()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return False
+        if not hasattr(os, "sendfile") or not S_ISREG(stat.st_mode):
+            return False
+        start = conn.start
+        assert start is not None
+        if start.status is None or start.headers is None:
+            return False
+        remaining = max(0, stat.st_size - offset)
+        declared = next((v for n, v in start.headers if n.lower() == "content-length"), None)
+        if declared is None:
+            start.headers.append(("Content-Length", str(remaining)))
+        elif declared.isdigit():
+            remaining = min(remaining, int(declared))
+        try:
+            head = self._head(conn)
+        except (ValueError, RuntimeError) as exc:
+            log.error("bad response from the application: %s", exc)
+            self._respond_500(conn)
+            return True
+        if conn.request is not None and conn.request.method == "HEAD":
+            remaining = 0
+        conn.out = head
+        conn.file = [fd, offset, remaining, remaining]
+        conn.iterator = None
+        conn.phase = SEND
+        self._pump(conn)
+        return True
+
+    def _sendfile_some(self, conn: Connection) -> bool:
+        state = conn.file
+        assert state is not None
+        fd, offset, remaining, total = state
+        while remaining > 0:
+            try:
+                sent = os.sendfile(conn.fd, fd, offset, min(remaining, 1 << 30))
+            except (BlockingIOError, InterruptedError):
+                state[1], state[2] = offset, remaining
+                conn.deadline = time.monotonic() + self.config.send_timeout
+                self._arm(conn, _OUT)
+                return False
+            except OSError:
+                self._close(conn)
+                return False
+            if sent == 0:  # the file shrank under us: the response cannot be completed
+                self._close(conn)
+                return False
+            offset += sent
+            remaining -= sent
+        conn.file = None
+        conn.proto.count_body_sent(total)
+        conn.out = conn.proto.end_response()
+        return True
+
+    def _write_callable(self, conn: Connection, data: bytes) -> None:
+        """The legacy ``write()`` of start_response: sends at once, blocking this thread."""
+        if type(data) is not bytes:
+            raise TypeError("write() takes bytes")
+        start = conn.start
+        assert start is not None
+        head = b"" if start.headers_sent else self._head(conn)
+        self.send_blocking(conn, head + conn.proto.response_body(data))
+
+    def _respond_500(self, conn: Connection) -> None:
+        self._close_result(conn)
+        conn.iterator = None
+        out = conn.proto.error_response(500)
+        if not out:
+            self._close(conn)
+            return
+        conn.out = out
+        conn.phase = SEND
+        self._pump(conn)
+
+    def _send_error(self, conn: Connection, error: ProtocolError) -> None:
+        out = conn.proto.error_response(error)
+        if not out:
+            self._close(conn)
+            return
+        conn.out = out
+        conn.phase = SEND
+        conn.iterator = None
+        self._pump(conn)
+
+    def _close_result(self, conn: Connection) -> None:
+        result, conn.result = conn.result, None
+        close = getattr(result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("error in the application's close()")
+
+    def _finish(self, conn: Connection) -> None:
+        """The response is out: close the app's iterable, then keep-alive or close."""
+        self._close_result(conn)
+        proto = conn.proto
+        if self._log_access and conn.request is not None:
+            self._access(conn)
+        if isinstance(conn.body, io.IOBase) and type(conn.body) is not io.BytesIO:
+            conn.body.close()
+        conn.body = None
+        conn.start = None
+        # An app that left a 100-continue body unread: read the rest away, or close.
+        if proto.keep_alive and not proto.request_complete and not self._discard_body(conn):
+            proto.keep_alive = False
+        if not proto.keep_alive or self.stopping:
+            self._begin_linger(conn)
+            return
+        proto.start_next_cycle()
+        conn.phase = HEAD
+        conn.request = None
+        conn.deadline = time.monotonic() + self.config.keep_alive
+        self._process(conn)
+
+    def _discard_body(self, conn: Connection) -> bool:
+        proto = conn.proto
+        budget = 1 << 20
+        try:
+            while budget > 0:
+                event = proto.next_event()
+                if isinstance(event, EndOfMessage) or proto.request_complete:
+                    return True
+                if isinstance(event, Data):
+                    budget -= len(event.data)
+                    continue
+                if event is NEED_DATA:
+                    proto.receive_data(self.recv_blocking(conn, self.config.body_timeout))
+                    continue
+                return False
+        except (ProtocolError, OSError):
+            return False
+        return False
+
+    def _access(self, conn: Connection) -> None:
+        request = conn.request
+        assert request is not None
+        status = conn.start.status if conn.start and conn.start.status else "-"
+        remote = conn.remote[0] if conn.remote else "-"
+        took = time.time() - conn.started_at
+        access_log.info(
+            '%s "%s %s HTTP/%s" %s %.1fms',
+            remote,
+            request.method,
+            request.target.decode("latin-1"),
+            request.version,
+            status.split(" ", 1)[0],
+            took * 1000,
+        )
+
+    # --- closing ---------------------------------------------------------------------------
+
+    def _begin_linger(self, conn: Connection) -> None:
+        """Close our side, then read away what the client still sends for a moment, so
+        its unread request bytes do not turn our close into a reset that loses the response."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        conn.phase = LINGER
+        conn.deadline = time.monotonic() + LINGER_SECONDS
+        self._linger(conn)
+
+    def _linger(self, conn: Connection) -> None:
+        while True:
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                self._arm(conn, _IN)
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close(conn)
+                return
+
+    def _close(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self._close_result(conn)
+        if conn.registered:
+            self.poller.unregister(conn.fd)
+        self.conns.pop(conn.fd, None)
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+        if self._accept_paused and len(self.conns) < self.config.max_connections:
+            self._accept_paused = False
+            for fd in self.listeners:
+                self._rearm_listener(fd)
+
+    def _sweep(self, now: float) -> None:
+        if not self._sweep_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_sweep = now + SWEEP_INTERVAL
+            for conn in list(self.conns.values()):
+                if conn.deadline < now and conn.lock.acquire(blocking=False):
+                    try:
+                        if conn.deadline < now and not conn.closed:
+                            if conn.phase == HEAD and conn.head_started:
+                                self._timeout_response(conn)
+                            self._close(conn)
+                    finally:
+                        conn.lock.release()
+        finally:
+            self._sweep_lock.release()
+
+    def _timeout_response(self, conn: Connection) -> None:
+        try:
+            conn.sock.send(conn.proto.error_response(408, "the request head took too long"))
+        except OSError:
+            pass
+
+    def _drain_on_stop(self) -> None:
+        for fd in list(self.listeners):
+            self.poller.unregister(fd)
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.config.send_timeout
+        while time.monotonic() < deadline:
+            busy = [c for c in list(self.conns.values()) if c.phase in (BODY, APP, SEND)]
+            if not busy:
+                break
+            time.sleep(0.05)
+        for conn in list(self.conns.values()):
+            with conn.lock:
+                self._close(conn)
+        self.poller.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # --- blocking helpers for write() and 100-continue bodies ------------------------------------
+
+    def send_blocking(self, conn: Connection, data: bytes) -> None:
+        """Send all of ``data`` from the current thread, waiting up to send_timeout per step."""
+        view = memoryview(data)
+        while view:
+            try:
+                sent = conn.sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                _wait(conn.sock, write=True, timeout=self.config.send_timeout)
+                continue
+            view = view[sent:]
+
+    def recv_blocking(self, conn: Connection, timeout: float | None = None) -> bytes:
+        """Receive once from the current thread, waiting up to body_timeout."""
+        while True:
+            try:
+                return conn.sock.recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                _wait(conn.sock, write=False, timeout=timeout or self.config.body_timeout)
+
+
+def _wait(sock: socket.socket, *, write: bool, timeout: float) -> None:
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT if write else select.POLLIN)
+    if not poller.poll(timeout * 1000):
+        raise TimeoutError("the client did not keep up")
+
+
+def _spool(body: io.BytesIO) -> IO[bytes]:
+    spooled = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _finish
+    spooled.write(body.getbuffer())
+    return spooled
+
+
+def serve_sockets(app: WSGIApp, config: ServerConfig, sockets: list[socket.socket]) -> Worker:
+    """A worker for ``sockets``, ready to :meth:`Worker.run`."""
+    return Worker(app, config, sockets)
+
+
+def listen(config: ServerConfig) -> list[socket.socket]:
+    """Open the listening sockets of ``config`` (TCP and Unix), with clear errors."""
+    from netassist.errors import explain
+
+    sockets = []
+    for bind in config.binds:
+        try:
+            if bind.path is not None:
+                if os.path.exists(bind.path) and _is_stale_socket(bind.path):
+                    os.unlink(bind.path)
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.bind(bind.path)
+            else:
+                infos = socket.getaddrinfo(
+                    bind.host, bind.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                )
+                family, socktype, proto, _, address = infos[0]
+                sock = socket.socket(family, socktype, proto)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                if hasattr(socket, "TCP_DEFER_ACCEPT"):
+                    # Wake us only when the request has arrived, not at the bare handshake.
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+                sock.bind(address)
+            sock.listen(config.backlog)
+        except OSError as exc:
+            for opened in sockets:
+                opened.close()
+            raise explain(exc, f"binding {bind}") from None
+        sockets.append(sock)
+    return sockets
+
+
+def _is_stale_socket(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return True
+    finally:
+        probe.close()
+    return False
+
+
+def raise_fd_limit() -> None:
+    """Lift the soft open-file limit to the hard one, for many keep-alive connections."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass

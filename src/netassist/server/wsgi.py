@@ -1,0 +1,172 @@
+"""PEP 3333: the environ built from a request, ``start_response``, ``wsgi.input`` and
+``wsgi.file_wrapper``. Nothing here knows about sockets or threads: the worker hands in the
+request, the body reader and the peer's address, and gets back what the app answered."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+from urllib.parse import unquote_to_bytes
+
+from netassist.server.protocol import Request
+
+WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: a file the server may send with ``os.sendfile``.
+
+    Iterating it reads ``blksize`` blocks, so it also works wherever sendfile does not.
+    """
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 1 << 20) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while block := read(self.blksize):
+            yield block
+
+
+class StartResponse:
+    """The ``start_response`` callable of one request, with PEP 3333's ``exc_info`` rules."""
+
+    __slots__ = ("headers", "headers_sent", "status", "write")
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] | None = None
+        self.headers_sent = False
+        self.write = write
+
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if exc_info:
+            try:
+                if self.headers_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None  # no reference cycle through the traceback
+        elif self.status is not None:
+            raise AssertionError("start_response called twice without exc_info")
+        if type(status) is not str:
+            raise TypeError("status must be a str")
+        if type(headers) is not list:
+            raise TypeError("headers must be a list of (name, value) tuples")
+        for item in headers:
+            if (
+                type(item) is not tuple
+                or len(item) != 2
+                or type(item[0]) is not str
+                or type(item[1]) is not str
+            ):
+                raise TypeError(f"header {item!r} must be a (str, str) tuple")
+        self.status = status
+        self.headers = headers
+        return self.write
+
+
+def split_target(target: bytes, script_name: str = "") -> tuple[str, str, str]:
+    """``(SCRIPT_NAME, PATH_INFO, QUERY_STRING)`` for a request target.
+
+    PATH_INFO is percent-decoded and then read as latin-1, as PEP 3333 asks (so a UTF-8
+    path arrives as its bytes, one character each); an absolute-form target loses its
+    scheme and authority.
+    """
+    if target[:1] != b"/" and target != b"*":
+        scheme_end = target.find(b"://")
+        if scheme_end > 0:
+            slash = target.find(b"/", scheme_end + 3)
+            target = target[slash:] if slash >= 0 else b"/"
+    path, _, query = target.partition(b"?")
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    path_info = path.decode("latin-1")
+    if script_name and (path_info == script_name or path_info.startswith(script_name + "/")):
+        return script_name, path_info[len(script_name) :], query.decode("latin-1")
+    return "", path_info, query.decode("latin-1")
+
+
+class EnvironBuilder:
+    """Builds environs fast: the per-worker part is computed once and copied per request."""
+
+    def __init__(
+        self,
+        *,
+        server_name: str,
+        server_port: str,
+        url_scheme: str = "http",
+        multithread: bool = False,
+        multiprocess: bool = False,
+        script_name: str = "",
+        errors: IO[str] | None = None,
+    ) -> None:
+        self.script_name = script_name
+        self.base = {
+            "SERVER_NAME": server_name,
+            "SERVER_PORT": server_port,
+            "SCRIPT_NAME": script_name,
+            "SERVER_SOFTWARE": "netassist",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": url_scheme,
+            "wsgi.errors": errors if errors is not None else sys.stderr,
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+        }
+
+    def build(
+        self,
+        request: Request,
+        body: IO[bytes],
+        remote: tuple[str, int] | None,
+        content_length: int | None,
+    ) -> dict:
+        """The environ for ``request``; ``body`` is its wsgi.input."""
+        environ = self.base.copy()
+        target = request.target
+        if target[:1] == b"/" and b"%" not in target and not self.script_name:
+            path, _, query = target.partition(b"?")  # the common case, without the general path
+            environ["PATH_INFO"] = path.decode("latin-1")
+            environ["QUERY_STRING"] = query.decode("latin-1")
+        else:
+            script, path_info, query = split_target(target, self.script_name)
+            environ["SCRIPT_NAME"] = script
+            environ["PATH_INFO"] = path_info
+            environ["QUERY_STRING"] = query
+        environ["REQUEST_METHOD"] = request.method
+        environ["RAW_URI"] = environ["REQUEST_URI"] = target.decode("latin-1")
+        environ["SERVER_PROTOCOL"] = "HTTP/" + request.version
+        if remote is not None:
+            environ["REMOTE_ADDR"] = remote[0]
+            environ["REMOTE_PORT"] = str(remote[1])
+        else:
+            environ["REMOTE_ADDR"] = ""
+        environ["wsgi.input"] = body
+        if content_length is not None:
+            environ["CONTENT_LENGTH"] = str(content_length)
+        for name, value in request.headers:
+            key = name.upper()
+            if b"_" in key:
+                # X_Forwarded_For and X-Forwarded-For would share one key: drop the spoofable one.
+                continue
+            if key == b"CONTENT-TYPE":
+                environ["CONTENT_TYPE"] = value.decode("latin-1")
+                continue
+            if key == b"CONTENT-LENGTH":
+                continue  # set above from what was actually received
+            key_text = "HTTP_" + key.decode("latin-1").replace("-", "_")
+            text = value.decode("latin-1")
+            if key_text in environ:
+                separator = "; " if key_text == "HTTP_COOKIE" else ","
+                environ[key_text] += separator + text
+            else:
+                environ[key_text] = text
+        return environ

@@ -1,0 +1,333 @@
+"""``netassist run`` as a process, driven by requests, http.client, curl and raw sockets."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.conftest import need
+from tests.server.corpus import INVALID, VALID
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def server(netassist, tmp_path):
+    """Start ``netassist run tests.server.apps:APP`` on a free port; return its port."""
+
+    def start(app: str = "app", *args: str) -> int:
+        env = dict(os.environ, NETASSIST_TEST_CLOSE_DIR=str(tmp_path))
+        proc = netassist("run", f"tests.server.apps:{app}", "--bind", "127.0.0.1:0", *args, env=env)
+        start.proc = proc
+        return int(proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+
+    return start
+
+
+def raw_exchange(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
+    """Send raw bytes, half-close, and read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_keep_alive_reuses_one_connection(server):
+    port = server()
+    with requests.Session() as session:
+        ports = {
+            session.get(f"http://127.0.0.1:{port}/echo").json()["remote_port"] for _ in range(20)
+        }
+    assert len(ports) == 1
+
+
+def test_environ_is_complete_and_decoded_per_pep3333(server):
+    port = server()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(
+        "GET", "/echo/%E4%B8%AD%20x?a=1&b=%2F", headers={"X-Custom": "v", "X_Spoof": "drop"}
+    )
+    seen = json.loads(conn.getresponse().read())
+    assert seen["path_info"] == "/echo/中 x".encode().decode("latin-1")
+    assert seen["query"] == "a=1&b=%2F"
+    assert seen["raw_uri"] == "/echo/%E4%B8%AD%20x?a=1&b=%2F"
+    assert seen["protocol"] == "HTTP/1.1"
+    assert seen["remote_addr"] == "127.0.0.1"
+    assert seen["scheme"] == "http"
+    assert seen["multithread"] is False
+    assert seen["input_terminated"] is True
+    assert seen["http"]["HTTP_X_CUSTOM"] == "v"
+    assert "HTTP_X_SPOOF" not in seen["http"]
+
+
+def test_date_server_and_head_equals_get_minus_body(server):
+    port = server()
+    get = requests.get(f"http://127.0.0.1:{port}/hello")
+    head = requests.head(f"http://127.0.0.1:{port}/hello")
+    assert get.text == "Hello, world!"
+    assert head.content == b""
+    for name in ("Content-Type", "Content-Length", "Server"):
+        assert head.headers[name] == get.headers[name]
+    assert get.headers["Server"] == "netassist"
+    assert get.headers["Date"].endswith(" GMT")
+
+
+def test_chunked_response_without_content_length(server):
+    port = server()
+    reply = raw_exchange(port, b"GET /stream?3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in head
+    assert body == b"8\r\npiece 0\n\r\n8\r\npiece 1\n\r\n8\r\npiece 2\n\r\n0\r\n\r\n"
+    reply = raw_exchange(port, b"GET /stream?2 HTTP/1.0\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head
+    assert body == b"piece 0\npiece 1\n"
+
+
+def test_pipelined_requests_answered_in_order(server):
+    port = server()
+    requests_raw = (
+        b"".join(f"GET /echo/{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(10))
+        + b"GET /echo/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    reply = raw_exchange(port, requests_raw)
+    paths = [
+        json.loads(part.split(b"\r\n\r\n", 1)[1])["path_info"] for part in _split_responses(reply)
+    ]
+    assert paths == [f"/echo/{i}" for i in range(10)] + ["/echo/last"]
+
+
+def _split_responses(data: bytes) -> list[bytes]:
+    """Cut a stream of Content-Length responses apart (interim 100 responses dropped)."""
+    responses = []
+    while data:
+        if data.startswith(b"HTTP/1.1 100 "):
+            data = data[data.index(b"\r\n\r\n") + 4 :]
+            continue
+        head_end = data.index(b"\r\n\r\n") + 4
+        length = int(
+            next(
+                line.split(b":")[1]
+                for line in data[:head_end].split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+        )
+        responses.append(data[: head_end + length])
+        data = data[head_end + length :]
+    return responses
+
+
+@pytest.mark.parametrize("case", VALID, ids=lambda c: c.name)
+def test_corpus_valid_over_a_real_socket(server, case):
+    if case.name in ("OPTIONS *", "HEAD"):
+        pytest.skip("the validator wants PATH_INFO to start with /; HEAD has no JSON to read")
+    port = server()
+    reply = raw_exchange(
+        port, case.raw + b"GET /end HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    answers = [json.loads(r.split(b"\r\n\r\n", 1)[1]) for r in _split_responses(reply)]
+    closes = case.requests[-1].version == "1.0"  # HTTP/1.0 without keep-alive ends the connection
+    assert len(answers) == len(case.requests) + (0 if closes else 1)
+    for seen, expected in zip(answers, case.requests, strict=False):
+        assert seen["method"] == expected.method
+        assert seen["raw_uri"] == expected.target.decode("latin-1")
+        assert seen["protocol"] == f"HTTP/{expected.version}"
+        assert seen["body_sha256"] == hashlib.sha256(expected.body).hexdigest()
+        for name, value in expected.headers:
+            key = name.decode().upper().replace("-", "_")
+            if key in ("CONTENT_LENGTH", "CONTENT_TYPE", "TRANSFER_ENCODING"):
+                continue
+            assert value.decode("latin-1") in seen["http"]["HTTP_" + key]
+
+
+@pytest.mark.parametrize("case", INVALID, ids=lambda c: c.name)
+def test_corpus_invalid_over_a_real_socket(server, case):
+    port = server()
+    reply = raw_exchange(port, case.raw)
+    assert reply.startswith(b"HTTP/1.1 %d " % case.status), reply[:80]
+    assert b"Connection: close" in reply.split(b"\r\n\r\n", 1)[0]
+    # and the server is still fine for everyone else
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=10).text == "Hello, world!"
+
+
+def test_chunked_upload_50_mib_sha256(server):
+    port = server()
+    block = os.urandom(1 << 20)
+    digest = hashlib.sha256()
+
+    def body():
+        for _ in range(50):
+            digest.update(block)
+            yield block
+
+    reply = requests.post(f"http://127.0.0.1:{port}/read", data=body(), timeout=120)
+    assert reply.status_code == 200
+    assert reply.text == digest.hexdigest()
+
+
+def test_content_length_upload_read_by_lines_and_blocks(server):
+    port = server()
+    data = b"first line\n" + os.urandom(300_000)
+    reply = requests.post(f"http://127.0.0.1:{port}/read", data=data, timeout=30)
+    assert reply.text == hashlib.sha256(data).hexdigest()
+
+
+def test_file_wrapper_one_gib_download_sha256(server, tmp_path):
+    path = tmp_path / "big.bin"
+    block = os.urandom(1 << 20)
+    digest = hashlib.sha256()
+    with open(path, "wb") as handle:
+        for i in range(1024):
+            piece = block[i:] + block[:i]  # every MiB different, so order matters
+            handle.write(piece)
+            digest.update(piece)
+    port = server("raw")
+    received = hashlib.sha256()
+    size = 0
+    with requests.get(f"http://127.0.0.1:{port}/file?{path}", stream=True, timeout=120) as reply:
+        assert reply.headers["Content-Length"] == str(1 << 30)
+        for chunk in reply.iter_content(1 << 20):
+            received.update(chunk)
+            size += len(chunk)
+    assert size == 1 << 30
+    assert received.hexdigest() == digest.hexdigest()
+
+
+def test_100_continue_with_curl(server, tmp_path):
+    curl = need("curl")
+    port = server()
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(200_000))
+    result = subprocess.run(
+        [
+            curl,
+            "-sv",
+            "-H",
+            "Expect: 100-continue",
+            "--data-binary",
+            f"@{payload}",
+            f"http://127.0.0.1:{port}/read",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"HTTP/1.1 100 Continue" in result.stderr
+    assert result.stdout.decode() == hashlib.sha256(payload.read_bytes()).hexdigest()
+
+
+def test_100_continue_not_sent_when_app_does_not_read(server):
+    port = server()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"PUT /hello HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        )
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200 OK")
+    assert b"100 Continue" not in reply
+
+
+def test_app_exception_gives_500_and_worker_keeps_serving(server):
+    port = server()
+    reply = requests.get(f"http://127.0.0.1:{port}/fail", timeout=10)
+    assert reply.status_code == 500
+    assert "boom" not in reply.text and "Traceback" not in reply.text
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=10).status_code == 200
+    server.proc.expect_stderr("RuntimeError: boom")
+
+
+def test_close_is_always_called(server, tmp_path):
+    port = server()
+    assert requests.get(f"http://127.0.0.1:{port}/tracked?ok", timeout=10).text == "first second"
+    with pytest.raises(requests.exceptions.RequestException):
+        requests.get(f"http://127.0.0.1:{port}/tracked?failing", timeout=10).content  # noqa: B018
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (tmp_path / "failing").exists():
+        time.sleep(0.05)
+    assert (tmp_path / "ok").read_text() == "closed"
+    assert (tmp_path / "failing").read_text() == "closed"
+
+
+def test_slow_head_times_out_without_hurting_others(server):
+    port = server("app", "--header-timeout", "1")
+    slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+    slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finished
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=10).status_code == 200
+    started = time.monotonic()
+    reply = slow.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 408")
+    assert time.monotonic() - started < 5
+    slow.close()
+
+
+def test_idle_keep_alive_connection_is_closed(server):
+    port = server("app", "--keep-alive", "1")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert sock.recv(65536) == b""
+        assert 0.5 < time.monotonic() - started < 5
+
+
+def test_body_over_limit_gets_413(server):
+    port = server("app", "--max-body", "1000")
+    reply = requests.post(f"http://127.0.0.1:{port}/echo", data=b"x" * 2000, timeout=10)
+    assert reply.status_code == 413
+
+
+def test_unix_socket_bind(netassist, tmp_path):
+    path = tmp_path / "app.sock"
+    proc = netassist("run", "tests.server.apps:app", "--bind", f"unix:{path}")
+    proc.expect_stderr("listening on unix:")
+    conn = http.client.HTTPConnection("localhost")
+    conn.sock = socket.socket(socket.AF_UNIX)
+    conn.sock.connect(str(path))
+    conn.request("GET", "/hello")
+    assert conn.getresponse().read() == b"Hello, world!"
+
+
+def test_threads_serve_a_slow_app_concurrently(server):
+    import concurrent.futures
+
+    port = server("app", "--threads", "4")
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(
+                lambda _: requests.get(f"http://127.0.0.1:{port}/slow?0.5", timeout=10).text,
+                range(4),
+            )
+        )
+    assert answers == ["slow"] * 4
+    assert time.monotonic() - started < 1.5  # four half-second requests side by side
+    assert requests.get(f"http://127.0.0.1:{port}/echo", timeout=10).json()["multithread"] is True
+
+
+def test_sigterm_stops_gracefully(server):
+    port = server()
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=10).ok
+    server.proc.popen.terminate()
+    code, _, err = server.proc.finish()
+    assert code == 0
+    assert "stopped" in err
+
+
+def test_bad_app_spec_is_one_line(tmp_path):
+    from tests.conftest import run_netassist
+
+    result = run_netassist("run", "no_such_module_xyz:app")
+    assert result.returncode == 1
+    assert result.stderr.decode().count("\n") == 1
+    assert "cannot import 'no_such_module_xyz'" in result.stderr.decode()
