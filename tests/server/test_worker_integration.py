@@ -331,3 +331,20 @@ def test_bad_app_spec_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.decode().count("\n") == 1
     assert "cannot import 'no_such_module_xyz'" in result.stderr.decode()
+
+
+def test_threads_never_lose_a_keep_alive_request(server):
+    """Regression: with several threads, a request arriving while the previous one's thread
+    was still re-arming the connection was dropped (a one-shot event lost), stalling it."""
+    port = server("app", "--threads", "4")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        started = time.monotonic()
+        for _ in range(500):
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(b"Hello, world!"):
+                chunk = sock.recv(4096)
+                assert chunk, "connection closed"
+                data += chunk
+        assert time.monotonic() - started < 10  # a lost event costs a second or more each

@@ -336,7 +336,8 @@ class Worker:
             if self.threads > 1:
                 # Let whichever thread is free take it: reading it here would queue every new
                 # connection's first request behind this thread's app call.
-                self._arm(conn, _IN)
+                with conn.lock:
+                    self._arm(conn, _IN)
                 continue
             with conn.lock:
                 # With TCP_DEFER_ACCEPT the request is usually here already: no epoll round trip.
@@ -353,8 +354,9 @@ class Worker:
     # --- events ---------------------------------------------------------------------------------
 
     def _on_event(self, conn: Connection, mask: int) -> None:
-        if not conn.lock.acquire(blocking=False):
-            return  # the sweeper is closing it
+        # Wait, do not skip: the holder is the thread that just re-armed this connection (and
+        # is about to let go) or the sweeper; skipping would lose a one-shot event for good.
+        conn.lock.acquire()
         try:
             if conn.closed:
                 return
@@ -377,8 +379,9 @@ class Worker:
             if conn.registered:
                 self.poller.modify(conn.fd, mask)
             else:
-                self.poller.register(conn.fd, mask)
+                # Marked first: once registered, another thread may handle it at once.
                 conn.registered = True
+                self.poller.register(conn.fd, mask)
         except OSError:
             self._close(conn)
 

@@ -1,0 +1,11 @@
+-- A browser-like GET: about 10 headers, about 500 bytes in all.
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+wrk.headers["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+wrk.headers["Accept-Language"] = "en-US,en;q=0.9,zh-CN;q=0.8"
+wrk.headers["Accept-Encoding"] = "gzip, deflate, br"
+wrk.headers["Connection"] = "keep-alive"
+wrk.headers["Cookie"] = "session=abcdef0123456789; theme=dark"
+wrk.headers["Upgrade-Insecure-Requests"] = "1"
+wrk.headers["Cache-Control"] = "max-age=0"
+wrk.headers["Referer"] = "http://localhost:8000/"
+wrk.path = "/static/app.js?v=3"

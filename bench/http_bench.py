@@ -1,0 +1,282 @@
+"""The WSGI server against its peers, side by side in one run.
+
+    python bench/http_bench.py [--repeats 5] [--duration 5] [--only NAME ...]
+
+Every server runs the 13-byte hello world of ``bench/apps.py`` in one process pinned to
+core 0 (``taskset -c 0``); ``wrk -t1`` runs pinned to core 1. Each round runs every server
+once, in turn, so drift on this noisy machine hits all of them alike; the table gives the
+median over rounds of requests per second and of p99 latency, and netassist's ratio to each.
+
+Peers come from a separate virtual environment (``bench/.peers``, see bench/README.md); any
+that is missing is skipped. Only 127.0.0.1 is used; each wrk run is bounded by --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS = HERE / ".peers" / "bin"
+PROJECT_PY = ROOT / ".venv" / "bin" / "python"
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log crit;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+    uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+    keepalive_requests 100000000;
+    server {{ listen 127.0.0.1:{port}; location / {{ return 200 "Hello, world!"; }} }}
+}}
+"""
+
+WAITRESS = (
+    "import logging, sys; logging.getLogger('waitress.queue').setLevel(logging.ERROR);"
+    "sys.path.insert(0, {root!r}); import waitress; from bench.apps import hello;"
+    "waitress.serve(hello, host='127.0.0.1', port={port}, threads=4, _quiet=True)"
+)
+BJOERN = (
+    "import sys; sys.path.insert(0, {root!r}); import bjoern; from bench.apps import hello;"
+    "bjoern.run(hello, '127.0.0.1', {port})"
+)
+
+
+def servers(port: int, tmp: str) -> dict[str, list[str]]:
+    """Command lines of every available server for ``port``."""
+    root = str(ROOT)
+    found = {
+        "netassist --threads 1": [
+            str(PROJECT_PY),
+            "-m",
+            "netassist",
+            "run",
+            "bench.apps:hello",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        "netassist --threads 4": [
+            str(PROJECT_PY),
+            "-m",
+            "netassist",
+            "run",
+            "bench.apps:hello",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--threads",
+            "4",
+            "--log-level",
+            "warning",
+        ],
+    }
+    peer_py = PEERS / "python"
+    if (PEERS / "granian").exists():
+        found["granian wsgi"] = [
+            str(PEERS / "granian"),
+            "--interface",
+            "wsgi",
+            "--workers",
+            "1",
+            "--runtime-mode",
+            "st",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "bench.apps:hello",
+        ]
+    if (
+        peer_py.exists()
+        and subprocess.run([str(peer_py), "-c", "import bjoern"], capture_output=True).returncode
+        == 0
+    ):
+        found["bjoern"] = [str(peer_py), "-c", BJOERN.format(root=root, port=port)]
+    if (PEERS / "uvicorn").exists():
+        found["uvicorn (asgi)"] = [
+            str(PEERS / "uvicorn"),
+            "bench.apps:asgi_hello",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    if (PEERS / "waitress-serve").exists():
+        found["waitress 4 threads"] = [str(peer_py), "-c", WAITRESS.format(root=root, port=port)]
+    if (PEERS / "gunicorn").exists():
+        found["gunicorn gthread 4"] = [
+            str(PEERS / "gunicorn"),
+            "-w",
+            "1",
+            "-k",
+            "gthread",
+            "--threads",
+            "4",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "bench.apps:hello",
+        ]
+    if shutil.which("nginx"):
+        conf = Path(tmp) / f"nginx-{port}.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
+        found["nginx return 200"] = ["nginx", "-c", str(conf), "-e", f"{tmp}/error.log"]
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if sock.recv(100).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on {port} did not answer")
+
+
+def wrk(port: int, connections: int, duration: float, script: str | None) -> tuple[float, float]:
+    """(requests/s, p99 ms) from one wrk run."""
+    args = [
+        "taskset",
+        "-c",
+        LOAD_CORE,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+    ]
+    if script:
+        args += ["-s", script]
+    out = subprocess.run(
+        [*args, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=duration + 30
+    ).stdout
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if found is None:
+        raise RuntimeError(f"wrk said: {out.strip()[-300:]!r}")
+    rate = float(found.group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        print(f"    warning: {errors.group(1)} non-2xx responses", file=sys.stderr)
+    return rate, float(p99.group(1)) * scale
+
+
+def measure(name: str, command: list[str], port: int, scenarios: dict, duration: float) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_ready(port)
+        return {
+            label: wrk(port, conns, duration, script)
+            for label, (conns, script) in scenarios.items()
+        }
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--only", nargs="*", help="substrings of server names to run")
+    args = parser.parse_args()
+    scenarios = {
+        "c50": (50, None),
+        "c50 browser": (50, str(HERE / "browser.lua")),
+        "c1": (1, None),
+    }
+    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_number in range(args.repeats):
+            for name in servers(0, tmp):
+                if args.only and not any(part in name for part in args.only):
+                    continue
+                port = free_port()
+                command = servers(port, tmp)[name]
+                try:
+                    figures = measure(name, command, port, scenarios, args.duration)
+                except Exception as exc:  # one broken peer must not sink the whole run
+                    print(f"  {name}: failed ({exc})", file=sys.stderr)
+                    continue
+                for label, figure in figures.items():
+                    results.setdefault(name, {}).setdefault(label, []).append(figure)
+                print(
+                    f"round {round_number + 1} {name}: "
+                    + ", ".join(f"{k} {v[0]:,.0f}/s" for k, v in figures.items()),
+                    file=sys.stderr,
+                )
+    table = {
+        name: {
+            label: (statistics.median(r for r, _ in runs), statistics.median(p for _, p in runs))
+            for label, runs in by_label.items()
+        }
+        for name, by_label in results.items()
+    }
+    base = table.get("netassist --threads 1", {})
+    print(
+        f"\nmedian of {args.repeats} rounds, {args.duration:g} s each "
+        "(req/s, p99 ms, netassist inline / this)"
+    )
+    for label in scenarios:
+        print(f"\n{label}")
+        for name, figures in table.items():
+            rate, p99 = figures[label]
+            ratio = base[label][0] / rate if label in base and rate else float("nan")
+            print(f"  {name:<24} {rate:>10,.0f} req/s  p99 {p99:7.2f} ms  ratio {ratio:5.2f}")
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(table, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
