@@ -79,7 +79,7 @@ class ServerConfig:
         unknown = set(settings) - known
         if unknown:
             raise UsageError(f"unknown server setting(s): {', '.join(sorted(unknown))}")
-        binds = settings.get("binds", cls.binds)
+        binds = settings.get("binds") or (Bind(),)
         if isinstance(binds, str | Bind):
             binds = (binds,)
         settings["binds"] = tuple(b if isinstance(b, Bind) else Bind.parse(str(b)) for b in binds)  # type: ignore[union-attr]

@@ -205,6 +205,9 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NO_BODY_STATUS = frozenset({204, 304})
+# Lengths of host, expect, connection, content-length, transfer-encoding.
+_CHECKED_LENGTHS = frozenset({4, 6, 10, 14, 17})
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 _REASONS = {
     400: "Bad Request",
@@ -219,6 +222,8 @@ _REASONS = {
 }
 
 _date_cache: tuple[int, str] = (0, "")
+_head_cache: dict[tuple, tuple[bytes, int, int, bool]] = {}
+_HEAD_CACHE_SIZE = 512
 
 
 def http_date() -> str:
@@ -227,6 +232,7 @@ def http_date() -> str:
     now = int(time.time())
     if _date_cache[0] != now:
         _date_cache = (now, formatdate(now, usegmt=True))
+        _head_cache.clear()  # every cached head carries the old Date
     return _date_cache[1]
 
 
@@ -337,6 +343,11 @@ class ServerConnection:
 
     def _read_head(self) -> object:
         buffer = self._buffer
+        if not buffer:
+            if self._their_eof:
+                self._state = _ERROR
+                return CLOSED
+            return NEED_DATA
         limits = self.limits
         scanned = self._head_scanned
         if not scanned:
@@ -349,8 +360,12 @@ class ServerConnection:
         if end < 0:
             return self._head_incomplete(scanned)
         self._head_scanned = 0
-        head = bytes(buffer[: end + 4])
-        del buffer[: end + 4]
+        if end + 4 == len(buffer):  # the usual case: one whole head, nothing behind it
+            head = bytes(buffer)
+            buffer.clear()
+        else:
+            head = bytes(buffer[: end + 4])
+            del buffer[: end + 4]
         line_end = head.find(b"\r\n")
         if line_end > limits.max_request_line:
             raise self._fail(414, "request line too long")
@@ -424,8 +439,8 @@ class ServerConnection:
         expect_continue = False
         transfer_encodings = 0
         for name, value in headers:
-            if len(name) > 17:
-                continue
+            if len(name) not in _CHECKED_LENGTHS:
+                continue  # cannot be one of the fields below: skip lowering it
             lowered = name.lower()
             if lowered == b"host":
                 hosts += 1
@@ -456,8 +471,9 @@ class ServerConnection:
 
         # HTTP/1.1 persists unless told to close; HTTP/1.0 only when asked (RFC 9112 9.3).
         keep_alive = not close and not upgrade and (version == "1.1" or keep_alive_token)
+        method = parser.get_method()
         request = Request(
-            parser.get_method().decode("ascii"),
+            _METHODS.get(method) or method.decode("ascii"),
             collector.url,
             version,
             headers,
@@ -606,6 +622,40 @@ class ServerConnection:
         request = self.request
         if request is None:
             raise RuntimeError("no request to respond to")
+        keep_alive = self.keep_alive and request.keep_alive
+        # Most responses repeat the head of an earlier one: the finished bytes are cached for
+        # the current second (the Date line changes with it), keyed by all that shapes them.
+        http_date()
+        try:
+            key = (
+                status,
+                tuple(headers),
+                request.version,
+                request.method == "HEAD",
+                keep_alive,
+                self.server_name,
+            )
+            cached = _head_cache.get(key)
+        except TypeError:  # something unhashable: the full path will say what is wrong
+            key, cached = None, None
+        if cached is None:
+            cached = self._build_head(status, headers, request, keep_alive)
+            if key is not None:
+                if len(_head_cache) >= _HEAD_CACHE_SIZE:
+                    _head_cache.clear()
+                _head_cache[key] = cached
+        head, self._framing, self._to_send, self.keep_alive = cached
+        self._our_state = _SENDING
+        self._continue_pending = False
+        return head
+
+    def _build_head(
+        self, status: str, headers: list[tuple[str, str]], request: Request, keep_alive: bool
+    ) -> tuple[bytes, int, int, bool]:
+        """Validate and serialize a head: (bytes, framing, declared length, keep-alive)."""
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2 or not all(type(x) is str for x in item):
+                raise ValueError(f"header {item!r} is not a (str, str) tuple")
         match = _STATUS.fullmatch(status)
         if match is None:
             raise ValueError(f"invalid status line {status!r}")
@@ -614,7 +664,7 @@ class ServerConnection:
         if _RESPONSE_FIELDS.fullmatch(lines) is None or lines.count("\n") != len(headers):
             raise ValueError("invalid header name or value (CR, LF or NUL, or not a token)")
         content_length: int | None = None
-        has_date = has_server = False
+        has_date = has_server = has_connection = False
         for name, value in headers:
             lowered = name.lower()
             if lowered == "content-length":
@@ -622,8 +672,9 @@ class ServerConnection:
                     raise ValueError(f"invalid Content-Length {value!r}")
                 content_length = int(value)
             elif lowered == "connection":
+                has_connection = True
                 if "close" in value.lower():
-                    self.keep_alive = False
+                    keep_alive = False
             elif lowered == "date":
                 has_date = True
             elif lowered == "server":
@@ -632,12 +683,12 @@ class ServerConnection:
                 raise ValueError(f"hop-by-hop header {name!r} is the server's to set")
         if code < 200:
             raise ValueError("1xx responses are the server's to send")
-        keep_alive = self.keep_alive and request.keep_alive
+        to_send = 0
         if request.method == "HEAD" or code in _NO_BODY_STATUS:
             framing = _NO_BODY
         elif content_length is not None:
             framing = _LENGTH
-            self._to_send = content_length
+            to_send = content_length
         elif request.version == "1.1":
             framing = _CHUNKED
             lines += "Transfer-Encoding: chunked\r\n"
@@ -649,15 +700,11 @@ class ServerConnection:
         if not has_server:
             lines += f"Server: {self.server_name}\r\n"
         if not keep_alive:
-            if not any(n.lower() == "connection" for n, _ in headers):
+            if not has_connection:
                 lines += "Connection: close\r\n"
         elif request.version == "1.0":
             lines += "Connection: keep-alive\r\n"
-        self.keep_alive = keep_alive
-        self._framing = framing
-        self._our_state = _SENDING
-        self._continue_pending = False
-        return f"HTTP/1.1 {status}\r\n{lines}\r\n".encode("latin-1")
+        return f"HTTP/1.1 {status}\r\n{lines}\r\n".encode("latin-1"), framing, to_send, keep_alive
 
     def response_body(self, data: bytes) -> bytes:
         """Frame a piece of the response body (empty for HEAD, 204 and 304)."""

@@ -47,7 +47,7 @@ from netassist.server.protocol import (
     Request,
     ServerConnection,
 )
-from netassist.server.wsgi import EnvironBuilder, FileWrapper, StartResponse, WSGIApp
+from netassist.server.wsgi import EMPTY_INPUT, EnvironBuilder, FileWrapper, StartResponse, WSGIApp
 
 log = logging.getLogger("netassist.server")
 access_log = logging.getLogger("netassist.access")
@@ -354,9 +354,18 @@ class Worker:
     # --- events ---------------------------------------------------------------------------------
 
     def _on_event(self, conn: Connection, mask: int) -> None:
+        if self.threads == 1:
+            self._handle(conn)  # one thread: nothing to exclude
+            return
         # Wait, do not skip: the holder is the thread that just re-armed this connection (and
         # is about to let go) or the sweeper; skipping would lose a one-shot event for good.
         conn.lock.acquire()
+        try:
+            self._handle(conn)
+        finally:
+            conn.lock.release()
+
+    def _handle(self, conn: Connection) -> None:
         try:
             if conn.closed:
                 return
@@ -369,8 +378,6 @@ class Worker:
         except Exception:  # a bug of ours must cost one connection, never the worker
             log.exception("internal error serving %s", conn.remote)
             self._close(conn)
-        finally:
-            conn.lock.release()
 
     def _arm(self, conn: Connection, mask: int) -> None:
         if conn.closed:
@@ -459,8 +466,8 @@ class Worker:
         conn.deadline = float("inf")
         if self._log_access:
             conn.started_at = time.time()
-        if type(body) is bytes:
-            body = io.BytesIO(body)
+        if body is _EMPTY_BODY:
+            body = EMPTY_INPUT
             content_length = None if request.content_length is None else 0
         environ = conn.builder.build(request, body, conn.remote, content_length)
         start = conn.start = StartResponse(lambda data: self._write_callable(conn, data))
@@ -511,7 +518,18 @@ class Worker:
             log.error("bad response from the application: %s", exc)
             self._respond_500(conn)
             return
-        conn.out = head + proto.response_body(chunk) + proto.end_response()
+        out = head + proto.response_body(chunk) + proto.end_response()
+        try:
+            sent = conn.sock.send(out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._close(conn)
+            return
+        if sent == len(out):
+            self._finish(conn)
+            return
+        conn.out = out[sent:]
         conn.phase = SEND
         self._pump(conn)
 
@@ -692,9 +710,9 @@ class Worker:
         proto = conn.proto
         if self._log_access and conn.request is not None:
             self._access(conn)
-        if isinstance(conn.body, io.IOBase) and type(conn.body) is not io.BytesIO:
-            conn.body.close()
-        conn.body = None
+        if conn.body is not None:
+            conn.body.close()  # a spooled temporary file is deleted here
+            conn.body = None
         conn.start = None
         # An app that left a 100-continue body unread: read the rest away, or close.
         if proto.keep_alive and not proto.request_complete and not self._discard_body(conn):
@@ -706,7 +724,10 @@ class Worker:
         conn.phase = HEAD
         conn.request = None
         conn.deadline = time.monotonic() + self.config.keep_alive
-        self._process(conn)
+        if proto.buffered or proto.their_eof:
+            self._process(conn)  # a pipelined request, or the end, is already here
+        else:
+            self._arm(conn, _IN)
 
     def _discard_body(self, conn: Connection) -> bool:
         proto = conn.proto

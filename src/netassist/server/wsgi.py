@@ -32,6 +32,52 @@ class FileWrapper:
             yield block
 
 
+class EmptyInput:
+    """``wsgi.input`` of a request without a body: stateless, so one instance serves all."""
+
+    __slots__ = ()
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+EMPTY_INPUT = EmptyInput()
+
+# Header name (as received) -> environ key, or None for a name to drop. Names repeat from
+# request to request, so each is worked out once (bounded, in case a client invents many).
+_KEYS: dict[bytes, str | None] = {}
+_KEYS_LIMIT = 4096
+
+
+def _environ_key(name: bytes) -> str | None:
+    key = _KEYS.get(name)
+    if key is None and name not in _KEYS:
+        upper = name.upper()
+        if b"_" in upper:
+            key = None  # X_Forwarded_For would land on X-Forwarded-For's key: drop it
+        elif upper == b"CONTENT-TYPE":
+            key = "CONTENT_TYPE"
+        elif upper == b"CONTENT-LENGTH":
+            key = ""  # set from what was actually received
+        else:
+            key = "HTTP_" + upper.decode("latin-1").replace("-", "_")
+        if len(_KEYS) < _KEYS_LIMIT:
+            _KEYS[name] = key
+    return key
+
+
 class StartResponse:
     """The ``start_response`` callable of one request, with PEP 3333's ``exc_info`` rules."""
 
@@ -54,18 +100,9 @@ class StartResponse:
                 exc_info = None  # no reference cycle through the traceback
         elif self.status is not None:
             raise AssertionError("start_response called twice without exc_info")
-        if type(status) is not str:
-            raise TypeError("status must be a str")
-        if type(headers) is not list:
-            raise TypeError("headers must be a list of (name, value) tuples")
-        for item in headers:
-            if (
-                type(item) is not tuple
-                or len(item) != 2
-                or type(item[0]) is not str
-                or type(item[1]) is not str
-            ):
-                raise TypeError(f"header {item!r} must be a (str, str) tuple")
+        if type(status) is not str or type(headers) is not list:
+            raise TypeError("start_response takes a str status and a list of (str, str) headers")
+        # Each (name, value) is checked where the head is built, once per distinct head.
         self.status = status
         self.headers = headers
         return self.write
@@ -153,20 +190,13 @@ class EnvironBuilder:
         if content_length is not None:
             environ["CONTENT_LENGTH"] = str(content_length)
         for name, value in request.headers:
-            key = name.upper()
-            if b"_" in key:
-                # X_Forwarded_For and X-Forwarded-For would share one key: drop the spoofable one.
+            key = _environ_key(name)
+            if not key:
                 continue
-            if key == b"CONTENT-TYPE":
-                environ["CONTENT_TYPE"] = value.decode("latin-1")
-                continue
-            if key == b"CONTENT-LENGTH":
-                continue  # set above from what was actually received
-            key_text = "HTTP_" + key.decode("latin-1").replace("-", "_")
             text = value.decode("latin-1")
-            if key_text in environ:
-                separator = "; " if key_text == "HTTP_COOKIE" else ","
-                environ[key_text] += separator + text
+            if key in environ:
+                separator = "; " if key == "HTTP_COOKIE" else ","
+                environ[key] += separator + text
             else:
-                environ[key_text] = text
+                environ[key] = text
         return environ

@@ -1,0 +1,79 @@
+"""Microseconds per request through the worker's real code path, without wrk's noise.
+
+    python bench/hotpath.py [--requests 50000] [--browser]
+
+A socketpair stands in for the client: each round writes one request, lets the worker
+handle the readable socket exactly as its event loop would (recv, parse, environ, app,
+framing, send, re-arm), and reads the response back. Use it to compare changes to the hot
+path; the side-by-side figures against other servers come from http_bench.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.apps import hello  # noqa: E402
+from netassist.server.config import ServerConfig  # noqa: E402
+from netassist.server.protocol import ServerConnection  # noqa: E402
+from netassist.server.worker import Connection, Worker  # noqa: E402
+
+SIMPLE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
+BROWSER = (
+    b"GET /static/app.js?v=3 HTTP/1.1\r\nHost: localhost:8000\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n"
+    b"Accept-Language: en-US,en;q=0.9,zh-CN;q=0.8\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    b"Connection: keep-alive\r\nCookie: session=abcdef0123456789; theme=dark\r\nUpgrade-Insecure-Requests: 1\r\n"
+    b"Cache-Control: max-age=0\r\nReferer: http://localhost:8000/\r\n\r\n"
+)
+
+
+def run(request: bytes, count: int) -> float:
+    config = ServerConfig.create()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    worker = Worker(hello, config, [listener])
+    client, server = socket.socketpair()
+    server.setblocking(False)
+    conn = Connection(
+        server,
+        ("127.0.0.1", 1),
+        ServerConnection(config.limits),
+        next(iter(worker.listeners.values()))[1],
+    )
+    worker.conns[conn.fd] = conn
+    recv = client.recv
+    for _ in range(1000):  # warm up
+        client.sendall(request)
+        worker._on_event(conn, 0)
+        recv(65536)
+    started = time.perf_counter()
+    for _ in range(count):
+        client.sendall(request)
+        worker._on_event(conn, 0)
+        recv(65536)
+    return (time.perf_counter() - started) / count * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=50_000)
+    parser.add_argument("--browser", action="store_true", help="the 10-header request")
+    args = parser.parse_args()
+    request = BROWSER if args.browser else SIMPLE
+    figures = [run(request, args.requests) for _ in range(5)]
+    print(f"{statistics.median(figures):.2f} us per request (median of 5; min {min(figures):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
