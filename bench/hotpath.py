@@ -20,18 +20,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.apps import hello  # noqa: E402
-from netassist.server.config import ServerConfig  # noqa: E402
-from netassist.server.protocol import ServerConnection  # noqa: E402
-from netassist.server.worker import Connection, Worker  # noqa: E402
+from bench.apps import hello
+from netassist.server.config import ServerConfig
+from netassist.server.protocol import ServerConnection
+from netassist.server.worker import Connection, Worker
 
 SIMPLE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
 BROWSER = (
     b"GET /static/app.js?v=3 HTTP/1.1\r\nHost: localhost:8000\r\n"
-    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n"
-    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+    b"(KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,"
+    b"image/avif,image/webp,*/*;q=0.8\r\n"
     b"Accept-Language: en-US,en;q=0.9,zh-CN;q=0.8\r\nAccept-Encoding: gzip, deflate, br\r\n"
-    b"Connection: keep-alive\r\nCookie: session=abcdef0123456789; theme=dark\r\nUpgrade-Insecure-Requests: 1\r\n"
+    b"Connection: keep-alive\r\nCookie: session=abcdef0123456789; theme=dark\r\n"
+    b"Upgrade-Insecure-Requests: 1\r\n"
     b"Cache-Control: max-age=0\r\nReferer: http://localhost:8000/\r\n\r\n"
 )
 
