@@ -28,25 +28,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from bench.common import free_port, nginx_conf  # noqa: E402
+
 ROOT = HERE.parent
 PEERS = HERE / ".peers" / "bin"
 PROJECT_PY = ROOT / ".venv" / "bin" / "python"
 SERVER_CORE, LOAD_CORE = "0", "1"
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log crit;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
-    uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
-    keepalive_requests 100000000;
-    server {{ listen 127.0.0.1:{port}; location / {{ return 200 "Hello, world!"; }} }}
-}}
-"""
 
 WAITRESS = (
     "import logging, sys; logging.getLogger('waitress.queue').setLevel(logging.ERROR);"
@@ -145,15 +134,9 @@ def servers(port: int, tmp: str) -> dict[str, list[str]]:
         ]
     if shutil.which("nginx"):
         conf = Path(tmp) / f"nginx-{port}.conf"
-        conf.write_text(NGINX_CONF.format(tmp=tmp, port=port))
+        conf.write_text(nginx_conf(tmp, port, 'location / { return 200 "Hello, world!"; }'))
         found["nginx return 200"] = ["nginx", "-c", str(conf), "-e", f"{tmp}/error.log"]
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(port: int, timeout: float = 15.0) -> None:

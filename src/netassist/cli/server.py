@@ -12,14 +12,8 @@ from netassist.server.config import ServerConfig
 from netassist.server.loader import load_app
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add the ``run`` command."""
-    p = commands.add_parser("run", help="serve a WSGI application (Flask, Django, Bottle, ...)")
-    p.add_argument(
-        "app",
-        metavar="MODULE:APP",
-        help="the application, as in myapp:app or pkg.wsgi:create_app()",
-    )
+def add_common_server_options(p: argparse.ArgumentParser) -> None:
+    """The options every command that runs the HTTP server shares (run, serve)."""
     p.add_argument(
         "-b",
         "--bind",
@@ -29,8 +23,33 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-w", "--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument(
-        "--threads", type=int, default=1, help="threads per worker; 1 runs the app inline (default)"
+        "--threads", type=int, default=1, help="threads per worker; 1 runs inline (default)"
     )
+    p.add_argument(
+        "--access-log",
+        metavar="FILE",
+        help="log each request to FILE, or - for stderr (default: none)",
+    )
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def configure_logging(level: str) -> None:
+    """Server logs on stderr, one line each, at ``level``."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``run`` command."""
+    p = commands.add_parser("run", help="serve a WSGI application (Flask, Django, Bottle, ...)")
+    p.add_argument(
+        "app",
+        metavar="MODULE:APP",
+        help="the application, as in myapp:app or pkg.wsgi:create_app()",
+    )
+    add_common_server_options(p)
     p.add_argument(
         "-t",
         "--timeout",
@@ -66,22 +85,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--script-name", default=os.environ.get("SCRIPT_NAME", ""), help="mount point, as in /app"
     )
-    p.add_argument(
-        "--access-log",
-        metavar="FILE",
-        help="log each request to FILE, or - for stderr (default: none)",
-    )
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--chdir", metavar="DIR", help="import the application from DIR")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """``netassist run``."""
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="[%(asctime)s] %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level)
     config = ServerConfig.create(
         binds=args.bind or ["127.0.0.1:8000"],
         workers=args.workers,

@@ -1,0 +1,32 @@
+"""What the benchmarks share: free ports and the nginx reference configuration."""
+
+from __future__ import annotations
+
+import socket
+
+_NGINX = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log crit;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off; sendfile on; tcp_nopush on;
+    client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp};
+    uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+    keepalive_requests 100000000;
+    server {{ listen 127.0.0.1:{port}; {server} }}
+}}
+"""
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def nginx_conf(tmp: str, port: int, server: str) -> str:
+    """One worker, no logs, sendfile on; ``server`` is the body of the server block."""
+    return _NGINX.format(tmp=tmp, port=port, server=server)

@@ -1,0 +1,63 @@
+"""``netassist serve [DIR]``: a folder over HTTP, the command to use instead of
+``python -m http.server``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from netassist.cli.server import add_common_server_options, configure_logging
+from netassist.errors import ExitCode, UsageError
+from netassist.server import arbiter
+from netassist.server.config import ServerConfig
+from netassist.static import StaticFiles
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` command."""
+    p = commands.add_parser("serve", help="serve a folder over HTTP (ranges, ETags, listings)")
+    p.add_argument(
+        "directory", metavar="DIR", nargs="?", default=".", help="the folder (default: here)"
+    )
+    add_common_server_options(p)
+    p.add_argument(
+        "--no-listing", action="store_true", help="answer 404 for folders without index.html"
+    )
+    p.add_argument("--show-hidden", action="store_true", help="serve and list dot-files")
+    p.add_argument(
+        "--follow-symlinks", action="store_true", help="serve links that lead outside DIR"
+    )
+    p.add_argument(
+        "--max-age", type=int, metavar="SECONDS", help="Cache-Control max-age (default: no-cache)"
+    )
+    p.add_argument(
+        "--gzip",
+        action="store_true",
+        help="compress text files on the fly for clients that accept it",
+    )
+    p.set_defaults(handler=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``netassist serve``."""
+    configure_logging(args.log_level)
+    if not os.path.isdir(args.directory):
+        raise UsageError(f"{args.directory!r} is not a folder")
+    app = StaticFiles(
+        args.directory,
+        listing=not args.no_listing,
+        show_hidden=args.show_hidden,
+        follow_symlinks=args.follow_symlinks,
+        max_age=args.max_age,
+        gzip=args.gzip,
+    )
+    config = ServerConfig.create(
+        binds=args.bind or ["127.0.0.1:8000"],
+        workers=args.workers,
+        threads=args.threads,
+        access_log=args.access_log,
+    )
+    logging.getLogger("netassist.server").info("serving %s", os.path.abspath(args.directory))
+    arbiter.run(app, config)
+    return ExitCode.OK

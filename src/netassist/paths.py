@@ -1,0 +1,143 @@
+"""The one place that decides whether a user-supplied path may touch the file system.
+
+Both the static-file server and the file-transfer server pass every requested name through
+:func:`resolve`; the transfer client passes every name a server sends through
+:func:`check_relative`. A refusal is a :class:`PathRefused` whose reason is for logs only:
+servers answer it as "not found", so a refusal reveals nothing about what exists.
+
+The rules (each one a lesson another tool paid for):
+
+- no ``..`` or ``.`` segment, however it is encoded: names are percent-decoded until they stop
+  changing, so ``%2e%2e`` and ``%252e%252e`` count as ``..``; bytes that are not valid UTF-8
+  (overlong forms such as ``%c0%ae``) are refused outright;
+- no backslash, no NUL or other control character, no drive letter or ``:`` at all (NTFS
+  streams), no Windows device name (``CON``, ``NUL``, ``COM1``...), no segment ending in a dot
+  or a space (Windows drops them and so names another file);
+- no hidden name (a segment starting with ``.``) unless allowed;
+- the resolved path must stay inside the root: a symlink leading out is refused unless
+  following symlinks was asked for;
+- only regular files and directories: devices, FIFOs and sockets are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote_to_bytes
+
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"COM{i}" for i in range(10)}
+    | {f"LPT{i}" for i in range(10)}
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_DECODE_ROUNDS = 4
+MAX_NAME_LENGTH = 255
+MAX_PATH_LENGTH = 4096
+
+
+class PathRefused(Exception):
+    """A path that may not be touched; the message says why (for logs, not for clients)."""
+
+
+def _fully_decoded(text: str) -> str:
+    """Percent-decode until nothing changes; refuse what is not UTF-8 at any step."""
+    for _ in range(_MAX_DECODE_ROUNDS):
+        if "%" not in text:
+            return text
+        raw = unquote_to_bytes(text)
+        try:
+            decoded = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PathRefused(
+                "not valid UTF-8 once decoded (an overlong or broken sequence)"
+            ) from None
+        if decoded == text:
+            return text
+        text = decoded
+    raise PathRefused("encoded too many times")
+
+
+def check_segment(segment: str, *, show_hidden: bool = False) -> None:
+    """Refuse one path segment (a single file or folder name) that breaks a rule."""
+    if not segment:
+        raise PathRefused("empty name")
+    if len(segment.encode("utf-8", "surrogatepass")) > MAX_NAME_LENGTH:
+        raise PathRefused("name too long")
+    decoded = _fully_decoded(segment)
+    for name in {segment, decoded}:
+        if name in (".", ".."):
+            raise PathRefused("dot segment")
+        if "/" in name or "\\" in name:
+            raise PathRefused("encoded slash or backslash")
+        if _CONTROL.search(name):
+            raise PathRefused("NUL or control character")
+        if ":" in name:
+            raise PathRefused("drive letter or stream name")
+        if name.endswith((".", " ")):
+            raise PathRefused("name ending in a dot or a space")
+        if name.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
+            raise PathRefused("Windows device name")
+        if name.startswith(".") and not show_hidden:
+            raise PathRefused("hidden name")
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+            raise PathRefused("not valid UTF-8")
+
+
+def split_path(text: str, *, show_hidden: bool = False) -> list[str]:
+    """The checked segments of a slash-separated relative path (leading and repeated slashes
+    are ignored, so ``/a//b/`` is ``["a", "b"]``)."""
+    if len(text) > MAX_PATH_LENGTH:
+        raise PathRefused("path too long")
+    if "\\" in text or "\x00" in text:
+        raise PathRefused("backslash or NUL")
+    segments = [s for s in text.split("/") if s]
+    for segment in segments:
+        check_segment(segment, show_hidden=show_hidden)
+    return segments
+
+
+def check_relative(name: str, *, show_hidden: bool = True) -> PurePosixPath:
+    """Check a name that a peer chose (a file a server offers): it must be a plain relative
+    path that cannot leave the folder it is written into. Returns it as a PurePosixPath."""
+    if not name or name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        raise PathRefused("absolute path")
+    return PurePosixPath(*split_path(name, show_hidden=show_hidden))
+
+
+def resolve(
+    root: str | os.PathLike[str],
+    path: str,
+    *,
+    follow_symlinks: bool = False,
+    show_hidden: bool = False,
+) -> Path:
+    """The existing file or folder that ``path`` names inside ``root``, or PathRefused.
+
+    ``path`` is a slash-separated path as a request gives it (already percent-decoded once,
+    as URL paths are); it may start with ``/``. The result is a regular file or a directory
+    whose real location is inside the real ``root`` (or anywhere, with ``follow_symlinks``).
+    """
+    base = Path(root).resolve()
+    segments = split_path(path, show_hidden=show_hidden)
+    candidate = base.joinpath(*segments)
+    try:
+        real = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, a loop of links, or unreadable
+        raise PathRefused("does not exist") from None
+    if not follow_symlinks and real != base and base not in real.parents:
+        raise PathRefused("leads outside the root")
+    if not follow_symlinks and not show_hidden:
+        # A link inside the root may point at a hidden name inside it: refuse that too.
+        inner = real.relative_to(base).parts if real != base else ()
+        if any(part.startswith(".") for part in inner):
+            raise PathRefused("hidden name behind a link")
+    try:
+        mode = real.stat().st_mode
+    except OSError:
+        raise PathRefused("cannot be read") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise PathRefused("not a regular file or folder")
+    return real

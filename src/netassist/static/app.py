@@ -1,0 +1,354 @@
+"""``StaticFiles``: a WSGI application that serves a folder, as ``netassist serve`` does.
+
+It is plain WSGI (it never imports the server), so it runs under any WSGI server and inside
+the framework. Under netassist's own server a file goes out with ``os.sendfile``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO
+from urllib.parse import quote
+
+from netassist.paths import PathRefused, resolve
+from netassist.static import listing
+from netassist.static.conditional import (
+    Unsatisfiable,
+    etag_for,
+    if_range_matches,
+    last_modified,
+    none_match,
+    not_modified_since,
+    parse_ranges,
+)
+from netassist.static.types import content_type, is_textual
+
+BLOCK = 1 << 20
+GZIP_LIMIT = 4 << 20  # on-the-fly gzip only for text files smaller than this
+_ENCODED_SEPARATORS = ("%2f", "%5c")
+
+
+class _Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: str, headers: list[tuple[str, str]], body: Iterable[bytes]) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class FileRange:
+    """Iterates ``length`` bytes of an open file from ``start``; closes it at the end."""
+
+    def __init__(self, handle: IO[bytes], start: int, length: int) -> None:
+        self.handle = handle
+        self.start = start
+        self.length = length
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.handle.seek(self.start)
+        left = self.length
+        while left > 0:
+            block = self.handle.read(min(BLOCK, left))
+            if not block:
+                break
+            left -= len(block)
+            yield block
+
+    def close(self) -> None:
+        """Close the file."""
+        self.handle.close()
+
+
+class StaticFiles:
+    """Serve the files under ``root``.
+
+    ``listing`` shows folders without an ``index.html``; ``show_hidden`` serves dot-names;
+    ``follow_symlinks`` serves links that lead outside ``root``; ``max_age`` sets
+    ``Cache-Control: max-age`` (default ``no-cache``: browsers revalidate with the ETag);
+    ``gzip`` compresses text files on the fly when the client accepts it.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        listing: bool = True,
+        show_hidden: bool = False,
+        follow_symlinks: bool = False,
+        max_age: int | None = None,
+        gzip: bool = False,
+        index: str = "index.html",
+    ) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"{root} is not a folder")
+        self.listing = listing
+        self.show_hidden = show_hidden
+        self.follow_symlinks = follow_symlinks
+        self.cache_control = "no-cache" if max_age is None else f"public, max-age={int(max_age)}"
+        self.gzip = gzip
+        self.index = index
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        """The WSGI entry point."""
+        response = self.respond(environ)
+        start_response(response.status, response.headers)
+        if environ["REQUEST_METHOD"] == "HEAD":
+            close = getattr(response.body, "close", None)
+            if close is not None:
+                close()
+            return []
+        return response.body
+
+    # --- deciding -----------------------------------------------------------------------------
+
+    def respond(self, environ: dict) -> _Response:
+        """What to answer ``environ`` with (status, headers, body)."""
+        method = environ["REQUEST_METHOD"]
+        if method not in ("GET", "HEAD"):
+            return self._plain(
+                "405 Method Not Allowed", "only GET and HEAD", [("Allow", "GET, HEAD")]
+            )
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+        if any(sep in raw.partition("?")[0].lower() for sep in _ENCODED_SEPARATORS):
+            return self._not_found()
+        try:
+            path_info = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+            target = resolve(
+                self.root,
+                path_info,
+                follow_symlinks=self.follow_symlinks,
+                show_hidden=self.show_hidden,
+            )
+        except (PathRefused, UnicodeError):
+            return self._not_found()
+        if target.is_dir():
+            if not path_info.endswith("/"):
+                location = quote((environ.get("SCRIPT_NAME", "") + path_info).encode("utf-8")) + "/"
+                query = environ.get("QUERY_STRING")
+                if query:
+                    location += "?" + query
+                return _Response(
+                    "301 Moved Permanently", [("Location", location), ("Content-Length", "0")], []
+                )
+            index = target / self.index
+            if index.is_file():
+                return self._file(environ, index)
+            if not self.listing:
+                return self._not_found()
+            return self._listing(environ, target, path_info)
+        return self._file(environ, target)
+
+    def _not_found(self) -> _Response:
+        return self._plain("404 Not Found", "not found")
+
+    @staticmethod
+    def _plain(status: str, text: str, extra: list[tuple[str, str]] | None = None) -> _Response:
+        body = (text + "\n").encode()
+        headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+        ]
+        headers += [("X-Content-Type-Options", "nosniff"), *(extra or [])]
+        return _Response(status, headers, [body])
+
+    def _listing(self, environ: dict, folder: Path, url_path: str) -> _Response:
+        items = listing.entries(
+            folder, self.root, show_hidden=self.show_hidden, follow_symlinks=self.follow_symlinks
+        )
+        accept = environ.get("HTTP_ACCEPT", "")
+        if "application/json" in accept and "text/html" not in accept:
+            body, kind = listing.as_json(url_path, items), "application/json; charset=utf-8"
+        else:
+            body, kind = listing.as_html(url_path, items), "text/html; charset=utf-8"
+        headers = [
+            ("Content-Type", kind),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-cache"),
+            ("Vary", "Accept"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        return _Response("200 OK", headers, [body])
+
+    def _choose_encoding(self, environ: dict, path: Path) -> tuple[Path, str | None]:
+        """A precompressed sibling (``.br``, ``.gz``) the client accepts, or the file itself."""
+        accepted = _accepted_encodings(environ.get("HTTP_ACCEPT_ENCODING", ""))
+        for encoding, suffix in (("br", ".br"), ("gzip", ".gz")):
+            if encoding in accepted:
+                sibling = path.with_name(path.name + suffix)
+                try:
+                    if stat.S_ISREG(sibling.stat().st_mode):
+                        return sibling, encoding
+                except OSError:
+                    continue
+        return path, None
+
+    def _file(self, environ: dict, path: Path) -> _Response:
+        kind = content_type(path.name)
+        has_siblings = any(path.with_name(path.name + s).exists() for s in (".br", ".gz"))
+        chosen, encoding = self._choose_encoding(environ, path)
+        try:
+            handle = open(chosen, "rb")  # noqa: SIM115 - the response closes it
+        except OSError:
+            return self._not_found()
+        try:
+            st = os.fstat(
+                handle.fileno()
+            )  # what is sent is what was stat'ed, not what is there later
+            if not stat.S_ISREG(st.st_mode):
+                handle.close()
+                return self._not_found()
+            on_the_fly = (
+                encoding is None
+                and self.gzip
+                and is_textual(kind)
+                and st.st_size <= GZIP_LIMIT
+                and "gzip" in _accepted_encodings(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            )
+            etag = etag_for(
+                st,
+                "-" + (encoding or ("gzip" if on_the_fly else ""))
+                if (encoding or on_the_fly)
+                else "",
+            )
+            headers = [
+                ("ETag", etag),
+                ("Last-Modified", last_modified(st)),
+                ("Cache-Control", self.cache_control),
+                ("X-Content-Type-Options", "nosniff"),
+            ]
+            if encoding or on_the_fly or has_siblings or self.gzip:
+                headers.append(("Vary", "Accept-Encoding"))
+            if _is_not_modified(environ, etag, st):
+                handle.close()
+                return _Response("304 Not Modified", headers, [])
+            headers.append(("Content-Type", kind))
+            if encoding:
+                headers.append(("Content-Encoding", encoding))
+            if on_the_fly:
+                data = gzip.compress(handle.read(st.st_size), compresslevel=6, mtime=0)
+                handle.close()
+                headers += [("Content-Encoding", "gzip"), ("Content-Length", str(len(data)))]
+                return _Response("200 OK", headers, [data])
+            return self._ranged(environ, handle, st, etag, headers)
+        except BaseException:
+            handle.close()
+            raise
+
+    def _ranged(
+        self, environ: dict, handle: IO[bytes], st: os.stat_result, etag: str, headers: list
+    ) -> _Response:
+        size = st.st_size
+        headers.append(("Accept-Ranges", "bytes"))
+        header = environ.get("HTTP_RANGE")
+        ranges = None
+        if header and (
+            not environ.get("HTTP_IF_RANGE") or if_range_matches(environ["HTTP_IF_RANGE"], etag, st)
+        ):
+            try:
+                ranges = parse_ranges(header, size)
+            except Unsatisfiable:
+                handle.close()
+                return _Response(
+                    "416 Range Not Satisfiable",
+                    [*headers[:2], ("Content-Range", f"bytes */{size}"), ("Content-Length", "0")],
+                    [],
+                )
+        if not ranges:
+            headers.append(("Content-Length", str(size)))
+            return _Response("200 OK", headers, self._send(environ, handle, 0, size, size))
+        if len(ranges) == 1:
+            start, end = ranges[0]
+            headers += [
+                ("Content-Range", f"bytes {start}-{end}/{size}"),
+                ("Content-Length", str(end - start + 1)),
+            ]
+            return _Response(
+                "206 Partial Content",
+                headers,
+                self._send(environ, handle, start, end - start + 1, size),
+            )
+        kind = next(v for n, v in headers if n == "Content-Type")
+        boundary = os.urandom(12).hex()
+        parts: list[tuple[bytes, int, int]] = []
+        total = 0
+        for start, end in ranges:
+            part_head = (
+                f"\r\n--{boundary}\r\nContent-Type: {kind}\r\n"
+                f"Content-Range: bytes {start}-{end}/{size}\r\n\r\n"
+            ).encode("latin-1")
+            parts.append((part_head, start, end - start + 1))
+            total += len(part_head) + end - start + 1
+        closing = f"\r\n--{boundary}--\r\n".encode("latin-1")
+        total += len(closing)
+        headers = [(n, v) for n, v in headers if n != "Content-Type"]
+        headers += [
+            ("Content-Type", f"multipart/byteranges; boundary={boundary}"),
+            ("Content-Length", str(total)),
+        ]
+        return _Response("206 Partial Content", headers, _Multipart(handle, parts, closing))
+
+    @staticmethod
+    def _send(
+        environ: dict, handle: IO[bytes], start: int, length: int, size: int
+    ) -> Iterable[bytes]:
+        """The fastest body the server offers: its file_wrapper (sendfile under netassist)
+        when the server is known to stop at Content-Length or the range runs to the end."""
+        wrapper = environ.get("wsgi.file_wrapper")
+        if wrapper is not None and (
+            start + length == size or environ.get("SERVER_SOFTWARE") == "netassist"
+        ):
+            handle.seek(start)
+            return wrapper(handle, BLOCK)
+        return FileRange(handle, start, length)
+
+
+class _Multipart:
+    """The body of a multipart/byteranges response."""
+
+    def __init__(
+        self, handle: IO[bytes], parts: list[tuple[bytes, int, int]], closing: bytes
+    ) -> None:
+        self.handle = handle
+        self.parts = parts
+        self.closing = closing
+
+    def __iter__(self) -> Iterator[bytes]:
+        for head, start, length in self.parts:
+            yield head
+            yield from FileRange(self.handle, start, length)
+        yield self.closing
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _accepted_encodings(header: str) -> set[str]:
+    accepted = set()
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        name = name.strip().lower()
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if name and q > 0:
+            accepted.add(name)
+    return accepted
+
+
+def _is_not_modified(environ: dict, etag: str, st: os.stat_result) -> bool:
+    if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+    if if_none_match is not None:
+        return none_match(if_none_match, etag)
+    since = environ.get("HTTP_IF_MODIFIED_SINCE")
+    return since is not None and not_modified_since(since, st)
