@@ -120,24 +120,51 @@ def resolve(
     as URL paths are); it may start with ``/``. The result is a regular file or a directory
     whose real location is inside the real ``root`` (or anywhere, with ``follow_symlinks``).
     """
-    base = Path(root).resolve()
+    real, _ = resolve_real(
+        os.path.realpath(root), path, follow_symlinks=follow_symlinks, show_hidden=show_hidden
+    )
+    return Path(real)
+
+
+def resolve_real(
+    real_root: str, path: str, *, follow_symlinks: bool = False, show_hidden: bool = False
+) -> tuple[str, os.stat_result]:
+    """:func:`resolve` for servers that call it per request: ``real_root`` must already be
+    a real path (``os.path.realpath``); returns the real path and its stat."""
     segments = split_path(path, show_hidden=show_hidden)
-    candidate = base.joinpath(*segments)
+    # The root is real already: walk only what lies below it, one lstat per segment. Without
+    # a symlink on the way, the last lstat is the answer; with one, realpath decides.
+    current = real_root
+    st: os.stat_result | None = None
     try:
-        real = candidate.resolve(strict=True)
-    except (OSError, RuntimeError):  # missing, a loop of links, or unreadable
+        for segment in segments:
+            current = os.path.join(current, segment)
+            st = os.lstat(current)
+            if stat.S_ISLNK(st.st_mode):
+                st = None
+                break
+        else:
+            st = st if segments else os.stat(real_root)
+    except (OSError, ValueError):
         raise PathRefused("does not exist") from None
-    if not follow_symlinks and real != base and base not in real.parents:
-        raise PathRefused("leads outside the root")
-    if not follow_symlinks and not show_hidden:
-        # A link inside the root may point at a hidden name inside it: refuse that too.
-        inner = real.relative_to(base).parts if real != base else ()
-        if any(part.startswith(".") for part in inner):
-            raise PathRefused("hidden name behind a link")
+    if st is not None:
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            raise PathRefused("not a regular file or folder")
+        return current, st
+    candidate = os.path.join(real_root, *segments)
+    real = os.path.realpath(candidate)
+    if real != candidate and not follow_symlinks:
+        if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+            raise PathRefused("leads outside the root")
+        if not show_hidden:
+            # A link inside the root may point at a hidden name inside it: refuse that too.
+            inner = real[len(real_root) :].split(os.sep)
+            if any(part.startswith(".") for part in inner):
+                raise PathRefused("hidden name behind a link")
     try:
-        mode = real.stat().st_mode
-    except OSError:
-        raise PathRefused("cannot be read") from None
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        st = os.stat(real)
+    except (OSError, ValueError):  # missing, a loop of links, or unreadable
+        raise PathRefused("does not exist") from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         raise PathRefused("not a regular file or folder")
-    return real
+    return real, st

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
-from netassist.paths import PathRefused, resolve
+from netassist.paths import PathRefused, resolve_real
 from netassist.static import listing
 from netassist.static.conditional import (
     Unsatisfiable,
@@ -28,6 +28,7 @@ from netassist.static.conditional import (
 from netassist.static.types import content_type, is_textual
 
 BLOCK = 1 << 20
+SMALL_FILE = 64 * 1024  # read whole and sent with the head; larger files stream
 GZIP_LIMIT = 4 << 20  # on-the-fly gzip only for text files smaller than this
 _ENCODED_SEPARATORS = ("%2f", "%5c")
 
@@ -87,6 +88,7 @@ class StaticFiles:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"{root} is not a folder")
+        self._real_root = str(self.root)
         self.listing = listing
         self.show_hidden = show_hidden
         self.follow_symlinks = follow_symlinks
@@ -119,15 +121,16 @@ class StaticFiles:
             return self._not_found()
         try:
             path_info = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
-            target = resolve(
-                self.root,
+            real, st = resolve_real(
+                self._real_root,
                 path_info,
                 follow_symlinks=self.follow_symlinks,
                 show_hidden=self.show_hidden,
             )
         except (PathRefused, UnicodeError):
             return self._not_found()
-        if target.is_dir():
+        if stat.S_ISDIR(st.st_mode):
+            target = Path(real)
             if not path_info.endswith("/"):
                 location = quote((environ.get("SCRIPT_NAME", "") + path_info).encode("utf-8")) + "/"
                 query = environ.get("QUERY_STRING")
@@ -138,11 +141,11 @@ class StaticFiles:
                 )
             index = target / self.index
             if index.is_file():
-                return self._file(environ, index)
+                return self._file(environ, str(index))
             if not self.listing:
                 return self._not_found()
             return self._listing(environ, target, path_info)
-        return self._file(environ, target)
+        return self._file(environ, real)
 
     def _not_found(self) -> _Response:
         return self._plain("404 Not Found", "not found")
@@ -175,23 +178,29 @@ class StaticFiles:
         ]
         return _Response("200 OK", headers, [body])
 
-    def _choose_encoding(self, environ: dict, path: Path) -> tuple[Path, str | None]:
-        """A precompressed sibling (``.br``, ``.gz``) the client accepts, or the file itself."""
-        accepted = _accepted_encodings(environ.get("HTTP_ACCEPT_ENCODING", ""))
+    @staticmethod
+    def _siblings(path: str) -> dict[str, str]:
+        """The precompressed siblings of a file: encoding -> path (``.br``, ``.gz``)."""
+        found = {}
         for encoding, suffix in (("br", ".br"), ("gzip", ".gz")):
-            if encoding in accepted:
-                sibling = path.with_name(path.name + suffix)
-                try:
-                    if stat.S_ISREG(sibling.stat().st_mode):
-                        return sibling, encoding
-                except OSError:
-                    continue
-        return path, None
+            sibling = path + suffix
+            try:
+                if stat.S_ISREG(os.stat(sibling).st_mode):
+                    found[encoding] = sibling
+            except OSError:
+                continue
+        return found
 
-    def _file(self, environ: dict, path: Path) -> _Response:
-        kind = content_type(path.name)
-        has_siblings = any(path.with_name(path.name + s).exists() for s in (".br", ".gz"))
-        chosen, encoding = self._choose_encoding(environ, path)
+    def _file(self, environ: dict, path: str) -> _Response:
+        kind = content_type(os.path.basename(path))
+        siblings = self._siblings(path)
+        has_siblings = bool(siblings)
+        chosen, encoding = path, None
+        if siblings:
+            accepted = _accepted_encodings(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            encoding = next((e for e in ("br", "gzip") if e in siblings and e in accepted), None)
+            if encoding is not None:
+                chosen = siblings[encoding]
         try:
             handle = open(chosen, "rb")  # noqa: SIM115 - the response closes it
         except OSError:
@@ -261,6 +270,11 @@ class StaticFiles:
                 )
         if not ranges:
             headers.append(("Content-Length", str(size)))
+            if size <= SMALL_FILE:
+                # One read and one send with the head beat the sendfile set-up for small files.
+                data = handle.read(size)
+                handle.close()
+                return _Response("200 OK", headers, [data])
             return _Response("200 OK", headers, self._send(environ, handle, 0, size, size))
         if len(ranges) == 1:
             start, end = ranges[0]

@@ -5,6 +5,7 @@ Pure functions over header values and a file's stat: no I/O, so every rule is te
 
 from __future__ import annotations
 
+import functools
 import os
 from email.utils import formatdate, parsedate_to_datetime
 
@@ -18,7 +19,12 @@ def etag_for(st: os.stat_result, variant: str = "") -> str:
 
 def last_modified(st: os.stat_result) -> str:
     """The Last-Modified date of a file."""
-    return formatdate(int(st.st_mtime), usegmt=True)
+    return _http_date(int(st.st_mtime))
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
 
 
 def _etags(header: str) -> list[str]:

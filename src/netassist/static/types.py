@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 
 _MODERN = {
@@ -39,6 +40,7 @@ _TEXTUAL = frozenset(
 _mimetypes = mimetypes.MimeTypes()
 
 
+@functools.lru_cache(maxsize=1024)
 def content_type(name: str) -> str:
     """The Content-Type for a file name, with ``charset=utf-8`` for text."""
     suffix = name[name.rfind(".") :].lower() if "." in name else ""
