@@ -25,7 +25,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line grammar, with every subcommand registered."""
-    from netassist.cli import server, static, wire
+    from netassist.cli import files, server, static, wire
 
     parser = OneLineParser(
         prog="netassist",
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     wire.register(commands)
     server.register(commands)
     static.register(commands)
+    files.register(commands)
     return parser
 
 

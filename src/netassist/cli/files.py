@@ -1,0 +1,127 @@
+"""``netassist files serve|ls|get``: file transfer over the netassist transfer protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from netassist.errors import ExitCode, UsageError
+from netassist.transfer import protocol as p
+from netassist.transfer.client import Client, shown
+from netassist.transfer.server import FileServer
+from netassist.wire.sockets import parse_port
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add the ``files`` command group."""
+    files = commands.add_parser(
+        "files", help="send and fetch files and folders, verified and resumable"
+    )
+    actions = files.add_subparsers(title="files commands", metavar="ACTION", required=True)
+
+    s = actions.add_parser("serve", help="share a folder (read-only)")
+    s.add_argument(
+        "directory", metavar="DIR", nargs="?", default=".", help="the folder (default: here)"
+    )
+    s.add_argument("-b", "--bind", default=f"127.0.0.1:{p.DEFAULT_PORT}", metavar="HOST:PORT")
+    s.add_argument(
+        "--token",
+        default=os.environ.get("NETASSIST_TOKEN"),
+        help="a shared secret clients must give",
+    )
+    s.add_argument("--max-clients", type=int, default=64)
+    s.set_defaults(handler=serve)
+
+    for name, helptext in (("ls", "list a remote folder"), ("get", "fetch files or folders")):
+        c = actions.add_parser(name, help=helptext)
+        c.add_argument("server", metavar="HOST[:PORT]")
+        if name == "ls":
+            c.add_argument("path", metavar="PATH", nargs="?", default="")
+        else:
+            c.add_argument("remote", metavar="REMOTE", nargs="+")
+            c.add_argument(
+                "-o",
+                "--output",
+                default=".",
+                metavar="DIR",
+                help="where to put them (default: here)",
+            )
+            c.add_argument("--force", action="store_true", help="replace files that exist")
+            c.add_argument("--quiet", action="store_true", help="no summary line")
+        c.add_argument("--token", default=os.environ.get("NETASSIST_TOKEN"))
+        c.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
+        c.set_defaults(handler=ls if name == "ls" else get)
+
+
+def _server_address(text: str, *, listening: bool = False) -> tuple[str, int]:
+    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT``; a listener may ask for port 0 (any)."""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, parse_port(rest.lstrip(":"), allow_zero=listening) if rest else p.DEFAULT_PORT
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, parse_port(port, allow_zero=listening)
+    return text, p.DEFAULT_PORT
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``netassist files serve``."""
+    if not os.path.isdir(args.directory):
+        raise UsageError(f"{args.directory!r} is not a folder")
+    host, port = _server_address(args.bind, listening=True)
+    server = FileServer(args.directory, host, port, token=args.token, max_clients=args.max_clients)
+    print(
+        f"listening on tcp {server.address}, sharing {os.path.abspath(args.directory)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve()
+    finally:
+        server.stop()
+    return ExitCode.OK
+
+
+def ls(args: argparse.Namespace) -> int:
+    """``netassist files ls``."""
+    host, port = _server_address(args.server)
+    with Client(host, port, token=args.token) as client:
+        entries = client.ls(args.path)
+    if args.json:
+        print(json.dumps(entries, ensure_ascii=False))
+        return ExitCode.OK
+    for entry in entries:
+        mark = "/" if entry.get("type") == "directory" else ""
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(entry.get("mtime_ns", 0)) / 1e9))
+        size = "" if mark else str(entry.get("size", ""))
+        print(f"{size:>12}  {when}  {shown(str(entry.get('name')))}{mark}")
+    return ExitCode.OK
+
+
+def get(args: argparse.Namespace) -> int:
+    """``netassist files get``."""
+    host, port = _server_address(args.server)
+    started = time.monotonic()
+    results = []
+    with Client(host, port, token=args.token) as client:
+        for remote in args.remote:
+            results += client.get(remote, args.output, force=args.force)
+    took = max(time.monotonic() - started, 1e-9)
+    received = sum(r.received for r in results)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
+    elif not args.quiet:
+        skipped = sum(r.skipped for r in results)
+        resumed = sum(1 for r in results if r.resumed_from)
+        print(
+            f"{len(results) - skipped} file(s), {received:,} bytes in {took:.2f} s "
+            f"({received / took / 1e6:.1f} MB/s), "
+            f"all verified"
+            + (f"; {skipped} existing skipped (--force replaces)" if skipped else "")
+            + (f"; {resumed} resumed" if resumed else ""),
+            file=sys.stderr,
+        )
+    return ExitCode.OK

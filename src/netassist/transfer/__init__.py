@@ -1,0 +1,1 @@
+"""File transfer: ``netassist files`` (server and client over one small verified protocol)."""

@@ -1,0 +1,292 @@
+"""The file-transfer client: it writes only what it asked for, inside its target folder,
+and only after the SHA-256 the server announced matches what arrived."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netassist.errors import ExitCode, NetassistError, explain
+from netassist.paths import PathRefused, check_relative
+from netassist.transfer import protocol as p
+from netassist.transfer.digest import prefix_digest
+from netassist.wire.codecs import escape_text
+from netassist.wire.sockets import connect_tcp, format_address
+
+RECV_BLOCK = 1 << 20
+PART = ".part"
+
+
+class TransferError(NetassistError):
+    """A transfer that could not be completed; the message says what and what to do."""
+
+    exit_code = ExitCode.NETWORK
+
+
+@dataclass
+class Result:
+    """One file that was fetched (or skipped)."""
+
+    remote: str
+    local: str
+    size: int
+    received: int
+    resumed_from: int
+    sha256: str
+    skipped: bool = False
+
+
+def shown(name: str) -> str:
+    """A name that came from the network, safe to print."""
+    return escape_text(name)
+
+
+class Client:
+    """A connected, authenticated client. Use as a context manager."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int = p.DEFAULT_PORT,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+    ):
+        self.peer = format_address((host, port))
+        self.sock = connect_tcp(host, port, timeout)
+        self.sock.settimeout(timeout)
+        self.reader = p.Reader()
+        try:
+            hello = {"version": p.VERSION}
+            if token is not None:
+                hello["token"] = token
+            self.sock.sendall(p.encode(p.FrameType.HELLO, hello))
+            answer = self._frame()
+            if answer.type is not p.FrameType.HELLO:
+                raise TransferError(f"{self.peer} did not greet us as a netassist file server")
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the connection."""
+        self.sock.close()
+
+    def _recv(self) -> bytes:
+        try:
+            data = self.sock.recv(RECV_BLOCK)
+        except OSError as exc:
+            raise explain(exc, f"receiving from {self.peer}") from None
+        if not data:
+            raise TransferError(
+                f"{self.peer} closed the connection in the middle of a transfer "
+                "(run again to resume)"
+            )
+        return data
+
+    def _frame(self) -> p.Frame:
+        while True:
+            try:
+                event = self.reader.next_event()
+            except p.ProtocolError as exc:
+                raise TransferError(f"{self.peer} broke the protocol: {exc}") from None
+            if isinstance(event, p.Frame):
+                if event.type is p.FrameType.ERROR:
+                    code = str(event.body.get("code", "error"))
+                    message = shown(str(event.body.get("message", "")))
+                    exit_code = {
+                        p.ErrorCode.NOT_FOUND: ExitCode.FILE,
+                        p.ErrorCode.AUTH: ExitCode.PERMISSION_DENIED,
+                        p.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
+                    }.get(code, ExitCode.NETWORK)
+                    raise TransferError(f"{self.peer}: {message} ({code})", exit_code)
+                return event
+            if event is not None:
+                raise TransferError(f"{self.peer} sent data nobody asked for")
+            self.reader.feed(self._recv())
+
+    def request(self, op: str, path: str, **extra: object) -> p.Frame:
+        """Send a request and return the answer frame."""
+        self.sock.sendall(p.encode(p.FrameType.REQUEST, {"op": op, "path": path, **extra}))
+        return self._frame()
+
+    def ls(self, path: str = "") -> list[dict]:
+        """The entries of a remote folder (or the one entry of a file)."""
+        return self._ls(path)[1]
+
+    def _ls(self, path: str) -> tuple[str, list[dict]]:
+        body = self.request("ls", path).body
+        entries, kind = body.get("entries"), body.get("type")
+        if not isinstance(entries, list) or kind not in ("file", "directory"):
+            raise TransferError(f"{self.peer} answered ls with no entries")
+        return kind, entries
+
+    def get(
+        self,
+        remote: str,
+        out_dir: str,
+        *,
+        force: bool = False,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ) -> list[Result]:
+        """Fetch a remote file or folder into ``out_dir``; returns one Result per file."""
+        try:
+            wanted = check_relative(remote.strip("/")) if remote.strip("/") else None
+        except PathRefused as exc:
+            raise NetassistError(
+                f"bad remote name {shown(remote)!r}: {exc}", ExitCode.USAGE
+            ) from None
+        os.makedirs(out_dir, exist_ok=True)
+        answer_path = str(wanted) if wanted else ""
+        kind, _ = self._ls(answer_path)
+        if kind == "file" and wanted is not None:
+            local = self._target(out_dir, wanted.name)
+            return [self.get_file(answer_path, local, force=force, on_progress=on_progress)]
+        frame = self.request("get", answer_path)
+        files = frame.body.get("files")
+        if frame.type is not p.FrameType.REPLY or not isinstance(files, list):
+            raise TransferError(f"{self.peer} answered get with neither a file nor a folder")
+        base = wanted.name if wanted else ""
+        results = []
+        for item in files:
+            name = item.get("path") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                raise TransferError(f"{self.peer} listed a file without a name")
+            try:
+                relative = check_relative(name)
+            except PathRefused as exc:
+                raise TransferError(
+                    f"{self.peer} offered a dangerous name {shown(name)!r}: {exc}; "
+                    "nothing written for it"
+                ) from None
+            local = self._target(out_dir, "/".join(x for x in (base, str(relative)) if x))
+            remote_name = "/".join(x for x in (answer_path, str(relative)) if x)
+            results.append(self.get_file(remote_name, local, force=force, on_progress=on_progress))
+        return results
+
+    def get_file(
+        self,
+        remote: str,
+        local: str,
+        *,
+        force: bool = False,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ) -> Result:
+        """Fetch one remote file to the path ``local`` (resuming from ``local.part``)."""
+        if os.path.exists(local) and not force:
+            return Result(remote, local, os.path.getsize(local), 0, 0, "", skipped=True)
+        part = local + PART
+        held = os.path.getsize(part) if os.path.isfile(part) else 0
+        prefix = _hash_file(part) if held else None
+        self.sock.sendall(
+            p.encode(
+                p.FrameType.REQUEST,
+                {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix},
+            )
+        )
+        frame = self._frame()
+        if frame.type is not p.FrameType.FILE:
+            raise TransferError(
+                f"{self.peer} answered {shown(remote)!r} with something other than a file"
+            )
+        return self._receive(frame, remote, local, force, held, on_progress)
+
+    def _target(self, out_dir: str, relative: str) -> str:
+        """The local path for ``relative``, made sure to stay inside ``out_dir``, even
+        through links that already exist there."""
+        path = os.path.join(out_dir, *check_relative(relative).parts)
+        parent = os.path.dirname(path)
+        os.makedirs(parent, exist_ok=True)
+        real_out = os.path.realpath(out_dir)
+        real_parent = os.path.realpath(parent)
+        if real_parent != real_out and not real_parent.startswith(real_out + os.sep):
+            raise TransferError(
+                f"{shown(relative)!r} would be written outside {out_dir} (through a link); refused"
+            )
+        return path
+
+    def _receive(
+        self,
+        frame: p.Frame,
+        remote: str,
+        local: str,
+        force: bool,
+        held: int,
+        on_progress: Callable | None,
+    ) -> Result:
+        body = frame.body
+        if body.get("path") != remote:
+            raise TransferError(
+                f"{self.peer} sent {shown(str(body.get('path')))!r} when {shown(remote)!r} "
+                "was asked for; refused"
+            )
+        size, offset, length, digest = (
+            body.get("size"),
+            body.get("offset"),
+            body.get("length"),
+            body.get("sha256"),
+        )
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            for v in (size, offset, length)
+        ):
+            raise TransferError(f"{self.peer} announced a file without valid sizes")
+        if offset + length != size or offset not in (0, held) or not isinstance(digest, str):
+            raise TransferError(
+                f"{self.peer} announced an inconsistent transfer for {shown(remote)!r}"
+            )
+        if os.path.exists(local) and not force:
+            raise TransferError(f"{local} exists; use --force to replace it", ExitCode.FILE)
+        part = local + PART
+        hasher = hashlib.sha256()
+        mode = "r+b" if offset and os.path.exists(part) else "wb"
+        with open(part, mode) as out:
+            if offset:
+                hasher = prefix_digest(out, offset)
+                out.seek(offset)
+                out.truncate()
+            received = 0
+            while received < length:
+                data = self.reader.take_stream(length - received)
+                if not data:
+                    data = self._recv()
+                    if len(data) > length - received:
+                        # bytes after the stream are the next frame's: hand them back
+                        self.reader.feed(data[length - received :])
+                        data = data[: length - received]
+                    self.reader.consumed_stream(len(data))
+                out.write(data)
+                hasher.update(data)
+                received += len(data)
+                if on_progress:
+                    on_progress(remote, offset + received, size)
+        self.reader.next_event()  # the end of the stream
+        got = hasher.hexdigest()
+        if got != digest:
+            raise TransferError(
+                f"{shown(remote)!r} arrived damaged or changed while it was sent "
+                f"(SHA-256 {got[:12]}... "
+                f"instead of {digest[:12]}...); kept as {part}, nothing of yours was touched",
+                ExitCode.BAD_DATA,
+            )
+        if os.path.exists(local) and force:
+            os.replace(part, local)
+        else:
+            os.rename(part, local)
+        mtime_ns = body.get("mtime_ns")
+        if isinstance(mtime_ns, int):
+            os.utime(local, ns=(mtime_ns, mtime_ns))
+        return Result(remote, local, size, length, offset, got)
+
+
+def _hash_file(path: str) -> str:
+    with open(path, "rb") as handle:
+        return prefix_digest(handle, os.fstat(handle.fileno()).st_size).hexdigest()

@@ -1,0 +1,177 @@
+"""The file-transfer wire protocol, sans-IO: bytes in, frames and data out.
+
+Specified in ``docs/transfer-protocol.md``. Every frame starts with an 8-byte header::
+
+    magic b"NA" | type (1 byte) | flags (1 byte, 0) | length (4 bytes, big-endian)
+
+followed by ``length`` bytes of a UTF-8 JSON object. A ``FILE`` frame announces a raw stream:
+its JSON says ``"length": N`` and exactly N raw bytes follow the frame, unframed, so a file
+can go out with ``sendfile`` and in with one ``recv_into`` loop. The reader below never
+touches a socket: it is fed bytes and yields :class:`Frame`, :class:`StreamData` and
+:class:`StreamEnd` events, and it refuses anything malformed with :class:`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+VERSION = 1
+MAGIC = b"NA"
+HEADER = struct.Struct(">2sBBI")
+MAX_FRAME = 1 << 20  # a control frame's JSON, at most
+DEFAULT_PORT = 9090
+
+
+class FrameType(IntEnum):
+    """What a frame is."""
+
+    HELLO = 1
+    REQUEST = 2
+    REPLY = 3
+    ERROR = 4
+    FILE = 5
+
+
+class ErrorCode:
+    """The ``code`` of an ERROR frame."""
+
+    NOT_FOUND = "not_found"
+    REFUSED = "refused"
+    EXISTS = "exists"
+    AUTH = "auth"
+    TOO_LARGE = "too_large"
+    BAD_REQUEST = "bad_request"
+    VERSION = "version"
+    BUSY = "busy"
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not this protocol; the connection must end."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A control frame."""
+
+    type: FrameType
+    body: dict
+
+
+@dataclass(frozen=True, slots=True)
+class StreamData:
+    """A piece of an announced raw stream."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The announced raw stream is complete."""
+
+
+STREAM_END = StreamEnd()
+
+
+def encode(frame_type: FrameType, body: dict) -> bytes:
+    """One frame as bytes."""
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    if len(payload) > MAX_FRAME:
+        raise ValueError("frame too large")
+    return HEADER.pack(MAGIC, int(frame_type), 0, len(payload)) + payload
+
+
+def error(code: str, message: str) -> bytes:
+    """An ERROR frame."""
+    return encode(FrameType.ERROR, {"code": code, "message": message})
+
+
+class Reader:
+    """Turns received bytes into events. ``max_frame`` bounds a control frame."""
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._stream_left = 0
+        self._in_stream = False
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        self._buffer += data
+
+    @property
+    def in_stream(self) -> bool:
+        """Whether the next bytes belong to an announced raw stream."""
+        return self._in_stream
+
+    @property
+    def stream_left(self) -> int:
+        """Raw bytes still to come in the current stream."""
+        return self._stream_left
+
+    def next_event(self) -> Frame | StreamData | StreamEnd | None:
+        """The next event, or None when more bytes are needed."""
+        buffer = self._buffer
+        if self._in_stream:
+            if self._stream_left == 0:
+                self._in_stream = False
+                return STREAM_END
+            if not buffer:
+                return None
+            take = min(len(buffer), self._stream_left)
+            data = bytes(buffer[:take])
+            del buffer[:take]
+            self._stream_left -= take
+            return StreamData(data)
+        if len(buffer) < HEADER.size:
+            return None
+        magic, kind, flags, length = HEADER.unpack_from(buffer)
+        if magic != MAGIC:
+            raise ProtocolError("not a netassist transfer peer (bad magic)")
+        if flags != 0:
+            raise ProtocolError("unknown frame flags")
+        if length > self.max_frame:
+            raise ProtocolError(f"frame of {length} bytes is over the {self.max_frame}-byte limit")
+        try:
+            frame_type = FrameType(kind)
+        except ValueError:
+            raise ProtocolError(f"unknown frame type {kind}") from None
+        if len(buffer) < HEADER.size + length:
+            return None
+        payload = bytes(buffer[HEADER.size : HEADER.size + length])
+        del buffer[: HEADER.size + length]
+        try:
+            body = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise ProtocolError("frame is not UTF-8 JSON") from None
+        if not isinstance(body, dict):
+            raise ProtocolError("frame is not a JSON object")
+        if frame_type is FrameType.FILE:
+            stream = body.get("length")
+            if not isinstance(stream, int) or isinstance(stream, bool) or stream < 0:
+                raise ProtocolError("FILE frame without a valid length")
+            self._stream_left = stream
+            self._in_stream = True
+        return Frame(frame_type, body)
+
+    def take_stream(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the current stream straight from the buffer (for callers
+        that then read the rest from the socket themselves)."""
+        take = min(limit, self._stream_left, len(self._buffer))
+        data = bytes(self._buffer[:take])
+        del self._buffer[:take]
+        self._stream_left -= take
+        return data
+
+    def consumed_stream(self, size: int) -> None:
+        """Note that ``size`` stream bytes were read directly from the socket."""
+        if size > self._stream_left:
+            raise ProtocolError("more stream bytes than announced")
+        self._stream_left -= size
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held but not yet returned as events."""
+        return len(self._buffer)

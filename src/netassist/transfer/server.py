@@ -1,0 +1,275 @@
+"""The file-transfer server: read-only by default, every name checked by ``netassist.paths``."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+
+from netassist.paths import PathRefused, check_segment, resolve_real
+from netassist.transfer import protocol as p
+from netassist.transfer.digest import prefix_digest
+from netassist.wire.sockets import format_address, listen_tcp
+
+log = logging.getLogger("netassist.files")
+MAX_LISTED_FILES = 100_000
+
+
+class DigestCache:
+    """SHA-256 of files by (path, size, mtime_ns): a second download hashes nothing."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._digests: dict[tuple[str, int, int], str] = {}
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def digest(self, path: str, handle, st: os.stat_result) -> str:
+        """The digest of the open ``handle`` (``st`` is its fstat), from the cache if current."""
+        key = (path, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            known = self._digests.get(key)
+        if known is not None:
+            return known
+        known = hash_prefix(handle, st.st_size)
+        with self._lock:
+            if len(self._digests) >= self._limit:
+                self._digests.clear()
+            self._digests[key] = known
+        return known
+
+
+def hash_prefix(handle, length: int) -> str:
+    """SHA-256 (hex) of the first ``length`` bytes of an open file."""
+    return prefix_digest(handle, length).hexdigest()
+
+
+class FileServer:
+    """Serves ``root`` to file-transfer clients, one thread each, at most ``max_clients``."""
+
+    def __init__(
+        self,
+        root: str,
+        host: str = "127.0.0.1",
+        port: int = p.DEFAULT_PORT,
+        *,
+        token: str | None = None,
+        max_clients: int = 64,
+    ) -> None:
+        self.root = os.path.realpath(root)
+        if not os.path.isdir(self.root):
+            raise NotADirectoryError(f"{root} is not a folder")
+        self.token = token
+        self.sock = listen_tcp(host, port)
+        self.digests = DigestCache()
+        self._slots = threading.BoundedSemaphore(max_clients)
+        self._stopping = False
+
+    @property
+    def address(self) -> str:
+        """The listening address, ``host:port``."""
+        return format_address(self.sock.getsockname())
+
+    def serve(self) -> None:
+        """Accept clients until :meth:`stop`."""
+        while not self._stopping:
+            try:
+                conn, addr = self.sock.accept()
+            except OSError:
+                if self._stopping:
+                    return
+                continue
+            if not self._slots.acquire(blocking=False):
+                self._refuse_busy(conn)
+                continue
+            threading.Thread(target=self._client, args=(conn, addr), daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop accepting; clients in progress finish on their own threads."""
+        self._stopping = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+    def _refuse_busy(self, conn: socket.socket) -> None:
+        try:
+            conn.sendall(p.error(p.ErrorCode.BUSY, "too many clients; try again later"))
+        except OSError:
+            pass
+        conn.close()
+
+    def _client(self, conn: socket.socket, addr: object) -> None:
+        peer = format_address(addr)
+        try:
+            with conn:
+                conn.settimeout(300)
+                Session(self, conn).run()
+        except (OSError, p.ProtocolError) as exc:
+            log.info("%s: %s", peer, exc)
+        finally:
+            self._slots.release()
+
+
+class Session:
+    """One client connection: handshake, then requests until it closes."""
+
+    def __init__(self, server: FileServer, conn: socket.socket) -> None:
+        self.server = server
+        self.conn = conn
+        self.reader = p.Reader()
+
+    def read_frame(self) -> p.Frame | None:
+        while True:
+            event = self.reader.next_event()
+            if isinstance(event, p.Frame):
+                return event
+            if event is not None:
+                raise p.ProtocolError("a client may not send raw data here")
+            data = self.conn.recv(65536)
+            if not data:
+                return None
+            self.reader.feed(data)
+
+    def run(self) -> None:
+        hello = self.read_frame()
+        if hello is None:
+            return
+        if hello.type is not p.FrameType.HELLO or hello.body.get("version") != p.VERSION:
+            self.conn.sendall(
+                p.error(p.ErrorCode.VERSION, f"this server speaks version {p.VERSION}")
+            )
+            return
+        token = self.server.token
+        given = hello.body.get("token")
+        if token is not None and not (
+            isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
+        ):
+            self.conn.sendall(p.error(p.ErrorCode.AUTH, "wrong or missing token"))
+            return
+        self.conn.sendall(
+            p.encode(
+                p.FrameType.HELLO, {"version": p.VERSION, "server": "netassist", "upload": False}
+            )
+        )
+        while (frame := self.read_frame()) is not None:
+            if frame.type is not p.FrameType.REQUEST:
+                raise p.ProtocolError("expected a request")
+            op, path = frame.body.get("op"), frame.body.get("path", "")
+            if not isinstance(path, str):
+                self.conn.sendall(p.error(p.ErrorCode.BAD_REQUEST, "path must be a string"))
+                continue
+            try:
+                if op == "ls":
+                    self.ls(path)
+                elif op == "get":
+                    self.get(path, frame.body)
+                else:
+                    self.conn.sendall(p.error(p.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}"))
+            except PathRefused:
+                # Not found and refused look the same: a refusal must not reveal what exists.
+                self.conn.sendall(p.error(p.ErrorCode.NOT_FOUND, f"no such file or folder: {path}"))
+
+    def ls(self, path: str) -> None:
+        real, st = resolve_real(self.server.root, path)
+        if not stat.S_ISDIR(st.st_mode):
+            entries = [_entry(os.path.basename(real), st)]
+        else:
+            entries = [_entry(name, child) for name, child in _children(real, self.server.root)]
+        kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
+        self.conn.sendall(
+            p.encode(p.FrameType.REPLY, {"path": path, "type": kind, "entries": entries})
+        )
+
+    def get(self, path: str, body: dict) -> None:
+        real, st = resolve_real(self.server.root, path)
+        if stat.S_ISDIR(st.st_mode):
+            files = []
+            for relative, child in _walk(real, self.server.root):
+                files.append(
+                    {"path": relative, "size": child.st_size, "mtime_ns": child.st_mtime_ns}
+                )
+                if len(files) > MAX_LISTED_FILES:
+                    self.conn.sendall(p.error(p.ErrorCode.TOO_LARGE, "folder has too many files"))
+                    return
+            self.conn.sendall(
+                p.encode(p.FrameType.REPLY, {"path": path, "type": "directory", "files": files})
+            )
+            return
+        offset = body.get("offset", 0)
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            self.conn.sendall(p.error(p.ErrorCode.BAD_REQUEST, "offset must be a whole number"))
+            return
+        with open(real, "rb") as handle:
+            st = os.fstat(handle.fileno())  # what is announced and sent is this, not later changes
+            size = st.st_size
+            digest = self.server.digests.digest(real, handle, st)
+            if offset:
+                prefix = body.get("prefix_sha256")
+                if (
+                    offset > size
+                    or not isinstance(prefix, str)
+                    or hash_prefix(handle, offset) != prefix
+                ):
+                    offset = 0  # what the client holds is not a prefix of this file: start over
+            header = {
+                "path": path,
+                "size": size,
+                "offset": offset,
+                "length": size - offset,
+                "sha256": digest,
+                "mtime_ns": st.st_mtime_ns,
+            }
+            self.conn.sendall(p.encode(p.FrameType.FILE, header))
+            sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
+            if sent != size - offset:
+                raise p.ProtocolError(f"{path} shrank while it was sent")
+
+
+def _entry(name: str, st: os.stat_result) -> dict:
+    return {
+        "name": name,
+        "type": "directory" if stat.S_ISDIR(st.st_mode) else "file",
+        "size": 0 if stat.S_ISDIR(st.st_mode) else st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+    }
+
+
+def _children(folder: str, root: str) -> Iterator[tuple[str, os.stat_result]]:
+    """The entries of ``folder`` a client may touch, sorted, folders first."""
+    found = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return iter(())
+    for name in names:
+        try:
+            check_segment(name)
+            relative = os.path.relpath(os.path.join(folder, name), root)
+            _, st = resolve_real(root, relative.replace(os.sep, "/"))
+        except PathRefused:
+            continue
+        found.append((name, st))
+    found.sort(key=lambda item: (not stat.S_ISDIR(item[1].st_mode), item[0]))
+    return iter(found)
+
+
+def _walk(
+    folder: str, root: str, prefix: str = "", seen: set | None = None
+) -> Iterator[tuple[str, os.stat_result]]:
+    """Every file below ``folder`` a client may touch, as paths relative to it (a folder
+    reached twice through links is walked once, so a link to an ancestor cannot loop)."""
+    seen = seen if seen is not None else {(os.stat(folder).st_dev, os.stat(folder).st_ino)}
+    for name, st in _children(folder, root):
+        relative = f"{prefix}{name}"
+        if stat.S_ISDIR(st.st_mode):
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            yield from _walk(os.path.join(folder, name), root, relative + "/", seen)
+        else:
+            yield relative, st

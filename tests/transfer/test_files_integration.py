@@ -1,0 +1,299 @@
+"""``netassist files`` end to end: real sockets, real processes, hostile peers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from netassist.transfer import protocol as p
+from netassist.transfer.client import Client, TransferError
+from netassist.transfer.server import FileServer
+from tests.conftest import run_netassist
+from tests.test_paths import HOSTILE
+
+pytestmark = pytest.mark.integration
+CANARY = b"CANARY-files-must-never-be-served"
+
+
+def sha(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def shared(tmp_path):
+    root = tmp_path / "shared"
+    root.mkdir()
+    (tmp_path / "canary.txt").write_bytes(CANARY)
+    return root
+
+
+@pytest.fixture
+def server(shared):
+    srv = FileServer(str(shared), "127.0.0.1", 0, max_clients=64)
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    yield srv
+    srv.stop()
+
+
+def port_of(srv: FileServer) -> int:
+    return int(srv.address.rsplit(":", 1)[1])
+
+
+def test_one_gib_round_trip_sha256(shared, server, tmp_path):
+    big = shared / "big.bin"
+    block = os.urandom(1 << 20)
+    with open(big, "wb") as handle:
+        for i in range(1024):
+            handle.write(block[i:] + block[:i])
+    out = tmp_path / "out"
+    result = run_netassist(
+        "files",
+        "get",
+        f"127.0.0.1:{port_of(server)}",
+        "big.bin",
+        "-o",
+        str(out),
+        "--json",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["size"] == 1 << 30
+    assert sha(out / "big.bin") == sha(big)
+    assert os.stat(out / "big.bin").st_mtime_ns == os.stat(big).st_mtime_ns
+    assert not (out / "big.bin.part").exists()
+
+
+def test_folder_tree_of_a_thousand_files_with_awkward_names(shared, server, tmp_path):
+    names = []
+    for i in range(1000):
+        folder = shared / "tree" / f"目录 {i % 10}" / f"sub #{i % 7}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = folder / f"文件 {i} #x.txt"
+        name.write_bytes(f"content {i}\n".encode() * (i % 5))
+        names.append(name)
+    out = tmp_path / "out"
+    with Client("127.0.0.1", port_of(server)) as client:
+        results = client.get("tree", str(out))
+    assert len(results) == 1000
+    for name in names:
+        copy = out / "tree" / name.relative_to(shared / "tree")
+        assert copy.read_bytes() == name.read_bytes()
+    assert sum(1 for r in results if r.size == 0) == 200  # empty files arrive too
+
+
+def test_existing_files_are_kept_unless_forced(shared, server, tmp_path):
+    (shared / "a.txt").write_text("server")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt").write_text("mine")
+    with Client("127.0.0.1", port_of(server)) as client:
+        assert client.get("a.txt", str(out))[0].skipped
+        assert (out / "a.txt").read_text() == "mine"
+        client.get("a.txt", str(out), force=True)
+    assert (out / "a.txt").read_text() == "server"
+
+
+def test_resume_after_the_server_is_killed_halfway(shared, tmp_path, netassist):
+    big = shared / "half.bin"
+    block = os.urandom(1 << 20)
+    with open(big, "wb") as handle:
+        for _ in range(500):
+            handle.write(block)
+    first = netassist("files", "serve", str(shared), "--bind", "127.0.0.1:0")
+    port = first.port()
+    out = tmp_path / "out"
+    out.mkdir()
+    # A client that reads slowly, so the kill lands in the middle.
+    client = netassist("files", "get", f"127.0.0.1:{port}", "half.bin", "-o", str(out))
+    part = out / "half.bin.part"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 50 << 20):
+        time.sleep(0.01)
+    first.popen.kill()
+    code, _, err = client.finish(60)
+    held = part.stat().st_size if part.exists() else 0
+    if code == 0:
+        pytest.skip("the transfer finished before the kill landed (machine too fast)")
+    assert code != 0
+    assert err.strip().count("\n") == 0 and "run again to resume" in err
+    assert 0 < held < 500 << 20
+    second = netassist("files", "serve", str(shared), "--bind", "127.0.0.1:0")
+    port = second.port()
+    result = run_netassist(
+        "files", "get", f"127.0.0.1:{port}", "half.bin", "-o", str(out), "--json", timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)[0]
+    assert info["resumed_from"] == held
+    assert info["received"] == (500 << 20) - held
+    assert sha(out / "half.bin") == sha(big)
+
+
+def test_hostile_names_never_reach_the_canary(shared, server):
+    (shared / "ok.txt").write_text("ok")
+    with Client("127.0.0.1", port_of(server)) as client:
+        for name in HOSTILE:
+            with pytest.raises(TransferError) as info:
+                client.request("get", name)
+            assert "not_found" in str(info.value) or "bad_request" in str(info.value)
+        assert client.request("get", "ok.txt").type is p.FrameType.FILE
+
+
+def test_fifty_clients_at_once(shared, server, tmp_path):
+    for i in range(5):
+        (shared / f"f{i}.bin").write_bytes(os.urandom(200_000 + i))
+    failures = []
+
+    def fetch(n: int) -> None:
+        try:
+            with Client("127.0.0.1", port_of(server)) as client:
+                for i in range(5):
+                    result = client.get(f"f{i}.bin", str(tmp_path / f"c{n}"))[0]
+                    assert result.sha256 == sha(shared / f"f{i}.bin")
+        except Exception as exc:  # collected and asserted below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=fetch, args=(n,)) for n in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+
+
+def test_token_is_required_when_set(shared, tmp_path):
+    srv = FileServer(str(shared), "127.0.0.1", 0, token="s3cret")
+    threading.Thread(target=srv.serve, daemon=True).start()
+    try:
+        with pytest.raises(TransferError, match="auth"):
+            Client("127.0.0.1", port_of(srv), token="wrong")
+        with Client("127.0.0.1", port_of(srv), token="s3cret") as client:
+            assert client.ls("") == []
+    finally:
+        srv.stop()
+
+
+class HostileServer:
+    """A test double speaking the protocol, answering every get with what ``reply`` says."""
+
+    def __init__(self, reply) -> None:
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        reader = p.Reader()
+        with conn:
+            while data := conn.recv(65536):
+                reader.feed(data)
+                while (event := reader.next_event()) is not None:
+                    if event.type is p.FrameType.HELLO:
+                        conn.sendall(p.encode(p.FrameType.HELLO, {"version": 1}))
+                    else:
+                        conn.sendall(self.reply(event.body))
+
+
+def file_frame(path: str, data: bytes, digest: str | None = None) -> bytes:
+    header = {
+        "path": path,
+        "size": len(data),
+        "offset": 0,
+        "length": len(data),
+        "sha256": digest or hashlib.sha256(data).hexdigest(),
+        "mtime_ns": 0,
+    }
+    return p.encode(p.FrameType.FILE, header) + data
+
+
+def ls_file(body: dict) -> bytes:
+    return p.encode(p.FrameType.REPLY, {"path": body["path"], "type": "file", "entries": []})
+
+
+def ls_dir(body: dict) -> bytes:
+    return p.encode(p.FrameType.REPLY, {"path": body["path"], "type": "directory", "entries": []})
+
+
+@pytest.mark.parametrize(
+    ("reply", "needle"),
+    [
+        (
+            lambda b: ls_file(b) if b["op"] == "ls" else file_frame("other.txt", b"x"),
+            "was asked for",
+        ),
+        (
+            lambda b: (
+                ls_dir(b)
+                if b["op"] == "ls"
+                else p.encode(p.FrameType.REPLY, {"files": [{"path": "../evil.txt"}]})
+            ),
+            "dangerous name",
+        ),
+        (
+            lambda b: (
+                ls_dir(b)
+                if b["op"] == "ls"
+                else p.encode(p.FrameType.REPLY, {"files": [{"path": "/etc/evil"}]})
+            ),
+            "dangerous name",
+        ),
+        (
+            lambda b: (
+                ls_dir(b)
+                if b["op"] == "ls"
+                else p.encode(p.FrameType.REPLY, {"files": [{"path": "C:\\evil"}]})
+            ),
+            "dangerous name",
+        ),
+        (
+            lambda b: (
+                ls_dir(b)
+                if b["op"] == "ls"
+                else p.encode(p.FrameType.REPLY, {"files": [{"path": "a\x1b[2J"}]})
+            ),
+            "dangerous name",
+        ),
+        (
+            lambda b: ls_file(b) if b["op"] == "ls" else file_frame(b["path"], b"data", "0" * 64),
+            "damaged",
+        ),
+        (
+            lambda b: (
+                ls_file(b) if b["op"] == "ls" else file_frame(b["path"], b"data") + b"extra bytes"
+            ),
+            None,
+        ),
+    ],
+)
+def test_client_refuses_what_a_hostile_server_tries(tmp_path, reply, needle):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.txt").write_text("mine")
+    hostile = HostileServer(reply)
+    with Client("127.0.0.1", hostile.port, timeout=5) as client:
+        if needle is None:
+            # extra bytes after the stream are not data: they are a broken next frame
+            client.get("x.txt", str(out), force=True)
+            with pytest.raises(TransferError, match="broke the protocol"):
+                client.ls("")
+            return
+        with pytest.raises(TransferError, match=needle):
+            client.get("x.txt" if "dangerous" not in needle else "folder", str(out), force=True)
+    assert (out / "x.txt").read_text() == "mine"  # nothing of the user's touched
+    assert not (tmp_path / "evil.txt").exists()
+    written = {p.name for p in out.rglob("*")}
+    assert written <= {"x.txt", "x.txt.part"}
