@@ -128,10 +128,11 @@ def _split_responses(data: bytes) -> list[bytes]:
     return responses
 
 
-@pytest.mark.parametrize("case", VALID, ids=lambda c: c.name)
+# OPTIONS * has no PATH_INFO the validator accepts, and HEAD has no JSON body to read back.
+@pytest.mark.parametrize(
+    "case", [c for c in VALID if c.name not in ("OPTIONS *", "HEAD")], ids=lambda c: c.name
+)
 def test_corpus_valid_over_a_real_socket(server, case):
-    if case.name in ("OPTIONS *", "HEAD"):
-        pytest.skip("the validator wants PATH_INFO to start with /; HEAD has no JSON to read")
     port = server()
     reply = raw_exchange(
         port, case.raw + b"GET /end HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
