@@ -199,6 +199,35 @@ class Client:
             )
         return self._receive(frame, remote, local, force, held, on_progress)
 
+    def _receive_stream(self, out, hasher, length: int, progress: Callable[[int], object]) -> int:
+        """Copy exactly ``length`` stream bytes into ``out`` and ``hasher``; never reads past
+        the stream, so the next frame stays on the socket."""
+        received = 0
+        held = self.reader.take_stream(length)  # what arrived with the FILE frame itself
+        if held:
+            out.write(held)
+            hasher.update(held)
+            received = len(held)
+        buffer = bytearray(RECV_BLOCK)
+        view = memoryview(buffer)
+        while received < length:
+            try:
+                count = self.sock.recv_into(buffer, min(len(buffer), length - received))
+            except OSError as exc:
+                raise explain(exc, f"receiving from {self.peer}") from None
+            if not count:
+                raise TransferError(
+                    f"{self.peer} closed the connection in the middle of a transfer "
+                    "(run again to resume)"
+                )
+            chunk = view[:count]
+            out.write(chunk)
+            hasher.update(chunk)
+            self.reader.consumed_stream(count)
+            received += count
+            progress(received)
+        return received
+
     def _target(self, out_dir: str, relative: str) -> str:
         """The local path for ``relative``, made sure to stay inside ``out_dir``, even
         through links that already exist there."""
@@ -239,7 +268,7 @@ class Client:
             for v in (size, offset, length)
         ):
             raise TransferError(f"{self.peer} announced a file without valid sizes")
-        if offset + length != size or offset not in (0, held) or not isinstance(digest, str):
+        if offset + length != size or offset not in (0, held) or not isinstance(digest, str | None):
             raise TransferError(
                 f"{self.peer} announced an inconsistent transfer for {shown(remote)!r}"
             )
@@ -253,22 +282,15 @@ class Client:
                 hasher = prefix_digest(out, offset)
                 out.seek(offset)
                 out.truncate()
-            received = 0
-            while received < length:
-                data = self.reader.take_stream(length - received)
-                if not data:
-                    data = self._recv()
-                    if len(data) > length - received:
-                        # bytes after the stream are the next frame's: hand them back
-                        self.reader.feed(data[length - received :])
-                        data = data[: length - received]
-                    self.reader.consumed_stream(len(data))
-                out.write(data)
-                hasher.update(data)
-                received += len(data)
-                if on_progress:
-                    on_progress(remote, offset + received, size)
+            self._receive_stream(
+                out, hasher, length, lambda n: on_progress and on_progress(remote, offset + n, size)
+            )
         self.reader.next_event()  # the end of the stream
+        if digest is None:  # the server hashed while sending: the digest follows the data
+            trailer = self._frame()
+            digest = trailer.body.get("sha256")
+            if trailer.type is not p.FrameType.REPLY or not isinstance(digest, str):
+                raise TransferError(f"{self.peer} sent no digest for {shown(remote)!r}")
         got = hasher.hexdigest()
         if got != digest:
             raise TransferError(

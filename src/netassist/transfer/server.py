@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -16,6 +17,7 @@ from netassist.transfer.digest import prefix_digest
 from netassist.wire.sockets import format_address, listen_tcp
 
 log = logging.getLogger("netassist.files")
+SEND_BLOCK = 1 << 20
 MAX_LISTED_FILES = 100_000
 
 
@@ -26,6 +28,18 @@ class DigestCache:
         self._digests: dict[tuple[str, int, int], str] = {}
         self._lock = threading.Lock()
         self._limit = limit
+
+    def known(self, path: str, st: os.stat_result) -> str | None:
+        """The cached digest of this version of the file, if any."""
+        with self._lock:
+            return self._digests.get((path, st.st_size, st.st_mtime_ns))
+
+    def remember(self, path: str, st: os.stat_result, digest: str) -> None:
+        """Cache the digest of this version of the file."""
+        with self._lock:
+            if len(self._digests) >= self._limit:
+                self._digests.clear()
+            self._digests[(path, st.st_size, st.st_mtime_ns)] = digest
 
     def digest(self, path: str, handle, st: os.stat_result) -> str:
         """The digest of the open ``handle`` (``st`` is its fstat), from the cache if current."""
@@ -207,15 +221,13 @@ class Session:
         with open(real, "rb") as handle:
             st = os.fstat(handle.fileno())  # what is announced and sent is this, not later changes
             size = st.st_size
-            digest = self.server.digests.digest(real, handle, st)
+            digest = self.server.digests.known(real, st)
+            hasher = None
             if offset:
                 prefix = body.get("prefix_sha256")
-                if (
-                    offset > size
-                    or not isinstance(prefix, str)
-                    or hash_prefix(handle, offset) != prefix
-                ):
-                    offset = 0  # what the client holds is not a prefix of this file: start over
+                hasher = prefix_digest(handle, offset) if offset <= size else None
+                if hasher is None or not isinstance(prefix, str) or hasher.hexdigest() != prefix:
+                    offset, hasher = 0, None  # not a prefix of this file: start over
             header = {
                 "path": path,
                 "size": size,
@@ -225,9 +237,28 @@ class Session:
                 "mtime_ns": st.st_mtime_ns,
             }
             self.conn.sendall(p.encode(p.FrameType.FILE, header))
-            sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
-            if sent != size - offset:
-                raise p.ProtocolError(f"{path} shrank while it was sent")
+            if digest is not None:
+                # A known digest: the data can go without passing through this process.
+                sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
+                if sent != size - offset:
+                    raise p.ProtocolError(f"{path} shrank while it was sent")
+                return
+            # An unknown digest: hash while sending (one pass over the file, not two) and
+            # send it in a trailer after the data.
+            if hasher is None:
+                hasher = hashlib.sha256()
+            handle.seek(offset)
+            left = size - offset
+            while left > 0:
+                block = handle.read(min(SEND_BLOCK, left))
+                if not block:
+                    raise p.ProtocolError(f"{path} shrank while it was sent")
+                hasher.update(block)
+                self.conn.sendall(block)
+                left -= len(block)
+            digest = hasher.hexdigest()
+            self.server.digests.remember(real, st, digest)
+            self.conn.sendall(p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest}))
 
 
 def _entry(name: str, st: os.stat_result) -> dict:

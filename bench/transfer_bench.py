@@ -1,0 +1,234 @@
+"""File transfer: netassist files against nc, a bare socket loop and http.server + curl.
+
+    python bench/transfer_bench.py [--repeats 3] [--size-mib 1024]
+
+One file over loopback into a file on disk, time from the client's start to its exit:
+- netassist files get: verified end to end (SHA-256), first with a cold digest cache (the
+  server hashes before it sends), then warm (a second download hashes nothing on the server);
+- nc -l > file fed by nc -N < file: no verification at all;
+- a bare Python socket loop (sendfile into recv_into + write): no verification;
+- curl -o file from python -m http.server: no verification.
+Sender on core 0, receiver on core 1; files in tmpfs (/dev/shm) when it has room, so the disk
+is not what is measured; medians of --repeats interleaved rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from bench.common import free_port  # noqa: E402
+
+PY = str(HERE.parent / ".venv" / "bin" / "python")
+
+BARE_SENDER = """
+import os, socket, sys
+listener = socket.socket(); listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(sys.argv[1]))); listener.listen(1)
+print("ready", flush=True)
+conn, _ = listener.accept()
+with open(sys.argv[2], "rb") as f:
+    conn.sendfile(f)
+conn.close()
+"""
+BARE_RECEIVER = """
+import socket, sys
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+buffer = bytearray(1 << 20); view = memoryview(buffer)
+with open(sys.argv[2], "wb") as out:
+    while n := sock.recv_into(buffer):
+        out.write(view[:n])
+"""
+
+
+def wait_port(port: int) -> None:
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        ["taskset", "-c", "1", *command], check=True, stdout=subprocess.DEVNULL, timeout=600
+    )
+    return time.perf_counter() - started
+
+
+def run_netassist(src: Path, out: Path, warm: bool) -> float:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            PY,
+            "-m",
+            "netassist",
+            "files",
+            "serve",
+            str(src.parent),
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        if warm:  # fill the digest cache first
+            timed(
+                [
+                    PY,
+                    "-m",
+                    "netassist",
+                    "files",
+                    "get",
+                    f"127.0.0.1:{port}",
+                    src.name,
+                    "-o",
+                    str(out),
+                    "--force",
+                    "--quiet",
+                ]
+            )
+        return timed(
+            [
+                PY,
+                "-m",
+                "netassist",
+                "files",
+                "get",
+                f"127.0.0.1:{port}",
+                src.name,
+                "-o",
+                str(out),
+                "--force",
+                "--quiet",
+            ]
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def run_nc(src: Path, out: Path) -> float:
+    port = free_port()
+    with open(out / "nc.bin", "wb") as sink:
+        receiver = subprocess.Popen(
+            ["taskset", "-c", "1", "nc", "-l", "127.0.0.1", str(port)], stdout=sink
+        )
+        time.sleep(0.3)
+        started = time.perf_counter()
+        with open(src, "rb") as source:
+            subprocess.run(
+                ["taskset", "-c", "0", "nc", "-N", "127.0.0.1", str(port)], stdin=source, check=True
+            )
+        receiver.wait(600)
+        return time.perf_counter() - started
+
+
+def run_bare(src: Path, out: Path) -> float:
+    port = free_port()
+    sender = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-c", BARE_SENDER, str(port), str(src)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    sender.stdout.readline()
+    elapsed = timed([sys.executable, "-c", BARE_RECEIVER, str(port), str(out / "bare.bin")])
+    sender.wait(60)
+    return elapsed
+
+
+def run_http(src: Path, out: Path) -> float:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            "-m",
+            "http.server",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(src.parent),
+        ],
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        return timed(
+            ["curl", "-s", "-o", str(out / "curl.bin"), f"http://127.0.0.1:{port}/{src.name}"]
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    args = parser.parse_args()
+    size = args.size_mib << 20
+    tools = {
+        "netassist (cold digest)": lambda s, o: run_netassist(s, o, warm=False),
+        "netassist (warm digest)": lambda s, o: run_netassist(s, o, warm=True),
+        "bare socket loop": run_bare,
+        "python -m http.server + curl": run_http,
+    }
+    if shutil.which("nc"):
+        tools["nc (no verification)"] = run_nc
+    results: dict[str, list[float]] = {name: [] for name in tools}
+    # Everything lives in tmpfs when there is one: the figures are about moving and checking
+    # bytes, not about how fast this machine's disk flushes dirty pages.
+    scratch = (
+        "/dev/shm"
+        if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 3 * size
+        else None
+    )
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        src = Path(tmp) / "src" / "payload.bin"
+        src.parent.mkdir()
+        with open(src, "wb") as handle:
+            block = os.urandom(1 << 20)
+            for _ in range(args.size_mib):
+                handle.write(block)
+        for _ in range(args.repeats):
+            for name, run in tools.items():
+                out = Path(tmp) / "out"
+                out.mkdir(exist_ok=True)
+                results[name].append(size / run(src, out) / 1e9)
+                shutil.rmtree(out)
+    base = (
+        statistics.median(results["nc (no verification)"])
+        if "nc (no verification)" in results
+        else None
+    )
+    print(f"\n{args.size_mib} MiB over loopback, medians of {args.repeats} (GB/s, ratio to nc)")
+    for name, values in results.items():
+        value = statistics.median(values)
+        print(f"  {name:<30} {value:6.2f} GB/s" + (f"   {value / base:5.2f} x nc" if base else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
