@@ -297,3 +297,77 @@ def test_client_refuses_what_a_hostile_server_tries(tmp_path, reply, needle):
     assert not (tmp_path / "evil.txt").exists()
     written = {p.name for p in out.rglob("*")}
     assert written <= {"x.txt", "x.txt.part"}
+
+
+@pytest.fixture
+def upload_server(shared):
+    srv = FileServer(str(shared), "127.0.0.1", 0, allow_upload=True)
+    threading.Thread(target=srv.serve, daemon=True).start()
+    yield srv
+    srv.stop()
+
+
+def test_put_files_and_folders_verified(upload_server, shared, tmp_path):
+    local = tmp_path / "local"
+    (local / "相册 #1").mkdir(parents=True)
+    (local / "相册 #1" / "a.bin").write_bytes(os.urandom(300_000))
+    (local / "相册 #1" / "empty").write_bytes(b"")
+    single = tmp_path / "single.txt"
+    single.write_text("one")
+    result = run_netassist(
+        "files",
+        "put",
+        f"127.0.0.1:{port_of(upload_server)}",
+        str(local / "相册 #1"),
+        str(single),
+        "inbox",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 3
+    assert (shared / "inbox" / "相册 #1" / "a.bin").read_bytes() == (
+        local / "相册 #1" / "a.bin"
+    ).read_bytes()
+    assert (shared / "inbox" / "相册 #1" / "empty").read_bytes() == b""
+    assert (shared / "inbox" / "single.txt").read_text() == "one"
+    again = run_netassist(
+        "files", "put", f"127.0.0.1:{port_of(upload_server)}", str(single), "inbox"
+    )
+    assert again.returncode == 11
+    assert "exists on the server" in again.stderr.decode()
+
+
+def test_put_refused_by_a_read_only_server(server, tmp_path):
+    local = tmp_path / "x.txt"
+    local.write_text("x")
+    with (
+        Client("127.0.0.1", port_of(server)) as client,
+        pytest.raises(TransferError, match="read-only"),
+    ):
+        client.put(str(local))
+
+
+def test_put_resumes_a_partial_upload(upload_server, shared, tmp_path):
+    data = os.urandom(2_000_000)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    (shared / ".big.bin.netassist-part").write_bytes(data[:700_000])
+    with Client("127.0.0.1", port_of(upload_server)) as client:
+        result = client.put(str(local))[0]
+    assert result.resumed_from == 700_000
+    assert result.received == 1_300_000
+    assert (shared / "big.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../evil.txt", "a/../../evil.txt", "%2e%2e/evil.txt", ".hidden", "C:evil", "sub/.git/x"],
+)
+def test_put_with_hostile_names_writes_nothing_outside(upload_server, shared, tmp_path, name):
+    with (
+        Client("127.0.0.1", port_of(upload_server)) as client,
+        pytest.raises(TransferError, match="not_found"),
+    ):
+        client.request("put", name, size=1, sha256="0" * 64)
+    assert not (tmp_path / "evil.txt").exists()
+    assert not any(p.name == "evil.txt" for p in shared.rglob("*"))

@@ -33,13 +33,27 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="a shared secret clients must give",
     )
     s.add_argument("--max-clients", type=int, default=64)
+    s.add_argument("--allow-upload", action="store_true", help="accept files sent with put")
     s.set_defaults(handler=serve)
 
-    for name, helptext in (("ls", "list a remote folder"), ("get", "fetch files or folders")):
+    for name, helptext in (
+        ("ls", "list a remote folder"),
+        ("get", "fetch files or folders"),
+        ("put", "send files or folders (the server must --allow-upload)"),
+    ):
         c = actions.add_parser(name, help=helptext)
         c.add_argument("server", metavar="HOST[:PORT]")
         if name == "ls":
             c.add_argument("path", metavar="PATH", nargs="?", default="")
+        elif name == "put":
+            c.add_argument(
+                "local",
+                metavar="LOCAL... [REMOTE_DIR]",
+                nargs="+",
+                help="files or folders; a last name that does not exist here is the remote folder",
+            )
+            c.add_argument("--to", metavar="REMOTE_DIR", help="the remote folder, said explicitly")
+            c.add_argument("--quiet", action="store_true", help="no summary line")
         else:
             c.add_argument("remote", metavar="REMOTE", nargs="+")
             c.add_argument(
@@ -53,7 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             c.add_argument("--quiet", action="store_true", help="no summary line")
         c.add_argument("--token", default=os.environ.get("NETASSIST_TOKEN"))
         c.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
-        c.set_defaults(handler=ls if name == "ls" else get)
+        c.set_defaults(handler={"ls": ls, "get": get, "put": put}[name])
 
 
 def _server_address(text: str, *, listening: bool = False) -> tuple[str, int]:
@@ -72,7 +86,14 @@ def serve(args: argparse.Namespace) -> int:
     if not os.path.isdir(args.directory):
         raise UsageError(f"{args.directory!r} is not a folder")
     host, port = _server_address(args.bind, listening=True)
-    server = FileServer(args.directory, host, port, token=args.token, max_clients=args.max_clients)
+    server = FileServer(
+        args.directory,
+        host,
+        port,
+        token=args.token,
+        max_clients=args.max_clients,
+        allow_upload=args.allow_upload,
+    )
     print(
         f"listening on tcp {server.address}, sharing {os.path.abspath(args.directory)}",
         file=sys.stderr,
@@ -122,6 +143,34 @@ def get(args: argparse.Namespace) -> int:
             f"all verified"
             + (f"; {skipped} existing skipped (--force replaces)" if skipped else "")
             + (f"; {resumed} resumed" if resumed else ""),
+            file=sys.stderr,
+        )
+    return ExitCode.OK
+
+
+def put(args: argparse.Namespace) -> int:
+    """``netassist files put``."""
+    host, port = _server_address(args.server)
+    locals_ = list(args.local)
+    remote_dir = args.to or ""
+    if not args.to and len(locals_) > 1 and not os.path.exists(locals_[-1]):
+        remote_dir = locals_.pop()
+    for path in locals_:
+        if not os.path.exists(path):
+            raise UsageError(f"{path!r} does not exist here")
+    started = time.monotonic()
+    results = []
+    with Client(host, port, token=args.token) as client:
+        for path in locals_:
+            results += client.put(path, remote_dir)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
+    elif not args.quiet:
+        sent = sum(r.received for r in results)
+        took = max(time.monotonic() - started, 1e-9)
+        print(
+            f"{len(results)} file(s), {sent:,} bytes sent in {took:.2f} s, "
+            "all verified by the server",
             file=sys.stderr,
         )
     return ExitCode.OK

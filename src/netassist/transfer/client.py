@@ -104,6 +104,7 @@ class Client:
                     message = shown(str(event.body.get("message", "")))
                     exit_code = {
                         p.ErrorCode.NOT_FOUND: ExitCode.FILE,
+                        p.ErrorCode.EXISTS: ExitCode.FILE,
                         p.ErrorCode.AUTH: ExitCode.PERMISSION_DENIED,
                         p.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
                     }.get(code, ExitCode.NETWORK)
@@ -227,6 +228,53 @@ class Client:
             received += count
             progress(received)
         return received
+
+    def put(self, local: str, remote_dir: str = "") -> list[Result]:
+        """Send a local file, or a folder with everything in it, into ``remote_dir``."""
+        local = os.path.abspath(local)
+        base = os.path.basename(local.rstrip(os.sep))
+        if os.path.isdir(local):
+            sent = []
+            for folder, dirs, files in os.walk(local):
+                dirs.sort()
+                for name in sorted(files):
+                    path = os.path.join(folder, name)
+                    relative = os.path.relpath(path, os.path.dirname(local)).replace(os.sep, "/")
+                    sent.append(
+                        self.put_file(
+                            path, "/".join(x for x in (remote_dir.strip("/"), relative) if x)
+                        )
+                    )
+            return sent
+        return [self.put_file(local, "/".join(x for x in (remote_dir.strip("/"), base) if x))]
+
+    def put_file(self, local: str, remote: str) -> Result:
+        """Send one file to the remote name ``remote`` (resuming a partial upload)."""
+        try:
+            check_relative(remote)
+        except PathRefused as exc:
+            raise NetassistError(
+                f"bad remote name {shown(remote)!r}: {exc}", ExitCode.USAGE
+            ) from None
+        try:
+            handle = open(local, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise explain(exc, f"opening {local}") from None
+        with handle:
+            st = os.fstat(handle.fileno())
+            size = st.st_size
+            digest = prefix_digest(handle, size).hexdigest()
+            answer = self.request("put", remote, size=size, sha256=digest, mtime_ns=st.st_mtime_ns)
+            offset = answer.body.get("offset")
+            if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= size:
+                raise TransferError(f"{self.peer} answered the upload with a bad offset")
+            self.sock.sendall(p.encode(p.FrameType.FILE, {"path": remote, "length": size - offset}))
+            if size > offset:
+                self.sock.sendfile(handle, offset, size - offset)
+        done = self._frame()
+        if done.body.get("sha256") != digest:
+            raise TransferError(f"{self.peer} did not confirm {shown(remote)!r}")
+        return Result(remote, local, size, size - offset, offset, digest)
 
     def _target(self, out_dir: str, relative: str) -> str:
         """The local path for ``relative``, made sure to stay inside ``out_dir``, even

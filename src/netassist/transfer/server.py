@@ -11,7 +11,7 @@ import stat
 import threading
 from collections.abc import Iterator
 
-from netassist.paths import PathRefused, check_segment, resolve_real
+from netassist.paths import PathRefused, check_segment, resolve_real, split_path
 from netassist.transfer import protocol as p
 from netassist.transfer.digest import prefix_digest
 from netassist.wire.sockets import format_address, listen_tcp
@@ -72,7 +72,11 @@ class FileServer:
         *,
         token: str | None = None,
         max_clients: int = 64,
+        allow_upload: bool = False,
+        max_upload: int | None = None,
     ) -> None:
+        self.allow_upload = allow_upload
+        self.max_upload = max_upload
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"{root} is not a folder")
@@ -167,7 +171,8 @@ class Session:
             return
         self.conn.sendall(
             p.encode(
-                p.FrameType.HELLO, {"version": p.VERSION, "server": "netassist", "upload": False}
+                p.FrameType.HELLO,
+                {"version": p.VERSION, "server": "netassist", "upload": self.server.allow_upload},
             )
         )
         while (frame := self.read_frame()) is not None:
@@ -182,11 +187,98 @@ class Session:
                     self.ls(path)
                 elif op == "get":
                     self.get(path, frame.body)
+                elif op == "put":
+                    self.put(path, frame.body)
                 else:
                     self.conn.sendall(p.error(p.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}"))
             except PathRefused:
                 # Not found and refused look the same: a refusal must not reveal what exists.
                 self.conn.sendall(p.error(p.ErrorCode.NOT_FOUND, f"no such file or folder: {path}"))
+
+    def put(self, path: str, body: dict) -> None:
+        """Receive a file into ``path``: never over an existing one, resumable, verified."""
+        server = self.server
+        if not server.allow_upload:
+            self.conn.sendall(
+                p.error(
+                    p.ErrorCode.REFUSED, "this server is read-only (start it with --allow-upload)"
+                )
+            )
+            return
+        size, digest, mtime_ns = body.get("size"), body.get("sha256"), body.get("mtime_ns")
+        if not (
+            isinstance(size, int)
+            and not isinstance(size, bool)
+            and size >= 0
+            and isinstance(digest, str)
+        ):
+            self.conn.sendall(p.error(p.ErrorCode.BAD_REQUEST, "put needs a size and a sha256"))
+            return
+        if server.max_upload is not None and size > server.max_upload:
+            self.conn.sendall(
+                p.error(p.ErrorCode.TOO_LARGE, f"files above {server.max_upload} bytes are refused")
+            )
+            return
+        segments = split_path(path)
+        if not segments:
+            raise PathRefused("no name")
+        folder = _make_folders(server.root, segments[:-1])
+        target = os.path.join(folder, segments[-1])
+        if os.path.lexists(target):
+            self.conn.sendall(p.error(p.ErrorCode.EXISTS, f"{path} exists on the server"))
+            return
+        # A hidden name: the resolver never serves a half-received upload to anyone.
+        part = os.path.join(folder, f".{segments[-1]}.netassist-part")
+        held = os.path.getsize(part) if os.path.isfile(part) else 0
+        if held > size:
+            held = 0
+        with open(part, "r+b" if held else "wb") as out:
+            hasher = prefix_digest(out, held)
+            out.seek(held)
+            out.truncate()
+            self.conn.sendall(p.encode(p.FrameType.REPLY, {"path": path, "offset": held}))
+            announce = self.read_frame()
+            if announce is None:
+                return  # gone: the .part stays for a later resume
+            if announce.type is not p.FrameType.FILE or announce.body.get("length") != size - held:
+                raise p.ProtocolError("expected the announced file data")
+            self._receive(out, hasher, size - held)
+        self.reader.next_event()  # the end of the stream
+        if hasher.hexdigest() != digest:
+            os.remove(part)
+            self.conn.sendall(
+                p.error(p.ErrorCode.BAD_REQUEST, "the data did not match its SHA-256; nothing kept")
+            )
+            return
+        if os.path.lexists(target):
+            self.conn.sendall(
+                p.error(p.ErrorCode.EXISTS, f"{path} appeared on the server meanwhile")
+            )
+            return
+        os.rename(part, target)
+        if isinstance(mtime_ns, int) and not isinstance(mtime_ns, bool):
+            os.utime(target, ns=(mtime_ns, mtime_ns))
+        self.conn.sendall(
+            p.encode(p.FrameType.REPLY, {"path": path, "size": size, "sha256": digest})
+        )
+
+    def _receive(self, out, hasher, length: int) -> None:
+        received = 0
+        held = self.reader.take_stream(length)
+        if held:
+            out.write(held)
+            hasher.update(held)
+            received = len(held)
+        buffer = bytearray(SEND_BLOCK)
+        view = memoryview(buffer)
+        while received < length:
+            count = self.conn.recv_into(buffer, min(len(buffer), length - received))
+            if not count:
+                raise p.ProtocolError("the client left in the middle of an upload")
+            out.write(view[:count])
+            hasher.update(view[:count])
+            self.reader.consumed_stream(count)
+            received += count
 
     def ls(self, path: str) -> None:
         real, st = resolve_real(self.server.root, path)
@@ -259,6 +351,21 @@ class Session:
             digest = hasher.hexdigest()
             self.server.digests.remember(real, st, digest)
             self.conn.sendall(p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest}))
+
+
+def _make_folders(root: str, segments: list[str]) -> str:
+    """The real folder ``segments`` name below ``root``, created where missing; an existing
+    part must be a folder inside the root (the resolver's rules)."""
+    current = root
+    for depth in range(len(segments)):
+        candidate = os.path.join(current, segments[depth])
+        if not os.path.lexists(candidate):
+            os.mkdir(candidate)
+        real, st = resolve_real(root, "/".join(segments[: depth + 1]))
+        if not stat.S_ISDIR(st.st_mode):
+            raise PathRefused("not a folder")
+        current = real
+    return current
 
 
 def _entry(name: str, st: os.stat_result) -> dict:
