@@ -12,6 +12,7 @@ from netassist.errors import ExitCode, NetassistError, explain
 from netassist.paths import PathRefused, check_relative
 from netassist.transfer import protocol as p
 from netassist.transfer.digest import prefix_digest
+from netassist.transfer.stream import StreamCut, receive_stream
 from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import connect_tcp, format_address
 
@@ -203,31 +204,15 @@ class Client:
     def _receive_stream(self, out, hasher, length: int, progress: Callable[[int], object]) -> int:
         """Copy exactly ``length`` stream bytes into ``out`` and ``hasher``; never reads past
         the stream, so the next frame stays on the socket."""
-        received = 0
-        held = self.reader.take_stream(length)  # what arrived with the FILE frame itself
-        if held:
-            out.write(held)
-            hasher.update(held)
-            received = len(held)
-        buffer = bytearray(RECV_BLOCK)
-        view = memoryview(buffer)
-        while received < length:
-            try:
-                count = self.sock.recv_into(buffer, min(len(buffer), length - received))
-            except OSError as exc:
-                raise explain(exc, f"receiving from {self.peer}") from None
-            if not count:
-                raise TransferError(
-                    f"{self.peer} closed the connection in the middle of a transfer "
-                    "(run again to resume)"
-                )
-            chunk = view[:count]
-            out.write(chunk)
-            hasher.update(chunk)
-            self.reader.consumed_stream(count)
-            received += count
-            progress(received)
-        return received
+        try:
+            return receive_stream(self.sock, self.reader, out, hasher, length, progress)
+        except OSError as exc:
+            raise explain(exc, f"receiving from {self.peer}") from None
+        except StreamCut:
+            raise TransferError(
+                f"{self.peer} closed the connection in the middle of a transfer "
+                "(run again to resume)"
+            ) from None
 
     def put(self, local: str, remote_dir: str = "") -> list[Result]:
         """Send a local file, or a folder with everything in it, into ``remote_dir``."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from netassist.paths import PathRefused, check_segment, resolve_real, split_path
 from netassist.transfer import protocol as p
 from netassist.transfer.digest import prefix_digest
+from netassist.transfer.stream import StreamCut, receive_stream
 from netassist.wire.sockets import format_address, listen_tcp
 
 log = logging.getLogger("netassist.files")
@@ -263,22 +264,10 @@ class Session:
         )
 
     def _receive(self, out, hasher, length: int) -> None:
-        received = 0
-        held = self.reader.take_stream(length)
-        if held:
-            out.write(held)
-            hasher.update(held)
-            received = len(held)
-        buffer = bytearray(SEND_BLOCK)
-        view = memoryview(buffer)
-        while received < length:
-            count = self.conn.recv_into(buffer, min(len(buffer), length - received))
-            if not count:
-                raise p.ProtocolError("the client left in the middle of an upload")
-            out.write(view[:count])
-            hasher.update(view[:count])
-            self.reader.consumed_stream(count)
-            received += count
+        try:
+            receive_stream(self.conn, self.reader, out, hasher, length)
+        except StreamCut:
+            raise p.ProtocolError("the client left in the middle of an upload") from None
 
     def ls(self, path: str) -> None:
         real, st = resolve_real(self.server.root, path)
