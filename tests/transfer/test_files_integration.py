@@ -371,3 +371,62 @@ def test_put_with_hostile_names_writes_nothing_outside(upload_server, shared, tm
         client.request("put", name, size=1, sha256="0" * 64)
     assert not (tmp_path / "evil.txt").exists()
     assert not any(p.name == "evil.txt" for p in shared.rglob("*"))
+
+
+def test_tls_with_a_self_signed_certificate(shared, tmp_path, netassist):
+    from tests.conftest import need
+
+    openssl = need("openssl")
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (shared / "secret.txt").write_text("over TLS")
+    proc = netassist(
+        "files",
+        "serve",
+        str(shared),
+        "--bind",
+        "127.0.0.1:0",
+        "--tls-cert",
+        str(cert),
+        "--tls-key",
+        str(key),
+    )
+    port = proc.port()
+    out = tmp_path / "out"
+    ok = run_netassist(
+        "files", "get", f"127.0.0.1:{port}", "secret.txt", "-o", str(out), "--tls-ca", str(cert)
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert (out / "secret.txt").read_text() == "over TLS"
+    untrusted = run_netassist(
+        "files", "get", f"127.0.0.1:{port}", "secret.txt", "-o", str(out), "--tls", "--force"
+    )
+    assert untrusted.returncode == 8
+    assert "not trusted" in untrusted.stderr.decode() and untrusted.stderr.decode().count("\n") == 1
+    plain = run_netassist(
+        "files", "get", f"127.0.0.1:{port}", "secret.txt", "-o", str(out), "--force"
+    )
+    assert plain.returncode != 0 and "Traceback" not in plain.stderr.decode()

@@ -10,8 +10,8 @@ import time
 
 from netassist.errors import ExitCode, UsageError
 from netassist.transfer import protocol as p
-from netassist.transfer.client import Client, shown
-from netassist.transfer.server import FileServer
+from netassist.transfer.client import Client, client_tls, shown
+from netassist.transfer.server import FileServer, tls_context
 from netassist.wire.sockets import parse_port
 
 
@@ -34,6 +34,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--max-clients", type=int, default=64)
     s.add_argument("--allow-upload", action="store_true", help="accept files sent with put")
+    s.add_argument("--tls-cert", metavar="FILE", help="serve over TLS with this certificate (PEM)")
+    s.add_argument(
+        "--tls-key", metavar="FILE", help="the certificate's private key, if not in --tls-cert"
+    )
     s.set_defaults(handler=serve)
 
     for name, helptext in (
@@ -66,6 +70,14 @@ def register(commands: argparse._SubParsersAction) -> None:
             c.add_argument("--force", action="store_true", help="replace files that exist")
             c.add_argument("--quiet", action="store_true", help="no summary line")
         c.add_argument("--token", default=os.environ.get("NETASSIST_TOKEN"))
+        c.add_argument(
+            "--tls", action="store_true", help="connect over TLS (the system's trusted CAs)"
+        )
+        c.add_argument(
+            "--tls-ca",
+            metavar="FILE",
+            help="trust this CA or self-signed certificate (implies --tls)",
+        )
         c.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
         c.set_defaults(handler={"ls": ls, "get": get, "put": put}[name])
 
@@ -81,11 +93,16 @@ def _server_address(text: str, *, listening: bool = False) -> tuple[str, int]:
     return text, p.DEFAULT_PORT
 
 
+def _client_tls(args: argparse.Namespace):
+    return client_tls(args.tls_ca) if (args.tls or args.tls_ca) else None
+
+
 def serve(args: argparse.Namespace) -> int:
     """``netassist files serve``."""
     if not os.path.isdir(args.directory):
         raise UsageError(f"{args.directory!r} is not a folder")
     host, port = _server_address(args.bind, listening=True)
+    tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     server = FileServer(
         args.directory,
         host,
@@ -93,9 +110,11 @@ def serve(args: argparse.Namespace) -> int:
         token=args.token,
         max_clients=args.max_clients,
         allow_upload=args.allow_upload,
+        tls=tls,
     )
     print(
-        f"listening on tcp {server.address}, sharing {os.path.abspath(args.directory)}",
+        f"listening on tcp {server.address}{' (TLS)' if tls else ''}, "
+        f"sharing {os.path.abspath(args.directory)}",
         file=sys.stderr,
         flush=True,
     )
@@ -109,7 +128,7 @@ def serve(args: argparse.Namespace) -> int:
 def ls(args: argparse.Namespace) -> int:
     """``netassist files ls``."""
     host, port = _server_address(args.server)
-    with Client(host, port, token=args.token) as client:
+    with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
         entries = client.ls(args.path)
     if args.json:
         print(json.dumps(entries, ensure_ascii=False))
@@ -127,7 +146,7 @@ def get(args: argparse.Namespace) -> int:
     host, port = _server_address(args.server)
     started = time.monotonic()
     results = []
-    with Client(host, port, token=args.token) as client:
+    with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
         for remote in args.remote:
             results += client.get(remote, args.output, force=args.force)
     took = max(time.monotonic() - started, 1e-9)
@@ -160,7 +179,7 @@ def put(args: argparse.Namespace) -> int:
             raise UsageError(f"{path!r} does not exist here")
     started = time.monotonic()
     results = []
-    with Client(host, port, token=args.token) as client:
+    with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
         for path in locals_:
             results += client.put(path, remote_dir)
     if args.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,14 @@ class Result:
     skipped: bool = False
 
 
+def client_tls(ca_file: str | None = None) -> ssl.SSLContext:
+    """A client TLS context: the system's trust store, or ``ca_file`` (a CA or the server's
+    own self-signed certificate). Host names are always checked."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 def shown(name: str) -> str:
     """A name that came from the network, safe to print."""
     return escape_text(name)
@@ -54,10 +63,26 @@ class Client:
         *,
         token: str | None = None,
         timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ):
         self.peer = format_address((host, port))
         self.sock = connect_tcp(host, port, timeout)
         self.sock.settimeout(timeout)
+        if tls is not None:
+            try:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+            except ssl.SSLCertVerificationError as exc:
+                self.sock.close()
+                raise TransferError(
+                    f"{self.peer}: TLS certificate not trusted ({exc.verify_message}); "
+                    "give the server's certificate with --tls-ca",
+                    ExitCode.PERMISSION_DENIED,
+                ) from None
+            except (ssl.SSLError, OSError) as exc:
+                self.sock.close()
+                raise TransferError(
+                    f"{self.peer}: TLS failed ({exc}); is the server using TLS?"
+                ) from None
         self.reader = p.Reader()
         try:
             hello = {"version": p.VERSION}

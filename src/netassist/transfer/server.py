@@ -7,6 +7,7 @@ import hmac
 import logging
 import os
 import socket
+import ssl
 import stat
 import threading
 from collections.abc import Iterator
@@ -75,7 +76,9 @@ class FileServer:
         max_clients: int = 64,
         allow_upload: bool = False,
         max_upload: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.tls = tls
         self.allow_upload = allow_upload
         self.max_upload = max_upload
         self.root = os.path.realpath(root)
@@ -125,13 +128,32 @@ class FileServer:
     def _client(self, conn: socket.socket, addr: object) -> None:
         peer = format_address(addr)
         try:
+            conn.settimeout(300)
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)  # the handshake, on this thread
             with conn:
-                conn.settimeout(300)
                 Session(self, conn).run()
         except (OSError, p.ProtocolError) as exc:
             log.info("%s: %s", peer, exc)
         finally:
             self._slots.release()
+
+
+def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
+    """A server TLS context from a certificate (and key) file, with clear errors."""
+    from netassist.errors import NetassistError, explain
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise NetassistError(
+            f"cannot use {cert} as a TLS certificate: {exc.reason or exc}"
+        ) from None
+    except OSError as exc:
+        raise explain(exc, f"opening {cert}") from None
+    return context
 
 
 class Session:
