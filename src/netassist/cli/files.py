@@ -8,6 +8,7 @@ import os
 import sys
 import time
 
+from netassist.cli.progress import TransferProgress
 from netassist.errors import ExitCode, UsageError
 from netassist.transfer import protocol as p
 from netassist.transfer.client import Client, client_tls, shown
@@ -146,9 +147,19 @@ def get(args: argparse.Namespace) -> int:
     host, port = _server_address(args.server)
     started = time.monotonic()
     results = []
-    with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
-        for remote in args.remote:
-            results += client.get(remote, args.output, force=args.force)
+    progress = TransferProgress(enabled=not (args.quiet or args.json))
+    try:
+        with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
+            for remote in args.remote:
+                results += client.get(
+                    remote,
+                    args.output,
+                    force=args.force,
+                    on_progress=progress.update,
+                    on_total=progress.total,
+                )
+    finally:
+        progress.close()
     took = max(time.monotonic() - started, 1e-9)
     received = sum(r.received for r in results)
     if args.json:

@@ -163,8 +163,12 @@ class Client:
         *,
         force: bool = False,
         on_progress: Callable[[str, int, int], None] | None = None,
+        on_total: Callable[[int], None] | None = None,
     ) -> list[Result]:
-        """Fetch a remote file or folder into ``out_dir``; returns one Result per file."""
+        """Fetch a remote file or folder into ``out_dir``; returns one Result per file.
+
+        ``on_total(bytes)`` hears the size of the whole job once it is known;
+        ``on_progress(remote, done, size)`` follows each file as it arrives."""
         try:
             wanted = check_relative(remote.strip("/")) if remote.strip("/") else None
         except PathRefused as exc:
@@ -173,14 +177,24 @@ class Client:
             ) from None
         os.makedirs(out_dir, exist_ok=True)
         answer_path = str(wanted) if wanted else ""
-        kind, _ = self._ls(answer_path)
+        kind, entries = self._ls(answer_path)
         if kind == "file" and wanted is not None:
+            if on_total is not None and entries and isinstance(entries[0].get("size"), int):
+                on_total(entries[0]["size"])
             local = self._target(out_dir, wanted.name)
             return [self.get_file(answer_path, local, force=force, on_progress=on_progress)]
         frame = self.request("get", answer_path)
         files = frame.body.get("files")
         if frame.type is not p.FrameType.REPLY or not isinstance(files, list):
             raise TransferError(f"{self.peer} answered get with neither a file nor a folder")
+        if on_total is not None:
+            on_total(
+                sum(
+                    f.get("size", 0)
+                    for f in files
+                    if isinstance(f, dict) and isinstance(f.get("size"), int)
+                )
+            )
         base = wanted.name if wanted else ""
         results = []
         for item in files:
