@@ -430,3 +430,36 @@ def test_tls_with_a_self_signed_certificate(shared, tmp_path, netassist):
         "files", "get", f"127.0.0.1:{port}", "secret.txt", "-o", str(out), "--force"
     )
     assert plain.returncode != 0 and "Traceback" not in plain.stderr.decode()
+
+
+def test_a_file_changed_while_it_is_sent_is_detected(shared, server):
+    path = shared / "moving.bin"
+    path.write_bytes(os.urandom(64 << 20))
+    sock = socket.create_connection(("127.0.0.1", port_of(server)))
+    reader = p.Reader()
+
+    def frame() -> p.Frame:
+        while (event := reader.next_event()) is None or isinstance(
+            event, p.StreamData | p.StreamEnd
+        ):
+            if event is None:
+                reader.feed(sock.recv(1 << 20))
+        return event
+
+    with sock:
+        sock.sendall(p.encode(p.FrameType.HELLO, {"version": 1}))
+        frame()
+        sock.sendall(
+            p.encode(p.FrameType.REQUEST, {"op": "get", "path": "moving.bin", "offset": 0})
+        )
+        announced = frame()
+        assert announced.type is p.FrameType.FILE and announced.body["sha256"] is None
+        # The server cannot have sent 64 MiB into socket buffers yet: change the file now.
+        reader.feed(sock.recv(1 << 20))
+        with open(path, "r+b") as handle:
+            handle.seek(50 << 20)
+            handle.write(b"changed!")
+        os.utime(path, ns=(time.time_ns(), time.time_ns()))
+        last = frame()
+    assert last.type is p.FrameType.ERROR
+    assert last.body["code"] == "changed"

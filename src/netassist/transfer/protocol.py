@@ -46,6 +46,7 @@ class ErrorCode:
     BAD_REQUEST = "bad_request"
     VERSION = "version"
     BUSY = "busy"
+    CHANGED = "changed"
 
 
 class ProtocolError(Exception):

@@ -359,6 +359,14 @@ class Session:
                 hasher.update(block)
                 self.conn.sendall(block)
                 left -= len(block)
+            now = os.fstat(handle.fileno())
+            if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                # The bytes sent were hashed as sent, so the digest would match a mixed file:
+                # say it changed instead, and cache nothing.
+                self.conn.sendall(
+                    p.error(p.ErrorCode.CHANGED, f"{path} changed while it was sent; try again")
+                )
+                return
             digest = hasher.hexdigest()
             self.server.digests.remember(real, st, digest)
             self.conn.sendall(p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest}))
