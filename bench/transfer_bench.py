@@ -183,10 +183,85 @@ def run_http(src: Path, out: Path) -> float:
         server.wait(10)
 
 
+def many_files(tmp: Path, count: int) -> dict[str, float]:
+    """Files per second for ``count`` files of 4 KiB: netassist files get against tar | nc."""
+    tree = tmp / "many" / "tree"
+    tree.mkdir(parents=True)
+    block = os.urandom(4096)
+    for i in range(count):
+        folder = tree / f"d{i // 500}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"f{i}.bin").write_bytes(block)
+    rates = {}
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            PY,
+            "-m",
+            "netassist",
+            "files",
+            "serve",
+            str(tree.parent),
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        out = tmp / "many-out"
+        rates["netassist files get"] = count / timed(
+            [
+                PY,
+                "-m",
+                "netassist",
+                "files",
+                "get",
+                f"127.0.0.1:{port}",
+                "tree",
+                "-o",
+                str(out),
+                "--quiet",
+            ]
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+    if shutil.which("nc") and shutil.which("tar"):
+        port = free_port()
+        out = tmp / "many-tar"
+        out.mkdir()
+        receiver = subprocess.Popen(
+            ["taskset", "-c", "1", "sh", "-c", f"nc -l 127.0.0.1 {port} | tar -x -C {out}"]
+        )
+        time.sleep(0.3)
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                "taskset",
+                "-c",
+                "0",
+                "sh",
+                "-c",
+                f"tar -c -C {tree.parent} tree | nc -N 127.0.0.1 {port}",
+            ],
+            check=True,
+        )
+        receiver.wait(120)
+        rates["tar | nc (no verification)"] = count / (time.perf_counter() - started)
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument(
+        "--files", type=int, default=10_000, help="how many 4 KiB files (0 to skip)"
+    )
     args = parser.parse_args()
     size = args.size_mib << 20
     tools = {
@@ -212,6 +287,11 @@ def main() -> int:
             block = os.urandom(1 << 20)
             for _ in range(args.size_mib):
                 handle.write(block)
+        many: dict[str, list[float]] = {}
+        for _ in range(args.repeats if args.files else 0):
+            with tempfile.TemporaryDirectory(dir=tmp) as round_tmp:
+                for name, rate in many_files(Path(round_tmp), args.files).items():
+                    many.setdefault(name, []).append(rate)
         for _ in range(args.repeats):
             for name, run in tools.items():
                 out = Path(tmp) / "out"
@@ -227,6 +307,10 @@ def main() -> int:
     for name, values in results.items():
         value = statistics.median(values)
         print(f"  {name:<30} {value:6.2f} GB/s" + (f"   {value / base:5.2f} x nc" if base else ""))
+    if many:
+        print(f"\n{args.files} files of 4 KiB, medians of {args.repeats} (files/s)")
+        for name, values in many.items():
+            print(f"  {name:<30} {statistics.median(values):10,.0f} files/s")
     return 0
 
 
