@@ -17,11 +17,12 @@ pytestmark = pytest.mark.integration
 
 def test_listen_shows_text_from_nc_with_escapes(netassist):
     nc = need("nc")
+    # -w1, not -w0: nc waits a moment after the end of its input, so it cannot quit unsent.
     listener = netassist("udp", "listen", "0", "--count", "2", "--timeout", "20")
     port = listener.port()
-    subprocess.run([nc, "-u", "-w0", "127.0.0.1", str(port)], input=b"hello\x1b[31m", check=True)
-    subprocess.run([nc, "-u", "-w0", "127.0.0.1", str(port)], input="你好\n".encode(), check=True)
-    code, out, _ = listener.finish()
+    subprocess.run([nc, "-u", "-w1", "127.0.0.1", str(port)], input=b"hello\x1b[31m", check=True)
+    subprocess.run([nc, "-u", "-w1", "127.0.0.1", str(port)], input="你好\n".encode(), check=True)
+    code, out, _ = listener.finish(timeout=40)
     assert code == 0
     lines = out.decode().splitlines()
     assert len(lines) == 2
