@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import connect_tcp, format_address
 
 RECV_BLOCK = 1 << 20
+PIPELINE = 32  # file requests in flight while a folder downloads
 PART = ".part"
 
 
@@ -197,6 +199,7 @@ class Client:
             )
         base = wanted.name if wanted else ""
         results = []
+        plan: list[tuple[str, str]] = []
         for item in files:
             name = item.get("path") if isinstance(item, dict) else None
             if not isinstance(name, str):
@@ -210,7 +213,31 @@ class Client:
                 ) from None
             local = self._target(out_dir, "/".join(x for x in (base, str(relative)) if x))
             remote_name = "/".join(x for x in (answer_path, str(relative)) if x)
-            results.append(self.get_file(remote_name, local, force=force, on_progress=on_progress))
+            if os.path.exists(local) and not force:
+                results.append(
+                    Result(remote_name, local, os.path.getsize(local), 0, 0, "", skipped=True)
+                )
+            else:
+                plan.append((remote_name, local))
+        # Several requests in flight: the server answers in order, and a folder of small
+        # files no longer costs one round trip per file.
+        pending: deque[tuple[str, str, int]] = deque()
+        queued = iter(plan)
+
+        def ask_next() -> None:
+            item = next(queued, None)
+            if item is not None:
+                remote_name, local = item
+                held = self._ask(remote_name, local)
+                pending.append((remote_name, local, held))
+
+        for _ in range(PIPELINE):
+            ask_next()
+        while pending:
+            remote_name, local, held = pending.popleft()
+            frame = self._file_frame(remote_name)
+            results.append(self._receive(frame, remote_name, local, force, held, on_progress))
+            ask_next()
         return results
 
     def get_file(
@@ -224,21 +251,8 @@ class Client:
         """Fetch one remote file to the path ``local`` (resuming from ``local.part``)."""
         if os.path.exists(local) and not force:
             return Result(remote, local, os.path.getsize(local), 0, 0, "", skipped=True)
-        part = local + PART
-        held = os.path.getsize(part) if os.path.isfile(part) else 0
-        prefix = _hash_file(part) if held else None
-        self.sock.sendall(
-            p.encode(
-                p.FrameType.REQUEST,
-                {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix},
-            )
-        )
-        frame = self._frame()
-        if frame.type is not p.FrameType.FILE:
-            raise TransferError(
-                f"{self.peer} answered {shown(remote)!r} with something other than a file"
-            )
-        return self._receive(frame, remote, local, force, held, on_progress)
+        held = self._ask(remote, local)
+        return self._receive(self._file_frame(remote), remote, local, force, held, on_progress)
 
     def _receive_stream(self, out, hasher, length: int, progress: Callable[[int], object]) -> int:
         """Copy exactly ``length`` stream bytes into ``out`` and ``hasher``; never reads past
@@ -299,6 +313,24 @@ class Client:
         if done.body.get("sha256") != digest:
             raise TransferError(f"{self.peer} did not confirm {shown(remote)!r}")
         return Result(remote, local, size, size - offset, offset, digest)
+
+    def _file_frame(self, remote: str) -> p.Frame:
+        """The answer to a get of ``remote``, which must be a FILE frame."""
+        frame = self._frame()
+        if frame.type is not p.FrameType.FILE:
+            raise TransferError(
+                f"{self.peer} answered {shown(remote)!r} with something other than a file"
+            )
+        return frame
+
+    def _ask(self, remote: str, local: str) -> int:
+        """Request ``remote``, offering what ``local.part`` already holds; returns that size."""
+        part = local + PART
+        held = os.path.getsize(part) if os.path.isfile(part) else 0
+        prefix = _hash_file(part) if held else None
+        request = {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix}
+        self.sock.sendall(p.encode(p.FrameType.REQUEST, request))
+        return held
 
     def _target(self, out_dir: str, relative: str) -> str:
         """The local path for ``relative``, made sure to stay inside ``out_dir``, even
