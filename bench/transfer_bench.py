@@ -15,6 +15,7 @@ is not what is measured; medians of --repeats interleaved rounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import socket
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -69,60 +71,27 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def run_netassist(src: Path, out: Path, warm: bool) -> float:
+@contextlib.contextmanager
+def files_server(root: Path) -> Iterator[int]:
+    """``netassist files serve root`` pinned to core 0; yields its port, stops it after."""
     port = free_port()
-    server = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            "0",
-            PY,
-            "-m",
-            "netassist",
-            "files",
-            "serve",
-            str(src.parent),
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        stderr=subprocess.DEVNULL,
-    )
+    command = [PY, "-m", "netassist", "files", "serve", str(root), "--bind", f"127.0.0.1:{port}"]
+    server = subprocess.Popen(["taskset", "-c", "0", *command], stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
-        if warm:  # fill the digest cache first
-            timed(
-                [
-                    PY,
-                    "-m",
-                    "netassist",
-                    "files",
-                    "get",
-                    f"127.0.0.1:{port}",
-                    src.name,
-                    "-o",
-                    str(out),
-                    "--force",
-                    "--quiet",
-                ]
-            )
-        return timed(
-            [
-                PY,
-                "-m",
-                "netassist",
-                "files",
-                "get",
-                f"127.0.0.1:{port}",
-                src.name,
-                "-o",
-                str(out),
-                "--force",
-                "--quiet",
-            ]
-        )
+        yield port
     finally:
         server.terminate()
         server.wait(10)
+
+
+def run_netassist(src: Path, out: Path, warm: bool) -> float:
+    with files_server(src.parent) as port:
+        fetch = [PY, "-m", "netassist", "files", "get", f"127.0.0.1:{port}", src.name]
+        fetch += ["-o", str(out), "--force", "--quiet"]
+        if warm:
+            timed(fetch)  # fill the server's digest cache first
+        return timed(fetch)
 
 
 def run_nc(src: Path, out: Path) -> float:
@@ -193,25 +162,7 @@ def many_files(tmp: Path, count: int) -> dict[str, float]:
         folder.mkdir(exist_ok=True)
         (folder / f"f{i}.bin").write_bytes(block)
     rates = {}
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            "0",
-            PY,
-            "-m",
-            "netassist",
-            "files",
-            "serve",
-            str(tree.parent),
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port)
+    with files_server(tree.parent) as port:
         out = tmp / "many-out"
         rates["netassist files get"] = count / timed(
             [
@@ -227,9 +178,6 @@ def many_files(tmp: Path, count: int) -> dict[str, float]:
                 "--quiet",
             ]
         )
-    finally:
-        server.terminate()
-        server.wait(10)
     if shutil.which("nc") and shutil.which("tar"):
         port = free_port()
         out = tmp / "many-tar"
