@@ -55,7 +55,6 @@ access_log = logging.getLogger("netassist.access")
 RECV_SIZE = 64 * 1024  # below the allocator's mmap threshold: a bigger recv costs a mmap per call
 LINGER_SECONDS = 2.0
 SWEEP_INTERVAL = 1.0
-_EMPTY_BODY = b""
 
 # What a connection is doing; the deadline that applies follows from it.
 HEAD, BODY, APP, SEND, LINGER = range(5)
@@ -428,7 +427,8 @@ class Worker:
                 conn.request = event
                 conn.head_started = 0.0
                 if not event.has_body:
-                    self._call_app(conn, _EMPTY_BODY, None)
+                    # No body: its Content-Length, if any, is 0, which is what the app should see.
+                    self._call_app(conn, EMPTY_INPUT, event.content_length)
                     return
                 if event.expect_continue:
                     self._call_app(conn, LiveInput(self, conn), event.content_length)
@@ -466,9 +466,6 @@ class Worker:
         conn.deadline = float("inf")
         if self._log_access:
             conn.started_at = time.time()
-        if body is _EMPTY_BODY:
-            body = EMPTY_INPUT
-            content_length = None if request.content_length is None else 0
         environ = conn.builder.build(request, body, conn.remote, content_length)
         start = conn.start = StartResponse(lambda data: self._write_callable(conn, data))
         try:
@@ -882,11 +879,6 @@ def _spool(body: io.BytesIO) -> IO[bytes]:
     spooled = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _finish
     spooled.write(body.getbuffer())
     return spooled
-
-
-def serve_sockets(app: WSGIApp, config: ServerConfig, sockets: list[socket.socket]) -> Worker:
-    """A worker for ``sockets``, ready to :meth:`Worker.run`."""
-    return Worker(app, config, sockets)
 
 
 def listen(config: ServerConfig) -> list[socket.socket]:

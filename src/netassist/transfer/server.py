@@ -43,25 +43,6 @@ class DigestCache:
                 self._digests.clear()
             self._digests[(path, st.st_size, st.st_mtime_ns)] = digest
 
-    def digest(self, path: str, handle, st: os.stat_result) -> str:
-        """The digest of the open ``handle`` (``st`` is its fstat), from the cache if current."""
-        key = (path, st.st_size, st.st_mtime_ns)
-        with self._lock:
-            known = self._digests.get(key)
-        if known is not None:
-            return known
-        known = hash_prefix(handle, st.st_size)
-        with self._lock:
-            if len(self._digests) >= self._limit:
-                self._digests.clear()
-            self._digests[key] = known
-        return known
-
-
-def hash_prefix(handle, length: int) -> str:
-    """SHA-256 (hex) of the first ``length`` bytes of an open file."""
-    return prefix_digest(handle, length).hexdigest()
-
 
 class FileServer:
     """Serves ``root`` to file-transfer clients, one thread each, at most ``max_clients``."""
@@ -341,55 +322,43 @@ class Session:
                 "sha256": digest,
                 "mtime_ns": st.st_mtime_ns,
             }
-            if digest is None and size - offset <= SEND_BLOCK:
-                # A small file: announce, data and digest in one send.
-                handle.seek(offset)
-                data = handle.read(size - offset)
-                if hasher is None:
-                    hasher = hashlib.sha256()
-                hasher.update(data)
-                now = os.fstat(handle.fileno())
-                if len(data) != size - offset or (now.st_size, now.st_mtime_ns) != (
-                    st.st_size,
-                    st.st_mtime_ns,
-                ):
-                    raise p.ProtocolError(f"{path} changed while it was read")
-                digest = hasher.hexdigest()
-                self.server.digests.remember(real, st, digest)
-                trailer = p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest})
-                self.conn.sendall(p.encode(p.FrameType.FILE, header) + data + trailer)
-                return
-            self.conn.sendall(p.encode(p.FrameType.FILE, header))
+            announce = p.encode(p.FrameType.FILE, header)
             if digest is not None:
                 # A known digest: the data can go without passing through this process.
+                self.conn.sendall(announce)
                 sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
                 if sent != size - offset:
                     raise p.ProtocolError(f"{path} shrank while it was sent")
                 return
-            # An unknown digest: hash while sending (one pass over the file, not two) and
-            # send it in a trailer after the data.
+            # An unknown digest: hash while sending (one pass over the file, not two) and send
+            # it in a trailer. The announcement rides with the first block and the last block
+            # waits for the trailer, so a small file goes out in a single send.
             if hasher is None:
                 hasher = hashlib.sha256()
             handle.seek(offset)
-            left = size - offset
+            pending, left = announce, size - offset
             while left > 0:
                 block = handle.read(min(SEND_BLOCK, left))
                 if not block:
                     raise p.ProtocolError(f"{path} shrank while it was sent")
                 hasher.update(block)
-                self.conn.sendall(block)
                 left -= len(block)
+                if left:
+                    self.conn.sendall(pending + block if pending else block)
+                    pending = b""
+                else:
+                    pending += block
             now = os.fstat(handle.fileno())
             if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 # The bytes sent were hashed as sent, so the digest would match a mixed file:
                 # say it changed instead, and cache nothing.
-                self.conn.sendall(
-                    p.error(p.ErrorCode.CHANGED, f"{path} changed while it was sent; try again")
-                )
+                message = f"{path} changed while it was sent; try again"
+                self.conn.sendall(pending + p.error(p.ErrorCode.CHANGED, message))
                 return
             digest = hasher.hexdigest()
             self.server.digests.remember(real, st, digest)
-            self.conn.sendall(p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest}))
+            trailer = p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest})
+            self.conn.sendall(pending + trailer)
 
 
 def _make_folders(root: str, segments: list[str]) -> str:
@@ -440,7 +409,9 @@ def _walk(
 ) -> Iterator[tuple[str, os.stat_result]]:
     """Every file below ``folder`` a client may touch, as paths relative to it (a folder
     reached twice through links is walked once, so a link to an ancestor cannot loop)."""
-    seen = seen if seen is not None else {(os.stat(folder).st_dev, os.stat(folder).st_ino)}
+    if seen is None:
+        top = os.stat(folder)
+        seen = {(top.st_dev, top.st_ino)}
     for name, st in _children(folder, root):
         relative = f"{prefix}{name}"
         if stat.S_ISDIR(st.st_mode):
