@@ -111,6 +111,7 @@ class Request:
         "chunked",
         "content_length",
         "expect_continue",
+        "has_body",
         "headers",
         "keep_alive",
         "method",
@@ -137,11 +138,8 @@ class Request:
         self.content_length = content_length
         self.chunked = chunked
         self.expect_continue = expect_continue
-
-    @property
-    def has_body(self) -> bool:
-        """Whether body events follow (chunked, or a Content-Length above zero)."""
-        return self.chunked or bool(self.content_length)
+        #: Whether body events follow (chunked, or a Content-Length above zero).
+        self.has_body = chunked or bool(content_length)
 
     def __repr__(self) -> str:
         fields = len(self.headers)
@@ -207,6 +205,7 @@ _HOP_BY_HOP = frozenset(
 _NO_BODY_STATUS = frozenset({204, 304})
 # Lengths of host, expect, connection, content-length, transfer-encoding.
 _CHECKED_LENGTHS = frozenset({4, 6, 10, 14, 17})
+_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 _REASONS = {
@@ -247,21 +246,18 @@ _NO_BODY, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)
 
 
 class _HeadCollector:
-    """The callbacks llhttp calls while it parses one complete head."""
+    """The callbacks llhttp calls while it parses one complete head.
 
-    __slots__ = ("complete", "headers", "message_complete", "url")
+    Only the two that carry data are defined: every callback is a Python call per request,
+    and what the others would say follows from the head itself (it ends at its first empty
+    line, so a head llhttp accepts is complete; a message without a body is done with it).
+    """
+
+    __slots__ = ("headers", "url")
 
     def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.complete = False
-        self.message_complete = False
-
-    def on_message_complete(self) -> None:
-        self.message_complete = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -271,9 +267,6 @@ class _HeadCollector:
         if value and value[-1] in (0x20, 0x09):
             value = value.rstrip(b" \t")
         self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.complete = True
 
 
 class ServerConnection:
@@ -306,6 +299,27 @@ class ServerConnection:
             self._buffer += data
         else:
             self._their_eof = True
+
+    def receive_head(self, data: bytes) -> Request | None:
+        """:meth:`receive_data` for the usual case, a whole request head arriving alone at
+        a connection waiting for one: returns the :class:`Request` that :meth:`next_event`
+        would. Any other bytes are only buffered (None: ask :meth:`next_event`)."""
+        end = data.find(b"\r\n\r\n") + 4
+        if (
+            end != len(data)
+            or self._state != _HEAD
+            or self._buffer
+            or data[0] == 0x0D
+            or end > self.limits.max_header_bytes + 4
+        ):
+            self.receive_data(data)
+            return None
+        line_end = data.find(b"\r\n")
+        if line_end > self.limits.max_request_line:
+            raise self._fail(414, "request line too long")
+        if b"\n\n" in data:  # a bare LF ends the head only for lenient parsers
+            raise self._fail(400, "bare LF in the request head")
+        return self._parse_head(data, line_end)  # type: ignore[return-value]
 
     @property
     def their_eof(self) -> bool:
@@ -350,29 +364,36 @@ class ServerConnection:
             return NEED_DATA
         limits = self.limits
         scanned = self._head_scanned
-        if not scanned:
-            # A server SHOULD ignore at least one empty line before a request-line (RFC 9112 2.2).
+        # A server SHOULD ignore at least one empty line before a request-line (RFC 9112 2.2).
+        if not scanned and buffer[0] == 0x0D:
             while buffer[:2] == b"\r\n":
                 del buffer[:2]
         # Search only what is new (and the 3 bytes before it), so a head that trickles in
         # byte by byte costs linear time, not quadratic.
-        end = buffer.find(b"\r\n\r\n", max(0, scanned - 3), limits.max_header_bytes + 4)
+        end = buffer.find(
+            b"\r\n\r\n", scanned - 3 if scanned > 3 else 0, limits.max_header_bytes + 4
+        )
         if end < 0:
             return self._head_incomplete(scanned)
         self._head_scanned = 0
-        if end + 4 == len(buffer):  # the usual case: one whole head, nothing behind it
+        end += 4
+        if end == len(buffer):  # the usual case: one whole head, nothing behind it
             head = bytes(buffer)
             buffer.clear()
         else:
-            head = bytes(buffer[: end + 4])
-            del buffer[: end + 4]
+            head = bytes(buffer[:end])
+            del buffer[:end]
         line_end = head.find(b"\r\n")
+        while line_end == 0:  # empty lines that arrived after the first bytes were scanned
+            head = head[2:]
+            if not head:
+                return self._read_head()
+            line_end = head.find(b"\r\n")
         if line_end > limits.max_request_line:
             raise self._fail(414, "request line too long")
-        bare = head.find(b"\n\n")  # a bare LF ends the head only for lenient parsers
-        if bare >= 0:
+        if b"\n\n" in head:  # a bare LF ends the head only for lenient parsers
             raise self._fail(400, "bare LF in the request head")
-        return self._parse_head(head)
+        return self._parse_head(head, line_end)
 
     def _head_incomplete(self, scanned: int) -> object:
         buffer = self._buffer
@@ -398,34 +419,25 @@ class ServerConnection:
             raise self._fail(400, "connection closed in the middle of a request head")
         return NEED_DATA
 
-    def _parse_head(self, head: bytes) -> object:
+    def _parse_head(self, head: bytes, line_end: int) -> object:
         collector = self._collector
         parser = self._parser
         if parser is None:
-            parser = self._parser = httptools.HttpRequestParser(collector)
-        # Until llhttp is seen to finish this message, it cannot parse the next one.
+            parser = httptools.HttpRequestParser(collector)
+        # Until this message is known to have no body, llhttp cannot be given the next head.
         self._parser = None
-        upgrade = False
         try:
             parser.feed_data(head)
         except httptools.HttpParserUpgrade:
             upgrade = True  # Upgrade or CONNECT: served as a plain request, then closed
-        except httptools.HttpParserInvalidMethodError:
-            method = head.split(b" ", 1)[0]
-            if re.fullmatch(_TOKEN, method):
-                raise self._fail(501, "method not implemented") from None
-            raise self._fail(400, "malformed request line") from None
         except httptools.HttpParserError as exc:
-            message = str(exc)
-            if "HTTP version" in message:
-                raise self._fail(505, "HTTP version not supported") from None
-            if message.startswith("Request has invalid `Transfer-Encoding`"):
-                raise self._fail(501, "transfer coding not implemented (only chunked is)") from None
-            raise self._fail(400, _llhttp_reason(exc)) from None
-        if not collector.complete:
-            raise self._fail(400, "malformed request head")
-        version = parser.get_http_version()
-        if version not in ("1.1", "1.0"):
+            raise self._rejection(head, exc) from None
+        else:
+            upgrade = False
+        # llhttp accepted "HTTP/d.d" at the end of the request line; the digits are read
+        # from the bytes, which is cheaper than asking the parser for a string.
+        version = _VERSIONS.get(head[line_end - 3 : line_end])
+        if version is None:
             raise self._fail(505, "HTTP version not supported")
         headers = collector.headers
         if len(headers) > self.limits.max_header_count:
@@ -482,11 +494,12 @@ class ServerConnection:
             chunked,
             expect_continue and version == "1.1",
         )
-        if collector.message_complete and keep_alive:
-            # A head without a body: llhttp finished the message and can take the next head.
-            # (With a body it would wait for bytes we frame ourselves: it is dropped instead.)
+        if keep_alive and not chunked and not content_length:
+            # No body: llhttp finished this message with its head and can take the next
+            # one. (With a body it would wait for bytes we frame ourselves: it is dropped.)
             self._parser = parser
-            collector.reset()
+            collector.url = b""
+            collector.headers = []
         else:
             self._collector = _HeadCollector()
         self.request = request
@@ -501,6 +514,19 @@ class ServerConnection:
         else:
             self._state = _DONE
         return request
+
+    def _rejection(self, head: bytes, exc: Exception) -> ProtocolError:
+        """The status for a head llhttp refused."""
+        if isinstance(exc, httptools.HttpParserInvalidMethodError):
+            if re.fullmatch(_TOKEN, head.split(b" ", 1)[0]):
+                return self._fail(501, "method not implemented")
+            return self._fail(400, "malformed request line")
+        message = str(exc)
+        if "HTTP version" in message:
+            return self._fail(505, "HTTP version not supported")
+        if message.startswith("Request has invalid `Transfer-Encoding`"):
+            return self._fail(501, "transfer coding not implemented (only chunked is)")
+        return self._fail(400, _llhttp_reason(exc))
 
     def _read_length_body(self) -> object:
         buffer = self._buffer
@@ -647,6 +673,30 @@ class ServerConnection:
         head, self._framing, self._to_send, self.keep_alive = cached
         self._our_state = _SENDING
         self._continue_pending = False
+        return head
+
+    def whole_response(self, status: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+        """Head, body and end of a response given in one piece: what
+        :meth:`response_head`, :meth:`response_body` and :meth:`end_response` would give
+        together, in one call (it is the most common response)."""
+        head = self.response_head(status, headers)
+        framing = self._framing
+        self._our_state = _SENT
+        if framing == _LENGTH:
+            to_send = self._to_send
+            if len(body) != to_send:
+                # More than declared: send what was declared, then close, so the extra bytes
+                # are never read as the next response. Fewer: only a close ends it cleanly.
+                body = body[:to_send]
+                self.keep_alive = False
+            self._to_send = 0
+            return head + body
+        if framing == _CHUNKED:
+            if not body:
+                return head + b"0\r\n\r\n"
+            return b"%b%x\r\n%b\r\n0\r\n\r\n" % (head, len(body), body)
+        if framing == _UNTIL_CLOSE:
+            return head + body
         return head
 
     def _build_head(

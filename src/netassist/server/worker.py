@@ -34,6 +34,7 @@ import socket
 import tempfile
 import threading
 import time
+from functools import partial
 from stat import S_ISREG
 from typing import IO, Any
 
@@ -63,19 +64,26 @@ _HAS_EPOLL = hasattr(select, "epoll")
 if _HAS_EPOLL:
     _IN = select.EPOLLIN | select.EPOLLONESHOT | select.EPOLLRDHUP
     _OUT = select.EPOLLOUT | select.EPOLLONESHOT
+    # With one thread nothing needs excluding: a connection stays armed (level-triggered)
+    # and costs no epoll_ctl per request.
+    _IN_LEVEL = select.EPOLLIN | select.EPOLLRDHUP
+    _OUT_LEVEL = select.EPOLLOUT
 else:  # pragma: no cover - exercised on non-Linux systems only
     _IN, _OUT = selectors.EVENT_READ, selectors.EVENT_WRITE
+    _IN_LEVEL, _OUT_LEVEL = _IN, _OUT
 
 
 class Connection:
     """One client connection and where it stands."""
 
     __slots__ = (
+        "armed",
         "body",
         "body_size",
         "builder",
         "closed",
         "deadline",
+        "environ",
         "fd",
         "file",
         "head_started",
@@ -91,6 +99,7 @@ class Connection:
         "sock",
         "start",
         "started_at",
+        "write",
     )
 
     def __init__(
@@ -101,6 +110,9 @@ class Connection:
         self.remote = remote if isinstance(remote, tuple) else None
         self.proto = proto
         self.builder = builder
+        self.environ = builder.connection_base(self.remote)
+        self.armed = 0  # the level-triggered mask this connection is registered with
+        self.write: Any = None  # the write() callable start_response returns
         self.lock = threading.Lock()
         self.closed = False
         self.registered = False
@@ -239,6 +251,9 @@ class Worker:
         self._wake_r, self._wake_w = os.pipe()
         self.poller.register(self._wake_r, select.EPOLLIN if _HAS_EPOLL else selectors.EVENT_READ)
         self._log_access = config.access_log is not None
+        self._level = _HAS_EPOLL and self.threads == 1
+        self._in, self._out = (_IN_LEVEL, _OUT_LEVEL) if self._level else (_IN, _OUT)
+        self.now = time.monotonic()  # read once per batch of events: deadlines are coarse
         multiprocess = config.workers > 1
         for sock in sockets:
             sock.setblocking(False)
@@ -290,18 +305,20 @@ class Worker:
         # With several threads each takes one event at a time, so an app blocked in one
         # thread never sits on events another thread could serve.
         maxevents = 1 if self.threads > 1 else 64
+        # One thread: call the handler directly, without the per-connection lock.
+        handle = self._on_event if self.threads > 1 else self._handle_unlocked
         while not self.stopping:
             try:
                 events = poll(SWEEP_INTERVAL, maxevents)
             except InterruptedError:
                 continue
+            self.now = now = time.monotonic()
             for fd, mask in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    self._on_event(conn, mask)
+                    handle(conn, mask)
                 elif fd in listeners:
                     self._accept(fd)
-            now = time.monotonic()
             if now >= self._next_sweep:
                 self._sweep(now)
         self._drain_on_stop()
@@ -330,13 +347,14 @@ class Worker:
             conn = Connection(
                 client, remote, ServerConnection(config.limits, config.server_name), builder
             )
-            conn.deadline = time.monotonic() + config.header_timeout
+            conn.deadline = self.now + config.header_timeout
+            conn.write = partial(self._write_callable, conn)
             self.conns[conn.fd] = conn
             if self.threads > 1:
                 # Let whichever thread is free take it: reading it here would queue every new
                 # connection's first request behind this thread's app call.
                 with conn.lock:
-                    self._arm(conn, _IN)
+                    self._arm(conn, self._in)
                 continue
             with conn.lock:
                 # With TCP_DEFER_ACCEPT the request is usually here already: no epoll round trip.
@@ -364,6 +382,16 @@ class Worker:
         finally:
             conn.lock.release()
 
+    def _handle_unlocked(self, conn: Connection, mask: int) -> None:
+        try:
+            if conn.phase <= BODY:
+                self._read(conn)  # the hot path: a request (or more of its body) arrived
+            elif not conn.closed:
+                self._handle(conn)
+        except Exception:  # a bug of ours must cost one connection, never the worker
+            log.exception("internal error serving %s", conn.remote)
+            self._close(conn)
+
     def _handle(self, conn: Connection) -> None:
         try:
             if conn.closed:
@@ -379,8 +407,8 @@ class Worker:
             self._close(conn)
 
     def _arm(self, conn: Connection, mask: int) -> None:
-        if conn.closed:
-            return
+        if conn.armed == mask or conn.closed:
+            return  # level-triggered and already watching for this
         try:
             if conn.registered:
                 self.poller.modify(conn.fd, mask)
@@ -390,18 +418,47 @@ class Worker:
                 self.poller.register(conn.fd, mask)
         except OSError:
             self._close(conn)
+            return
+        if self._level:
+            conn.armed = mask
 
     def _read(self, conn: Connection) -> None:
         try:
             data = conn.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
-            self._arm(conn, _IN)
+            self._arm(conn, self._in)
             return
         except OSError:
             self._close(conn)
             return
-        conn.proto.receive_data(data)
+        if conn.phase == HEAD and data:
+            try:
+                request = conn.proto.receive_head(data)
+            except ProtocolError as error:
+                self._send_error(conn, error)
+                return
+            if request is not None and self._on_request(conn, request):
+                return
+        else:
+            conn.proto.receive_data(data)
         self._process(conn)
+
+    def _on_request(self, conn: Connection, request: Request) -> bool:
+        """Start on a request head; True when the app was called (its body, if any, is
+        read as the app asks), False when a buffered body is to be read first."""
+        conn.request = request
+        conn.head_started = 0.0
+        if not request.has_body:
+            # No body: its Content-Length, if any, is 0, which is what the app should see.
+            self._call_app(conn, EMPTY_INPUT, request.content_length)
+            return True
+        if request.expect_continue:
+            self._call_app(conn, LiveInput(self, conn), request.content_length)
+            return True
+        conn.phase = BODY
+        conn.body = io.BytesIO()
+        conn.body_size = 0
+        return False
 
     def _process(self, conn: Connection) -> None:
         """Turn buffered bytes into requests and responses until more input is needed."""
@@ -421,21 +478,11 @@ class Worker:
                     # The next head has begun: from now on it must arrive within header_timeout.
                     conn.head_started = now
                     conn.deadline = now + config.header_timeout
-                self._arm(conn, _IN)
+                self._arm(conn, self._in)
                 return
             if isinstance(event, Request):
-                conn.request = event
-                conn.head_started = 0.0
-                if not event.has_body:
-                    # No body: its Content-Length, if any, is 0, which is what the app should see.
-                    self._call_app(conn, EMPTY_INPUT, event.content_length)
+                if self._on_request(conn, event):
                     return
-                if event.expect_continue:
-                    self._call_app(conn, LiveInput(self, conn), event.content_length)
-                    return
-                conn.phase = BODY
-                conn.body = io.BytesIO()
-                conn.body_size = 0
                 continue
             if isinstance(event, Data):
                 body = conn.body
@@ -466,8 +513,8 @@ class Worker:
         conn.deadline = float("inf")
         if self._log_access:
             conn.started_at = time.time()
-        environ = conn.builder.build(request, body, conn.remote, content_length)
-        start = conn.start = StartResponse(lambda data: self._write_callable(conn, data))
+        environ = conn.builder.build(conn.environ, request, body, content_length)
+        start = conn.start = StartResponse(conn.write)
         try:
             result = self.app(environ, start)
         except Exception:
@@ -478,13 +525,8 @@ class Worker:
             return
         conn.result = result
         # The common case: a list with one bytes object, sent with its head in one call.
-        if (
-            type(result) is list
-            and len(result) == 1
-            and start.status is not None
-            and not start.headers_sent
-        ):
-            self._send_whole(conn, result[0])
+        if type(result) is list and len(result) == 1 and not start.headers_sent:
+            self._send_whole(conn, start, result[0])
             return
         if type(result) is FileWrapper and self._try_sendfile(conn, result):
             return
@@ -505,17 +547,18 @@ class Worker:
         start.headers_sent = True
         return conn.proto.response_head(start.status, start.headers)
 
-    def _send_whole(self, conn: Connection, chunk: bytes) -> None:
-        proto = conn.proto
+    def _send_whole(self, conn: Connection, start: StartResponse, chunk: bytes) -> None:
         try:
             if type(chunk) is not bytes:
                 raise TypeError(f"the application returned {type(chunk).__name__}, not bytes")
-            head = self._head(conn)
+            if start.status is None or start.headers is None:
+                raise RuntimeError("the application did not call start_response")
+            start.headers_sent = True
+            out = conn.proto.whole_response(start.status, start.headers, chunk)
         except (ValueError, TypeError, RuntimeError) as exc:
             log.error("bad response from the application: %s", exc)
             self._respond_500(conn)
             return
-        out = head + proto.response_body(chunk) + proto.end_response()
         try:
             sent = conn.sock.send(out)
         except (BlockingIOError, InterruptedError):
@@ -598,7 +641,7 @@ class Worker:
         conn.out = conn.out[sent:]
         conn.phase = SEND
         conn.deadline = time.monotonic() + self.config.send_timeout
-        self._arm(conn, _OUT)
+        self._arm(conn, self._out)
         return False
 
     def _try_sendfile(self, conn: Connection, wrapper: FileWrapper) -> bool:
@@ -647,7 +690,7 @@ class Worker:
             except (BlockingIOError, InterruptedError):
                 state[1], state[2] = offset, remaining
                 conn.deadline = time.monotonic() + self.config.send_timeout
-                self._arm(conn, _OUT)
+                self._arm(conn, self._out)
                 return False
             except OSError:
                 self._close(conn)
@@ -694,6 +737,8 @@ class Worker:
 
     def _close_result(self, conn: Connection) -> None:
         result, conn.result = conn.result, None
+        if type(result) is list:
+            return  # the usual answer has no close(); looking for one costs a failed lookup
         close = getattr(result, "close", None)
         if close is not None:
             try:
@@ -724,7 +769,7 @@ class Worker:
         if proto.buffered or proto.their_eof:
             self._process(conn)  # a pipelined request, or the end, is already here
         else:
-            self._arm(conn, _IN)
+            self._arm(conn, self._in)
 
     def _discard_body(self, conn: Connection) -> bool:
         proto = conn.proto
@@ -780,7 +825,7 @@ class Worker:
             try:
                 data = conn.sock.recv(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
-                self._arm(conn, _IN)
+                self._arm(conn, self._in)
                 return
             except OSError:
                 data = b""

@@ -58,6 +58,8 @@ EMPTY_INPUT = EmptyInput()
 # Header name (as received) -> environ key, or None for a name to drop. Names repeat from
 # request to request, so each is worked out once (bounded, in case a client invents many).
 _KEYS: dict[bytes, str | None] = {}
+_UNKNOWN = object()
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _KEYS_LIMIT = 4096
 
 
@@ -159,44 +161,55 @@ class EnvironBuilder:
             "wsgi.input_terminated": True,
         }
 
+    def connection_base(self, remote: tuple[str, int] | None) -> dict:
+        """The part of every environ that is the same for one connection; built once, at
+        accept, and copied per request."""
+        base = self.base.copy()
+        if remote is not None:
+            base["REMOTE_ADDR"] = remote[0]
+            base["REMOTE_PORT"] = str(remote[1])
+        else:
+            base["REMOTE_ADDR"] = ""
+        return base
+
     def build(
         self,
+        base: dict,
         request: Request,
         body: IO[bytes],
-        remote: tuple[str, int] | None,
         content_length: int | None,
     ) -> dict:
-        """The environ for ``request``; ``body`` is its wsgi.input."""
-        environ = self.base.copy()
+        """The environ for ``request`` from a :meth:`connection_base`; ``body`` is its
+        wsgi.input."""
+        environ = base.copy()
         target = request.target
+        raw_uri = target.decode("latin-1")
         if target[:1] == b"/" and b"%" not in target and not self.script_name:
-            path, _, query = target.partition(b"?")  # the common case, without the general path
-            environ["PATH_INFO"] = path.decode("latin-1")
-            environ["QUERY_STRING"] = query.decode("latin-1")
+            # The common case, without the general path: the target is already PATH_INFO.
+            path, _, query = raw_uri.partition("?")
+            environ["PATH_INFO"] = path
+            environ["QUERY_STRING"] = query
         else:
             script, path_info, query = split_target(target, self.script_name)
             environ["SCRIPT_NAME"] = script
             environ["PATH_INFO"] = path_info
             environ["QUERY_STRING"] = query
         environ["REQUEST_METHOD"] = request.method
-        environ["RAW_URI"] = environ["REQUEST_URI"] = target.decode("latin-1")
-        environ["SERVER_PROTOCOL"] = "HTTP/" + request.version
-        if remote is not None:
-            environ["REMOTE_ADDR"] = remote[0]
-            environ["REMOTE_PORT"] = str(remote[1])
-        else:
-            environ["REMOTE_ADDR"] = ""
+        environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
+        environ["SERVER_PROTOCOL"] = _PROTOCOLS[request.version]
         environ["wsgi.input"] = body
         if content_length is not None:
             environ["CONTENT_LENGTH"] = str(content_length)
+        keys = _KEYS
         for name, value in request.headers:
-            key = _environ_key(name)
+            key = keys.get(name, _UNKNOWN)
+            if key is _UNKNOWN:
+                key = _environ_key(name)
             if not key:
                 continue
-            text = value.decode("latin-1")
             if key in environ:
                 separator = "; " if key == "HTTP_COOKIE" else ","
-                environ[key] += separator + text
+                environ[key] += separator + value.decode("latin-1")
             else:
-                environ[key] = text
+                environ[key] = value.decode("latin-1")
         return environ
