@@ -8,8 +8,10 @@ One file over loopback into a file on disk, time from the client's start to its 
 - nc -l > file fed by nc -N < file: no verification at all;
 - a bare Python socket loop (sendfile into recv_into + write): no verification;
 - curl -o file from python -m http.server: no verification.
-Sender on core 0, receiver on core 1; files in tmpfs (/dev/shm) when it has room, so the disk
-is not what is measured; medians of --repeats interleaved rounds.
+Every tool gets the whole machine, as its users run it (netassist hashes on a second thread
+while the first moves data; nc and the others are single-threaded); --pin puts every sender
+on core 0 and every receiver on core 1 instead. Files in tmpfs (/dev/shm) when it has room,
+so the disk is not what is measured; medians of --repeats interleaved rounds.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ sys.path.insert(0, str(HERE.parent))
 from bench.common import free_port  # noqa: E402
 
 PY = str(HERE.parent / ".venv" / "bin" / "python")
+# Timed runs include start-up: let Python cache its bytecode as it does on a normal install,
+# rather than compile every module on every run where the environment says not to.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 BARE_SENDER = """
 import os, socket, sys
@@ -53,6 +58,14 @@ with open(sys.argv[2], "wb") as out:
 """
 
 
+PINNED = False  # set by --pin
+
+
+def on(core: int) -> list[str]:
+    """The command prefix that pins to ``core`` under --pin, else nothing."""
+    return ["taskset", "-c", str(core)] if PINNED else []
+
+
 def wait_port(port: int) -> None:
     for _ in range(200):
         try:
@@ -65,9 +78,7 @@ def wait_port(port: int) -> None:
 
 def timed(command: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(
-        ["taskset", "-c", "1", *command], check=True, stdout=subprocess.DEVNULL, timeout=600
-    )
+    subprocess.run([*on(1), *command], check=True, stdout=subprocess.DEVNULL, timeout=600)
     return time.perf_counter() - started
 
 
@@ -76,7 +87,7 @@ def files_server(root: Path) -> Iterator[int]:
     """``netassist files serve root`` pinned to core 0; yields its port, stops it after."""
     port = free_port()
     command = [PY, "-m", "netassist", "files", "serve", str(root), "--bind", f"127.0.0.1:{port}"]
-    server = subprocess.Popen(["taskset", "-c", "0", *command], stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([*on(0), *command], stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
         yield port
@@ -88,24 +99,23 @@ def files_server(root: Path) -> Iterator[int]:
 def run_netassist(src: Path, out: Path, warm: bool) -> float:
     with files_server(src.parent) as port:
         fetch = [PY, "-m", "netassist", "files", "get", f"127.0.0.1:{port}", src.name]
-        fetch += ["-o", str(out), "--force", "--quiet"]
         if warm:
-            timed(fetch)  # fill the server's digest cache first
-        return timed(fetch)
+            # Fill the server's digest cache first, into another folder: the timed run then
+            # writes a new file, as every other tool here does.
+            warmup = out.parent / "warmup"
+            timed([*fetch, "-o", str(warmup), "--quiet"])
+            shutil.rmtree(warmup)
+        return timed([*fetch, "-o", str(out), "--quiet"])
 
 
 def run_nc(src: Path, out: Path) -> float:
     port = free_port()
     with open(out / "nc.bin", "wb") as sink:
-        receiver = subprocess.Popen(
-            ["taskset", "-c", "1", "nc", "-l", "127.0.0.1", str(port)], stdout=sink
-        )
+        receiver = subprocess.Popen([*on(1), "nc", "-l", "127.0.0.1", str(port)], stdout=sink)
         time.sleep(0.3)
         started = time.perf_counter()
         with open(src, "rb") as source:
-            subprocess.run(
-                ["taskset", "-c", "0", "nc", "-N", "127.0.0.1", str(port)], stdin=source, check=True
-            )
+            subprocess.run([*on(0), "nc", "-N", "127.0.0.1", str(port)], stdin=source, check=True)
         receiver.wait(600)
         return time.perf_counter() - started
 
@@ -113,7 +123,7 @@ def run_nc(src: Path, out: Path) -> float:
 def run_bare(src: Path, out: Path) -> float:
     port = free_port()
     sender = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-c", BARE_SENDER, str(port), str(src)],
+        [*on(0), sys.executable, "-c", BARE_SENDER, str(port), str(src)],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -127,9 +137,7 @@ def run_http(src: Path, out: Path) -> float:
     port = free_port()
     server = subprocess.Popen(
         [
-            "taskset",
-            "-c",
-            "0",
+            *on(0),
             sys.executable,
             "-m",
             "http.server",
@@ -183,15 +191,13 @@ def many_files(tmp: Path, count: int) -> dict[str, float]:
         out = tmp / "many-tar"
         out.mkdir()
         receiver = subprocess.Popen(
-            ["taskset", "-c", "1", "sh", "-c", f"nc -l 127.0.0.1 {port} | tar -x -C {out}"]
+            [*on(1), "sh", "-c", f"nc -l 127.0.0.1 {port} | tar -x -C {out}"]
         )
         time.sleep(0.3)
         started = time.perf_counter()
         subprocess.run(
             [
-                "taskset",
-                "-c",
-                "0",
+                *on(0),
                 "sh",
                 "-c",
                 f"tar -c -C {tree.parent} tree | nc -N 127.0.0.1 {port}",
@@ -210,7 +216,14 @@ def main() -> int:
     parser.add_argument(
         "--files", type=int, default=10_000, help="how many 4 KiB files (0 to skip)"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="sender on core 0 and receiver on core 1 (default: every tool gets the machine)",
+    )
     args = parser.parse_args()
+    global PINNED
+    PINNED = args.pin
     size = args.size_mib << 20
     tools = {
         "netassist (cold digest)": lambda s, o: run_netassist(s, o, warm=False),

@@ -1,11 +1,22 @@
-"""SHA-256 of a file's first bytes: what the server announces and what resume compares."""
+"""SHA-256 for transfers: of a file's first bytes (what resume compares), and on a second
+thread while the data moves.
+
+SHA-256 runs at about the speed a loopback socket delivers, so hashing in the loop that moves
+the data halves its rate (on this project's bench machine 0.55 against 1.05 GB/s received).
+hashlib releases the GIL, so a second thread can hash one block while the loop moves the
+next: see :class:`BackgroundHasher`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from typing import IO
 
 BLOCK = 1 << 20
+POOL = 8  # blocks in flight between the moving loop and the hashing thread
+THREAD_THRESHOLD = 8 * BLOCK  # below this a thread costs more than it saves
 
 
 def prefix_digest(handle: IO[bytes], length: int):
@@ -21,3 +32,41 @@ def prefix_digest(handle: IO[bytes], length: int):
         digest.update(block)
         left -= len(block)
     return digest
+
+
+class BackgroundHasher:
+    """Hashes blocks on its own thread, in the order they are given.
+
+    Blocks come from a pool of :data:`POOL` and return to it once hashed, so memory stays
+    bounded and a fast producer waits for the hash instead of outrunning it."""
+
+    def __init__(self, hasher) -> None:
+        self._hasher = hasher
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._full: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        for _ in range(POOL):
+            self._free.put(bytearray(BLOCK))
+        self._thread = threading.Thread(target=self._run, name="netassist-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._full.get()
+            if item is None:
+                return
+            block, count = item
+            self._hasher.update(memoryview(block)[:count])
+            self._free.put(block)
+
+    def block(self) -> bytearray:
+        """A block to receive into (waits while every block is still being hashed)."""
+        return self._free.get()
+
+    def hash(self, block: bytearray, count: int) -> None:
+        """Hash the first ``count`` bytes of ``block``, which belongs to the hasher again."""
+        self._full.put((block, count))
+
+    def finish(self) -> None:
+        """Wait until every block given has been hashed."""
+        self._full.put(None)
+        self._thread.join()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from netassist.paths import PathRefused, check_segment, resolve_real, split_path
 from netassist.transfer import protocol as p
-from netassist.transfer.digest import prefix_digest
+from netassist.transfer.digest import THREAD_THRESHOLD, BackgroundHasher, prefix_digest
 from netassist.transfer.stream import StreamCut, receive_stream
 from netassist.wire.sockets import format_address, listen_tcp
 
@@ -336,18 +336,7 @@ class Session:
             if hasher is None:
                 hasher = hashlib.sha256()
             handle.seek(offset)
-            pending, left = announce, size - offset
-            while left > 0:
-                block = handle.read(min(SEND_BLOCK, left))
-                if not block:
-                    raise p.ProtocolError(f"{path} shrank while it was sent")
-                hasher.update(block)
-                left -= len(block)
-                if left:
-                    self.conn.sendall(pending + block if pending else block)
-                    pending = b""
-                else:
-                    pending += block
+            pending = self._send_hashed(handle, hasher, announce, size - offset, path)
             now = os.fstat(handle.fileno())
             if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
                 # The bytes sent were hashed as sent, so the digest would match a mixed file:
@@ -359,6 +348,44 @@ class Session:
             self.server.digests.remember(real, st, digest)
             trailer = p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest})
             self.conn.sendall(pending + trailer)
+
+    def _send_hashed(self, handle, hasher, announce: bytes, left: int, path: str) -> bytes:
+        """Send ``left`` bytes of ``handle`` (after ``announce``) while hashing them; the
+        last block is returned unsent, to go out with what follows it."""
+        if left < THREAD_THRESHOLD:
+            pending = announce
+            while left > 0:
+                block = handle.read(min(SEND_BLOCK, left))
+                if not block:
+                    raise p.ProtocolError(f"{path} shrank while it was sent")
+                hasher.update(block)
+                left -= len(block)
+                if left:
+                    self.conn.sendall(pending + block if pending else block)
+                    pending = b""
+                else:
+                    pending += block
+            return pending
+        # Large: hashed on a second thread while this one reads and sends the next block.
+        self.conn.sendall(announce)
+        background = BackgroundHasher(hasher)
+        try:
+            while True:
+                block = background.block()
+                count = handle.readinto(block)
+                if not count:
+                    background.hash(block, 0)
+                    raise p.ProtocolError(f"{path} shrank while it was sent")
+                count = min(count, left)
+                left -= count
+                if not left:
+                    pending = bytes(memoryview(block)[:count])
+                    background.hash(block, count)
+                    return pending
+                self.conn.sendall(memoryview(block)[:count])
+                background.hash(block, count)
+        finally:
+            background.finish()
 
 
 def _make_folders(root: str, segments: list[str]) -> str:

@@ -1,13 +1,16 @@
-"""Receiving an announced raw stream into a file and a hash, for client and server alike."""
+"""Receiving an announced raw stream into a file and a hash, for client and server alike.
+
+A large stream is hashed on a second thread (see :class:`BackgroundHasher`) while this loop
+receives and writes the next block.
+"""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable
 
+from netassist.transfer.digest import BLOCK, THREAD_THRESHOLD, BackgroundHasher
 from netassist.transfer.protocol import Reader
-
-BLOCK = 1 << 20
 
 
 class StreamCut(Exception):
@@ -24,24 +27,43 @@ def receive_stream(
 ) -> int:
     """Copy exactly ``length`` stream bytes (first those ``reader`` already holds, then the
     socket's) into ``out`` and ``hasher``. It never reads past the stream, so the next frame
-    stays on the socket. Raises StreamCut if the peer leaves early; OSError passes through."""
+    stays on the socket. Raises StreamCut if the peer leaves early; OSError passes through.
+    Whatever happens, every byte received has been hashed when it returns."""
     received = 0
     held = reader.take_stream(length)
     if held:
         out.write(held)
         hasher.update(held)
         received = len(held)
-    buffer = bytearray(BLOCK)
-    view = memoryview(buffer)
-    while received < length:
-        count = sock.recv_into(buffer, min(len(buffer), length - received))
-        if not count:
-            raise StreamCut
-        chunk = view[:count]
-        out.write(chunk)
-        hasher.update(chunk)
-        reader.consumed_stream(count)
-        received += count
-        if progress is not None:
-            progress(received)
+    if length - received < THREAD_THRESHOLD:
+        buffer = bytearray(BLOCK)
+        view = memoryview(buffer)
+        while received < length:
+            count = sock.recv_into(buffer, min(BLOCK, length - received))
+            if not count:
+                raise StreamCut
+            chunk = view[:count]
+            out.write(chunk)
+            hasher.update(chunk)
+            reader.consumed_stream(count)
+            received += count
+            if progress is not None:
+                progress(received)
+        return received
+    background = BackgroundHasher(hasher)
+    try:
+        while received < length:
+            block = background.block()
+            count = sock.recv_into(block, min(BLOCK, length - received))
+            if not count:
+                background.hash(block, 0)
+                raise StreamCut
+            out.write(memoryview(block)[:count])
+            background.hash(block, count)
+            reader.consumed_stream(count)
+            received += count
+            if progress is not None:
+                progress(received)
+    finally:
+        background.finish()
     return received

@@ -1,0 +1,75 @@
+"""receive_stream and the background hasher, over a real socket pair."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import threading
+
+import pytest
+
+from netassist.transfer import protocol as p
+from netassist.transfer.digest import POOL, THREAD_THRESHOLD, BackgroundHasher
+from netassist.transfer.stream import StreamCut, receive_stream
+
+
+def test_background_hasher_hashes_blocks_in_order():
+    data = [os.urandom(1000 + i) for i in range(POOL * 3)]
+    hasher = hashlib.sha256()
+    background = BackgroundHasher(hasher)
+    for piece in data:
+        block = background.block()  # waits while the whole pool is being hashed
+        block[: len(piece)] = piece
+        background.hash(block, len(piece))
+    background.finish()
+    assert hasher.hexdigest() == hashlib.sha256(b"".join(data)).hexdigest()
+
+
+def _stream(payload: bytes, *, cut_after: int | None = None, tail: bytes = b""):
+    """A reader that has seen the FILE frame, and the socket the stream then arrives on."""
+    ours, theirs = socket.socketpair()
+    frame = p.encode(p.FrameType.FILE, {"length": len(payload)})
+    first = 1000  # some stream bytes arrive with the frame, as they do in practice
+    reader = p.Reader()
+    reader.feed(frame + payload[:first])
+    assert isinstance(reader.next_event(), p.Frame)
+
+    def send():
+        end = len(payload) if cut_after is None else cut_after
+        theirs.sendall(payload[first:end] + (tail if cut_after is None else b""))
+        theirs.close()
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    return ours, reader, thread
+
+
+@pytest.mark.parametrize("size", [5000, THREAD_THRESHOLD + 12345], ids=["inline", "threaded"])
+def test_stream_lands_whole_and_hashed_and_stops_at_its_end(size):
+    payload = os.urandom(size)
+    sock, reader, thread = _stream(payload, tail=b"NEXT FRAME")
+    out, hasher, seen = io.BytesIO(), hashlib.sha256(), []
+    got = receive_stream(sock, reader, out, hasher, size, seen.append)
+    thread.join()
+    assert got == size
+    assert out.getvalue() == payload
+    assert hasher.hexdigest() == hashlib.sha256(payload).hexdigest()
+    assert seen[-1] == size
+    assert sock.recv(100) == b"NEXT FRAME"  # nothing past the stream was read
+    sock.close()
+
+
+@pytest.mark.parametrize("size", [5000, THREAD_THRESHOLD + 12345], ids=["inline", "threaded"])
+def test_cut_stream_raises_with_what_arrived_written_and_hashed(size):
+    payload = os.urandom(size)
+    cut = size - 777
+    sock, reader, thread = _stream(payload, cut_after=cut)
+    out, hasher = io.BytesIO(), hashlib.sha256()
+    with pytest.raises(StreamCut):
+        receive_stream(sock, reader, out, hasher, size)
+    thread.join()
+    assert out.getvalue() == payload[:cut]
+    assert hasher.hexdigest() == hashlib.sha256(payload[:cut]).hexdigest()
+    sock.close()
