@@ -32,7 +32,8 @@ _WINDOWS_DEVICES = frozenset(
     | {f"COM{i}" for i in range(10)}
     | {f"LPT{i}" for i in range(10)}
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Every character a name may not hold, found in one search; the reason is told by which.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\:\ud800-\udfff]")
 _MAX_DECODE_ROUNDS = 4
 MAX_NAME_LENGTH = 255
 MAX_PATH_LENGTH = 4096
@@ -64,26 +65,32 @@ def check_segment(segment: str, *, show_hidden: bool = False) -> None:
     """Refuse one path segment (a single file or folder name) that breaks a rule."""
     if not segment:
         raise PathRefused("empty name")
-    if len(segment.encode("utf-8", "surrogatepass")) > MAX_NAME_LENGTH:
+    # A UTF-8 character takes at most 4 bytes: only a long name needs encoding to measure.
+    if len(segment) * 4 > MAX_NAME_LENGTH and (
+        len(segment.encode("utf-8", "surrogatepass")) > MAX_NAME_LENGTH
+    ):
         raise PathRefused("name too long")
     decoded = _fully_decoded(segment)
-    for name in {segment, decoded}:
+    for name in (segment,) if decoded == segment else (segment, decoded):
         if name in (".", ".."):
             raise PathRefused("dot segment")
-        if "/" in name or "\\" in name:
-            raise PathRefused("encoded slash or backslash")
-        if _CONTROL.search(name):
+        forbidden = _FORBIDDEN.search(name)
+        if forbidden is not None:
+            char = forbidden.group()
+            if char in "/\\":
+                raise PathRefused("encoded slash or backslash")
+            if char == ":":
+                raise PathRefused("drive letter or stream name")
+            if "\ud800" <= char <= "\udfff":
+                raise PathRefused("not valid UTF-8")
             raise PathRefused("NUL or control character")
-        if ":" in name:
-            raise PathRefused("drive letter or stream name")
-        if name.endswith((".", " ")):
+        if name[-1] in ". ":
             raise PathRefused("name ending in a dot or a space")
-        if name.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
-            raise PathRefused("Windows device name")
-        if name.startswith(".") and not show_hidden:
+        if name[0] == "." and not show_hidden:
             raise PathRefused("hidden name")
-        if any(0xD800 <= ord(c) <= 0xDFFF for c in name):
-            raise PathRefused("not valid UTF-8")
+        stem = name.split(".", 1)[0]
+        if len(stem) <= 7 and stem.upper() in _WINDOWS_DEVICES:
+            raise PathRefused("Windows device name")
 
 
 def split_path(text: str, *, show_hidden: bool = False) -> list[str]:

@@ -200,6 +200,7 @@ class Client:
         base = wanted.name if wanted else ""
         results = []
         plan: list[tuple[str, str]] = []
+        checked: set[str] = set()
         for item in files:
             name = item.get("path") if isinstance(item, dict) else None
             if not isinstance(name, str):
@@ -211,7 +212,7 @@ class Client:
                     f"{self.peer} offered a dangerous name {shown(name)!r}: {exc}; "
                     "nothing written for it"
                 ) from None
-            local = self._target(out_dir, "/".join(x for x in (base, str(relative)) if x))
+            local = self._target(out_dir, "/".join(x for x in (base, str(relative)) if x), checked)
             remote_name = "/".join(x for x in (answer_path, str(relative)) if x)
             if os.path.exists(local) and not force:
                 results.append(
@@ -332,11 +333,14 @@ class Client:
         self.sock.sendall(p.encode(p.FrameType.REQUEST, request))
         return held
 
-    def _target(self, out_dir: str, relative: str) -> str:
+    def _target(self, out_dir: str, relative: str, checked: set[str] | None = None) -> str:
         """The local path for ``relative``, made sure to stay inside ``out_dir``, even
-        through links that already exist there."""
+        through links that already exist there. ``checked`` holds the folders this job has
+        already made and checked, so a folder of many files is checked once."""
         path = os.path.join(out_dir, *check_relative(relative).parts)
         parent = os.path.dirname(path)
+        if checked is not None and parent in checked:
+            return path
         os.makedirs(parent, exist_ok=True)
         real_out = os.path.realpath(out_dir)
         real_parent = os.path.realpath(parent)
@@ -344,6 +348,8 @@ class Client:
             raise TransferError(
                 f"{shown(relative)!r} would be written outside {out_dir} (through a link); refused"
             )
+        if checked is not None:
+            checked.add(parent)
         return path
 
     def _receive(

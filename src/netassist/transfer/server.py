@@ -413,7 +413,8 @@ def _entry(name: str, st: os.stat_result) -> dict:
 
 
 def _children(folder: str, root: str) -> Iterator[tuple[str, os.stat_result]]:
-    """The entries of ``folder`` a client may touch, sorted, folders first."""
+    """The entries of ``folder`` (a folder the resolver let through) a client may touch,
+    sorted, folders first."""
     found = []
     try:
         names = os.listdir(folder)
@@ -422,9 +423,15 @@ def _children(folder: str, root: str) -> Iterator[tuple[str, os.stat_result]]:
     for name in names:
         try:
             check_segment(name)
-            relative = os.path.relpath(os.path.join(folder, name), root)
-            _, st = resolve_real(root, relative.replace(os.sep, "/"))
-        except PathRefused:
+            path = os.path.join(folder, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                # Only a link can lead elsewhere: the resolver decides where it may go.
+                relative = os.path.relpath(path, root)
+                _, st = resolve_real(root, relative.replace(os.sep, "/"))
+            elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                continue  # devices, FIFOs and sockets are never offered
+        except (PathRefused, OSError):
             continue
         found.append((name, st))
     found.sort(key=lambda item: (not stat.S_ISDIR(item[1].st_mode), item[0]))
