@@ -35,6 +35,8 @@ _WINDOWS_DEVICES = frozenset(
 # Every character a name may not hold, found in one search; the reason is told by which.
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\:\ud800-\udfff]")
 _MAX_DECODE_ROUNDS = 4
+_CHECKED_PATHS: dict[tuple[str, bool], tuple[str, ...]] = {}
+_CHECKED_PATHS_LIMIT = 4096
 MAX_NAME_LENGTH = 255
 MAX_PATH_LENGTH = 4096
 
@@ -96,6 +98,10 @@ def check_segment(segment: str, *, show_hidden: bool = False) -> None:
 def split_path(text: str, *, show_hidden: bool = False) -> list[str]:
     """The checked segments of a slash-separated relative path (leading and repeated slashes
     are ignored, so ``/a//b/`` is ``["a", "b"]``)."""
+    key = (text, show_hidden)
+    known = _CHECKED_PATHS.get(key)
+    if known is not None:
+        return list(known)
     if len(text) > MAX_PATH_LENGTH:
         raise PathRefused("path too long")
     if "\\" in text or "\x00" in text:
@@ -103,6 +109,11 @@ def split_path(text: str, *, show_hidden: bool = False) -> list[str]:
     segments = [s for s in text.split("/") if s]
     for segment in segments:
         check_segment(segment, show_hidden=show_hidden)
+    # The verdict depends on the text alone, never on the file system: servers asked for
+    # the same paths again and again remember it (bounded, since the paths are the client's).
+    if len(_CHECKED_PATHS) >= _CHECKED_PATHS_LIMIT:
+        _CHECKED_PATHS.clear()
+    _CHECKED_PATHS[key] = tuple(segments)
     return segments
 
 

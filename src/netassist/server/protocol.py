@@ -815,14 +815,17 @@ class ServerConnection:
             f"Server: {self.server_name}\r\nConnection: close\r\n\r\n"
         ).encode("latin-1") + payload
 
-    def start_next_cycle(self) -> None:
-        """Begin reading the next request; both the request and the response must be done."""
+    def start_next_cycle(self) -> bool:
+        """Begin reading the next request; both the request and the response must be done.
+        Returns whether input is already waiting (pipelined bytes, or the peer's end), so
+        :meth:`next_event` should be asked before reading more."""
         if self._state != _DONE or self._our_state != _SENT or not self.keep_alive:
             raise RuntimeError("the current request and response are not both finished")
         self._state = _HEAD
         self._our_state = _IDLE
         self._framing = _NO_BODY
         self.request = None
+        return bool(self._buffer) or self._their_eof
 
 
 def _llhttp_reason(exc: Exception) -> str:

@@ -251,6 +251,7 @@ class Worker:
         self._wake_r, self._wake_w = os.pipe()
         self.poller.register(self._wake_r, select.EPOLLIN if _HAS_EPOLL else selectors.EVENT_READ)
         self._log_access = config.access_log is not None
+        self._keep_alive = config.keep_alive
         self._level = _HAS_EPOLL and self.threads == 1
         self._in, self._out = (_IN_LEVEL, _OUT_LEVEL) if self._level else (_IN, _OUT)
         self.now = time.monotonic()  # read once per batch of events: deadlines are coarse
@@ -737,8 +738,6 @@ class Worker:
 
     def _close_result(self, conn: Connection) -> None:
         result, conn.result = conn.result, None
-        if type(result) is list:
-            return  # the usual answer has no close(); looking for one costs a failed lookup
         close = getattr(result, "close", None)
         if close is not None:
             try:
@@ -748,7 +747,10 @@ class Worker:
 
     def _finish(self, conn: Connection) -> None:
         """The response is out: close the app's iterable, then keep-alive or close."""
-        self._close_result(conn)
+        if type(conn.result) is list:
+            conn.result = None  # the usual answer: nothing to close
+        else:
+            self._close_result(conn)
         proto = conn.proto
         if self._log_access and conn.request is not None:
             self._access(conn)
@@ -762,13 +764,13 @@ class Worker:
         if not proto.keep_alive or self.stopping:
             self._begin_linger(conn)
             return
-        proto.start_next_cycle()
+        waiting = proto.start_next_cycle()
         conn.phase = HEAD
         conn.request = None
-        conn.deadline = time.monotonic() + self.config.keep_alive
-        if proto.buffered or proto.their_eof:
+        conn.deadline = time.monotonic() + self._keep_alive
+        if waiting:
             self._process(conn)  # a pipelined request, or the end, is already here
-        else:
+        elif conn.armed != self._in:  # level-triggered: usually still armed for input
             self._arm(conn, self._in)
 
     def _discard_body(self, conn: Connection) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 from netassist.paths import PathRefused, resolve_real
 from netassist.static import listing
+from netassist.static.cache import CachedFile, SmallFileCache, stat_key
 from netassist.static.conditional import (
     Unsatisfiable,
     etag_for,
@@ -95,6 +97,7 @@ class StaticFiles:
         self.cache_control = "no-cache" if max_age is None else f"public, max-age={int(max_age)}"
         self.gzip = gzip
         self.index = index
+        self._cache = SmallFileCache(max_file=SMALL_FILE)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """The WSGI entry point."""
@@ -117,8 +120,10 @@ class StaticFiles:
                 "405 Method Not Allowed", "only GET and HEAD", [("Allow", "GET, HEAD")]
             )
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-        if any(sep in raw.partition("?")[0].lower() for sep in _ENCODED_SEPARATORS):
-            return self._not_found()
+        if "%" in raw:
+            raw_path = raw.partition("?")[0].lower()
+            if any(sep in raw_path for sep in _ENCODED_SEPARATORS):
+                return self._not_found()
         try:
             path_info = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
             real, st = resolve_real(
@@ -145,7 +150,12 @@ class StaticFiles:
             if not self.listing:
                 return self._not_found()
             return self._listing(environ, target, path_info)
-        return self._file(environ, real)
+        cached = self._cache.get(real, st)
+        if cached is not None:
+            response = self._from_cache(environ, real, cached)
+            if response is not None:
+                return response
+        return self._file(environ, real, st)
 
     def _not_found(self) -> _Response:
         return self._plain("404 Not Found", "not found")
@@ -191,7 +201,27 @@ class StaticFiles:
                 continue
         return found
 
-    def _file(self, environ: dict, path: str) -> _Response:
+    def _from_cache(self, environ: dict, path: str, cached: CachedFile) -> _Response | None:
+        """The plain 200 from a cached copy, or None when this request needs more (a range,
+        a conditional, a compressed variant) or a precompressed sibling has appeared."""
+        if (
+            "HTTP_RANGE" in environ
+            or "HTTP_IF_NONE_MATCH" in environ
+            or "HTTP_IF_MODIFIED_SINCE" in environ
+        ):
+            return None
+        if cached.gzip_candidate and "gzip" in _accepted_encodings(
+            environ.get("HTTP_ACCEPT_ENCODING", "")
+        ):
+            return None
+        now = int(time.monotonic())
+        if cached.checked != now:  # siblings are looked for at most once a second
+            if self._siblings(path):
+                return None
+            cached.checked = now
+        return _Response("200 OK", list(cached.headers), [cached.data])
+
+    def _file(self, environ: dict, path: str, path_stat: os.stat_result | None = None) -> _Response:
         kind = content_type(os.path.basename(path))
         siblings = self._siblings(path)
         has_siblings = bool(siblings)
@@ -244,7 +274,23 @@ class StaticFiles:
                 handle.close()
                 headers += [("Content-Encoding", "gzip"), ("Content-Length", str(len(data)))]
                 return _Response("200 OK", headers, [data])
-            return self._ranged(environ, handle, st, etag, headers)
+            response = self._ranged(environ, handle, st, etag, headers)
+            if (
+                path_stat is not None
+                and encoding is None
+                and not on_the_fly
+                and not has_siblings
+                and response.status == "200 OK"
+                and type(response.body) is list
+                and self._cache.may_keep(st)
+                and stat_key(st) == stat_key(path_stat)
+            ):
+                gzip_candidate = self.gzip and is_textual(kind) and st.st_size <= GZIP_LIMIT
+                entry = CachedFile(
+                    stat_key(st), response.body[0], etag, list(headers), gzip_candidate
+                )
+                self._cache.put(path, entry)
+            return response
         except BaseException:
             handle.close()
             raise
