@@ -98,10 +98,14 @@ def check_segment(segment: str, *, show_hidden: bool = False) -> None:
 def split_path(text: str, *, show_hidden: bool = False) -> list[str]:
     """The checked segments of a slash-separated relative path (leading and repeated slashes
     are ignored, so ``/a//b/`` is ``["a", "b"]``)."""
+    return list(_checked_segments(text, show_hidden))
+
+
+def _checked_segments(text: str, show_hidden: bool) -> tuple[str, ...]:
     key = (text, show_hidden)
     known = _CHECKED_PATHS.get(key)
     if known is not None:
-        return list(known)
+        return known
     if len(text) > MAX_PATH_LENGTH:
         raise PathRefused("path too long")
     if "\\" in text or "\x00" in text:
@@ -113,8 +117,8 @@ def split_path(text: str, *, show_hidden: bool = False) -> list[str]:
     # the same paths again and again remember it (bounded, since the paths are the client's).
     if len(_CHECKED_PATHS) >= _CHECKED_PATHS_LIMIT:
         _CHECKED_PATHS.clear()
-    _CHECKED_PATHS[key] = tuple(segments)
-    return segments
+    checked = _CHECKED_PATHS[key] = tuple(segments)
+    return checked
 
 
 def check_relative(name: str, *, show_hidden: bool = True) -> PurePosixPath:
@@ -149,14 +153,14 @@ def resolve_real(
 ) -> tuple[str, os.stat_result]:
     """:func:`resolve` for servers that call it per request: ``real_root`` must already be
     a real path (``os.path.realpath``); returns the real path and its stat."""
-    segments = split_path(path, show_hidden=show_hidden)
+    segments = _checked_segments(path, show_hidden)
     # The root is real already: walk only what lies below it, one lstat per segment. Without
     # a symlink on the way, the last lstat is the answer; with one, realpath decides.
-    current = real_root
+    current = real_root.rstrip(os.sep) if segments else real_root  # "/" itself becomes ""
     st: os.stat_result | None = None
     try:
         for segment in segments:
-            current = os.path.join(current, segment)
+            current += os.sep + segment
             st = os.lstat(current)
             if stat.S_ISLNK(st.st_mode):
                 st = None
