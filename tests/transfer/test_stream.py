@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from netassist.transfer import protocol as p
-from netassist.transfer.digest import POOL, THREAD_THRESHOLD, BackgroundHasher
+from netassist.transfer.digest import POOL, THREAD_THRESHOLD, BackgroundHasher, HashRange
 from netassist.transfer.stream import StreamCut, receive_stream
 
 
@@ -73,3 +73,22 @@ def test_cut_stream_raises_with_what_arrived_written_and_hashed(size):
     assert out.getvalue() == payload[:cut]
     assert hasher.hexdigest() == hashlib.sha256(payload[:cut]).hexdigest()
     sock.close()
+
+
+def test_hash_range_hashes_the_range_and_leaves_the_file_position(tmp_path):
+    data = os.urandom(3 * (1 << 20) + 5)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    with open(path, "rb") as handle:
+        handle.seek(7)
+        hasher = hashlib.sha256()
+        assert HashRange(handle.fileno(), 100, len(data) - 200, hasher).wait() == len(data) - 200
+        assert handle.tell() == 7
+    assert hasher.hexdigest() == hashlib.sha256(data[100:-100]).hexdigest()
+
+
+def test_hash_range_of_a_file_that_shrank_reports_fewer_bytes(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 1000)
+    with open(path, "rb") as handle:
+        assert HashRange(handle.fileno(), 0, 5000, hashlib.sha256()).wait() == 1000

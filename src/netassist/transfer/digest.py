@@ -10,6 +10,7 @@ next: see :class:`BackgroundHasher`.
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 from typing import IO
@@ -70,3 +71,46 @@ class BackgroundHasher:
         """Wait until every block given has been hashed."""
         self._full.put(None)
         self._thread.join()
+
+
+class HashRange:
+    """Hashes ``length`` bytes of the open file ``fd`` from ``offset`` on its own thread
+    (``os.preadv`` into a reused block, so the file position of ``fd`` is left alone)."""
+
+    def __init__(self, fd: int, offset: int, length: int, hasher) -> None:
+        self._fd = fd
+        self._offset = offset
+        self._length = length
+        self._hasher = hasher
+        self._hashed = 0
+        self._error: OSError | None = None
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, name="netassist-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        block = bytearray(BLOCK)
+        view = memoryview(block)
+        position, left = self._offset, self._length
+        try:
+            while left > 0 and not self._cancelled:
+                count = os.preadv(self._fd, [view[: min(BLOCK, left)]], position)
+                if not count:
+                    return  # the file shrank: the caller sees fewer bytes hashed
+                self._hasher.update(view[:count])
+                position += count
+                left -= count
+                self._hashed += count
+        except OSError as exc:
+            self._error = exc
+
+    def cancel(self) -> None:
+        """Stop after the block being hashed (what was hashed is then incomplete)."""
+        self._cancelled = True
+
+    def wait(self) -> int:
+        """Wait for the thread; returns how many bytes were hashed (OSError passes on)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._hashed

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from netassist.paths import PathRefused, check_segment, resolve_real, split_path
 from netassist.transfer import protocol as p
-from netassist.transfer.digest import THREAD_THRESHOLD, BackgroundHasher, prefix_digest
+from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, prefix_digest
 from netassist.transfer.stream import StreamCut, receive_stream
 from netassist.wire.sockets import format_address, listen_tcp
 
@@ -366,26 +366,21 @@ class Session:
                 else:
                     pending += block
             return pending
-        # Large: hashed on a second thread while this one reads and sends the next block.
+        # Large: the data goes by sendfile (no copy through this process) while a second
+        # thread reads the same range and hashes it; the trailer waits for both.
         self.conn.sendall(announce)
-        background = BackgroundHasher(hasher)
+        start = handle.tell()
+        hashing = HashRange(handle.fileno(), start, left, hasher)
         try:
-            while True:
-                block = background.block()
-                count = handle.readinto(block)
-                if not count:
-                    background.hash(block, 0)
-                    raise p.ProtocolError(f"{path} shrank while it was sent")
-                count = min(count, left)
-                left -= count
-                if not left:
-                    pending = bytes(memoryview(block)[:count])
-                    background.hash(block, count)
-                    return pending
-                self.conn.sendall(memoryview(block)[:count])
-                background.hash(block, count)
-        finally:
-            background.finish()
+            sent = self.conn.sendfile(handle, start, left)
+        except BaseException:
+            hashing.cancel()  # no use hashing the rest for a client that is gone
+            hashing.wait()
+            raise
+        hashed = hashing.wait()
+        if sent != left or hashed != left:
+            raise p.ProtocolError(f"{path} shrank while it was sent")
+        return b""
 
 
 def _make_folders(root: str, segments: list[str]) -> str:
