@@ -21,17 +21,25 @@ def files_server(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "big.bin").write_bytes(os.urandom(20_000_000))
-    srv = FileServer(str(shared), "127.0.0.1", 0)
+    srv = FileServer(str(shared), "127.0.0.1", 0, allow_upload=True)
     threading.Thread(target=srv.serve, daemon=True).start()
     yield int(srv.address.rsplit(":", 1)[1])
     srv.stop()
 
 
-def test_bars_on_a_terminal(files_server, tmp_path):
+@pytest.mark.parametrize("action", ["get", "put"])
+def test_bars_on_a_terminal(files_server, tmp_path, action):
     tmux = need("tmux")
     session = f"netassist-test-{os.getpid()}"
-    fetch = f"{sys.executable} -m netassist files get 127.0.0.1:{files_server} big.bin"
-    command = f"{fetch} -o {tmp_path / 'out'}; sleep 30"  # the pane stays to be read
+    netassist = f"{sys.executable} -m netassist files {action} 127.0.0.1:{files_server}"
+    if action == "get":
+        transfer = f"{netassist} big.bin -o {tmp_path / 'out'}"
+        summary = "all verified"
+    else:
+        (tmp_path / "upload.bin").write_bytes(os.urandom(20_000_000))
+        transfer = f"{netassist} {tmp_path / 'upload.bin'} uploads"
+        summary = "verified by the server"
+    command = f"{transfer}; sleep 30"  # the pane stays to be read
     subprocess.run(
         [tmux, "new-session", "-d", "-s", session, "-x", "120", "-y", "20", command],
         check=True,
@@ -40,7 +48,7 @@ def test_bars_on_a_terminal(files_server, tmp_path):
     try:
         screen = ""
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "all verified" not in screen:
+        while time.monotonic() < deadline and summary not in screen:
             time.sleep(0.2)
             screen = subprocess.run(
                 [tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True

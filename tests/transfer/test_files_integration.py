@@ -82,6 +82,7 @@ def test_folder_tree_of_a_thousand_files_with_awkward_names(shared, server, tmp_
         name = folder / f"文件 {i} #x.txt"
         name.write_bytes(f"content {i}\n".encode() * (i % 5))
         names.append(name)
+    (shared / "tree" / "空的 #folder" / "empty too").mkdir(parents=True)
     out = tmp_path / "out"
     with Client("127.0.0.1", port_of(server)) as client:
         results = client.get("tree", str(out))
@@ -90,6 +91,7 @@ def test_folder_tree_of_a_thousand_files_with_awkward_names(shared, server, tmp_
         copy = out / "tree" / name.relative_to(shared / "tree")
         assert copy.read_bytes() == name.read_bytes()
     assert sum(1 for r in results if r.size == 0) == 200  # empty files arrive too
+    assert (out / "tree" / "空的 #folder" / "empty too").is_dir()  # and empty folders
 
 
 def test_existing_files_are_kept_unless_forced(shared, server, tmp_path):
@@ -266,6 +268,14 @@ def ls_dir(body: dict) -> bytes:
                 else p.encode(p.FrameType.REPLY, {"files": [{"path": "a\x1b[2J"}]})
             ),
             "dangerous name",
+        ),
+        (
+            lambda b: (
+                ls_dir(b)
+                if b["op"] == "ls"
+                else p.encode(p.FrameType.REPLY, {"files": [], "folders": ["../evil.txt"]})
+            ),
+            "dangerous folder name",
         ),
         (
             lambda b: ls_file(b) if b["op"] == "ls" else file_frame(b["path"], b"data", "0" * 64),

@@ -58,7 +58,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                 help="files or folders; a last name that does not exist here is the remote folder",
             )
             c.add_argument("--to", metavar="REMOTE_DIR", help="the remote folder, said explicitly")
-            c.add_argument("--quiet", action="store_true", help="no summary line")
+            c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         else:
             c.add_argument("remote", metavar="REMOTE", nargs="+")
             c.add_argument(
@@ -69,7 +69,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                 help="where to put them (default: here)",
             )
             c.add_argument("--force", action="store_true", help="replace files that exist")
-            c.add_argument("--quiet", action="store_true", help="no summary line")
+            c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         c.add_argument("--token", default=os.environ.get("NETASSIST_TOKEN"))
         c.add_argument(
             "--tls", action="store_true", help="connect over TLS (the system's trusted CAs)"
@@ -190,9 +190,15 @@ def put(args: argparse.Namespace) -> int:
             raise UsageError(f"{path!r} does not exist here")
     started = time.monotonic()
     results = []
-    with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
-        for path in locals_:
-            results += client.put(path, remote_dir)
+    progress = TransferProgress(enabled=not (args.quiet or args.json))
+    try:
+        with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
+            for path in locals_:
+                results += client.put(
+                    path, remote_dir, on_progress=progress.update, on_total=progress.total
+                )
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
     elif not args.quiet:

@@ -20,6 +20,7 @@ from netassist.wire.sockets import connect_tcp, format_address
 
 RECV_BLOCK = 1 << 20
 PIPELINE = 32  # file requests in flight while a folder downloads
+PUT_STEP = 8 << 20  # bytes sent between two progress reports
 PART = ".part"
 
 
@@ -220,6 +221,19 @@ class Client:
                 )
             else:
                 plan.append((remote_name, local))
+        # Folders, empty ones included (a server older than this sends none).
+        folders = frame.body.get("folders")
+        for name in folders if isinstance(folders, list) else []:
+            if not isinstance(name, str):
+                raise TransferError(f"{self.peer} listed a folder without a name")
+            try:
+                parts = check_relative(name).parts
+            except PathRefused as exc:
+                raise TransferError(
+                    f"{self.peer} offered a dangerous folder name {shown(name)!r}: {exc}; "
+                    "nothing written for it"
+                ) from None
+            self._folder(out_dir, (base, *parts) if base else parts, name, checked)
         # Several requests in flight: the server answers in order, and a folder of small
         # files no longer costs one round trip per file.
         pending: deque[tuple[str, str, int]] = deque()
@@ -268,27 +282,44 @@ class Client:
                 "(run again to resume)"
             ) from None
 
-    def put(self, local: str, remote_dir: str = "") -> list[Result]:
-        """Send a local file, or a folder with everything in it, into ``remote_dir``."""
+    def put(
+        self,
+        local: str,
+        remote_dir: str = "",
+        *,
+        on_progress: Callable[[str, int, int], None] | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> list[Result]:
+        """Send a local file, or a folder with everything in it, into ``remote_dir``.
+
+        ``on_total`` and ``on_progress`` are called as for :meth:`get`."""
         local = os.path.abspath(local)
         base = os.path.basename(local.rstrip(os.sep))
-        if os.path.isdir(local):
-            sent = []
-            for folder, dirs, files in os.walk(local):
-                dirs.sort()
-                for name in sorted(files):
-                    path = os.path.join(folder, name)
-                    relative = os.path.relpath(path, os.path.dirname(local)).replace(os.sep, "/")
-                    sent.append(
-                        self.put_file(
-                            path, "/".join(x for x in (remote_dir.strip("/"), relative) if x)
-                        )
-                    )
-            return sent
-        return [self.put_file(local, "/".join(x for x in (remote_dir.strip("/"), base) if x))]
+        if not os.path.isdir(local):
+            if on_total is not None:
+                on_total(os.path.getsize(local))
+            remote = "/".join(x for x in (remote_dir.strip("/"), base) if x)
+            return [self.put_file(local, remote, on_progress=on_progress)]
+        plan = []
+        for folder, dirs, files in os.walk(local):
+            dirs.sort()
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                relative = os.path.relpath(path, os.path.dirname(local)).replace(os.sep, "/")
+                plan.append((path, "/".join(x for x in (remote_dir.strip("/"), relative) if x)))
+        if on_total is not None:
+            on_total(sum(os.path.getsize(path) for path, _ in plan))
+        return [self.put_file(path, remote, on_progress=on_progress) for path, remote in plan]
 
-    def put_file(self, local: str, remote: str) -> Result:
-        """Send one file to the remote name ``remote`` (resuming a partial upload)."""
+    def put_file(
+        self,
+        local: str,
+        remote: str,
+        *,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ) -> Result:
+        """Send one file to the remote name ``remote`` (resuming a partial upload);
+        ``on_progress(remote, done, size)`` follows it."""
         try:
             check_relative(remote)
         except PathRefused as exc:
@@ -308,8 +339,16 @@ class Client:
             if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= size:
                 raise TransferError(f"{self.peer} answered the upload with a bad offset")
             self.sock.sendall(p.encode(p.FrameType.FILE, {"path": remote, "length": size - offset}))
-            if size > offset:
-                self.sock.sendfile(handle, offset, size - offset)
+            position = offset
+            while position < size:
+                # In steps, so a progress bar moves; each step still goes by sendfile.
+                step = size - position if on_progress is None else min(PUT_STEP, size - position)
+                sent = self.sock.sendfile(handle, position, step)
+                if not sent:
+                    raise TransferError(f"{local} shrank while it was sent")
+                position += sent
+                if on_progress is not None:
+                    on_progress(remote, position, size)
         done = self._frame()
         if done.body.get("sha256") != digest:
             raise TransferError(f"{self.peer} did not confirm {shown(remote)!r}")
@@ -337,20 +376,27 @@ class Client:
         """The local path for ``relative``, made sure to stay inside ``out_dir``, even
         through links that already exist there. ``checked`` holds the folders this job has
         already made and checked, so a folder of many files is checked once."""
-        path = os.path.join(out_dir, *check_relative(relative).parts)
-        parent = os.path.dirname(path)
-        if checked is not None and parent in checked:
-            return path
-        os.makedirs(parent, exist_ok=True)
+        parts = check_relative(relative).parts
+        return os.path.join(self._folder(out_dir, parts[:-1], relative, checked), parts[-1])
+
+    def _folder(
+        self, out_dir: str, parts: tuple[str, ...], named: str, checked: set[str] | None
+    ) -> str:
+        """The local folder ``parts`` below ``out_dir``, created where missing and made
+        sure to stay inside it; ``named`` is the remote name it is for (for the error)."""
+        folder = os.path.join(out_dir, *parts)
+        if checked is not None and folder in checked:
+            return folder
+        os.makedirs(folder, exist_ok=True)
         real_out = os.path.realpath(out_dir)
-        real_parent = os.path.realpath(parent)
-        if real_parent != real_out and not real_parent.startswith(real_out + os.sep):
+        real = os.path.realpath(folder)
+        if real != real_out and not real.startswith(real_out + os.sep):
             raise TransferError(
-                f"{shown(relative)!r} would be written outside {out_dir} (through a link); refused"
+                f"{shown(named)!r} would be written outside {out_dir} (through a link); refused"
             )
         if checked is not None:
-            checked.add(parent)
-        return path
+            checked.add(folder)
+        return folder
 
     def _receive(
         self,

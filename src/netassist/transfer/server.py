@@ -289,16 +289,16 @@ class Session:
         real, st = resolve_real(self.server.root, path)
         if stat.S_ISDIR(st.st_mode):
             files = []
-            for relative, child in _walk(real, self.server.root):
+            folders: list[str] = []
+            for relative, child in _walk(real, self.server.root, folders=folders):
                 files.append(
                     {"path": relative, "size": child.st_size, "mtime_ns": child.st_mtime_ns}
                 )
                 if len(files) > MAX_LISTED_FILES:
                     self.conn.sendall(p.error(p.ErrorCode.TOO_LARGE, "folder has too many files"))
                     return
-            self.conn.sendall(
-                p.encode(p.FrameType.REPLY, {"path": path, "type": "directory", "files": files})
-            )
+            reply = {"path": path, "type": "directory", "files": files, "folders": folders}
+            self.conn.sendall(p.encode(p.FrameType.REPLY, reply))
             return
         offset = body.get("offset", 0)
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
@@ -434,10 +434,15 @@ def _children(folder: str, root: str) -> Iterator[tuple[str, os.stat_result]]:
 
 
 def _walk(
-    folder: str, root: str, prefix: str = "", seen: set | None = None
+    folder: str,
+    root: str,
+    prefix: str = "",
+    seen: set | None = None,
+    folders: list[str] | None = None,
 ) -> Iterator[tuple[str, os.stat_result]]:
     """Every file below ``folder`` a client may touch, as paths relative to it (a folder
-    reached twice through links is walked once, so a link to an ancestor cannot loop)."""
+    reached twice through links is walked once, so a link to an ancestor cannot loop).
+    ``folders``, when given, collects every folder below it the same way."""
     if seen is None:
         top = os.stat(folder)
         seen = {(top.st_dev, top.st_ino)}
@@ -447,6 +452,8 @@ def _walk(
             if (st.st_dev, st.st_ino) in seen:
                 continue
             seen.add((st.st_dev, st.st_ino))
-            yield from _walk(os.path.join(folder, name), root, relative + "/", seen)
+            if folders is not None:
+                folders.append(relative)
+            yield from _walk(os.path.join(folder, name), root, relative + "/", seen, folders)
         else:
             yield relative, st
