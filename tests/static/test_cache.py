@@ -10,10 +10,14 @@ from netassist.static import StaticFiles
 
 
 def _get(app: StaticFiles, path: str, **headers: str) -> tuple[str, dict, bytes]:
+    return _get_raw(app, path, path, **headers)
+
+
+def _get_raw(app: StaticFiles, path: str, raw: str, **headers: str) -> tuple[str, dict, bytes]:
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
-        "RAW_URI": path,
+        "RAW_URI": raw,
         "QUERY_STRING": "",
         "SCRIPT_NAME": "",
         **{f"HTTP_{k.upper()}": v for k, v in headers.items()},
@@ -97,3 +101,29 @@ def test_precompressed_sibling_that_appears_is_noticed_within_a_second(tmp_path)
     _status, headers, body = _get(app, "/app.js", accept_encoding="gzip")
     assert headers.get("Content-Encoding") == "gzip"
     assert gzip.decompress(body) == b"console.log(1)"
+
+
+def test_a_cached_path_asked_for_with_an_encoded_slash_is_still_refused(tmp_path):
+    (tmp_path / "dir").mkdir()
+    page = tmp_path / "dir" / "page.txt"
+    page.write_bytes(b"inside")
+    _settle(page)
+    app = StaticFiles(tmp_path)
+    app._cache.may_keep = lambda st: True
+    assert _get(app, "/dir/page.txt")[2] == b"inside"
+    assert _get(app, "/dir/page.txt")[2] == b"inside"  # the repeat takes the short way
+    assert _get_raw(app, "/dir/page.txt", "/dir%2fpage.txt")[0] == "404 Not Found"
+
+
+def test_a_cached_path_whose_file_was_replaced_serves_the_new_file(tmp_path):
+    page = tmp_path / "page.txt"
+    page.write_bytes(b"old file")
+    _settle(page)
+    app = StaticFiles(tmp_path)
+    app._cache.may_keep = lambda st: True
+    _get(app, "/page.txt")
+    assert _get(app, "/page.txt")[2] == b"old file"
+    replacement = tmp_path / "new.txt"
+    replacement.write_bytes(b"new file")  # same size, another inode
+    os.replace(replacement, page)
+    assert _get(app, "/page.txt")[2] == b"new file"

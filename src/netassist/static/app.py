@@ -33,6 +33,7 @@ BLOCK = 1 << 20
 SMALL_FILE = 64 * 1024  # read whole and sent with the head; larger files stream
 GZIP_LIMIT = 4 << 20  # on-the-fly gzip only for text files smaller than this
 _ENCODED_SEPARATORS = ("%2f", "%5c")
+HOT_PATHS = 4096
 
 
 class _Response:
@@ -98,10 +99,18 @@ class StaticFiles:
         self.gzip = gzip
         self.index = index
         self._cache = SmallFileCache(max_file=SMALL_FILE)
+        # PATH_INFO -> the real path it resolved to, for paths whose file is cached: a repeat
+        # request needs one lstat, whose device and inode must still be the cached file's.
+        self._hot: dict[str, str] = {}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         """The WSGI entry point."""
-        response = self.respond(environ)
+        response = None
+        real = self._hot.get(environ.get("PATH_INFO", ""))
+        if real is not None:
+            response = self._hot_response(environ, real)
+        if response is None:
+            response = self.respond(environ)
         start_response(response.status, response.headers)
         if environ["REQUEST_METHOD"] == "HEAD":
             close = getattr(response.body, "close", None)
@@ -152,6 +161,9 @@ class StaticFiles:
             return self._listing(environ, target, path_info)
         cached = self._cache.get(real, st)
         if cached is not None:
+            if len(self._hot) >= HOT_PATHS:
+                self._hot.clear()
+            self._hot[path_info] = real
             response = self._from_cache(environ, real, cached)
             if response is not None:
                 return response
@@ -200,6 +212,24 @@ class StaticFiles:
             except OSError:
                 continue
         return found
+
+    def _hot_response(self, environ: dict, real: str) -> _Response | None:
+        """The cached answer for a path seen before, when it still applies; None sends the
+        request the whole way. The path's verdict cannot have changed (it depends on its
+        text alone), and a file reached some other way now has another device or inode."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return None
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        if raw is None or "%" in raw:
+            return None  # encoded names take the full checks
+        try:
+            st = os.lstat(real)
+        except OSError:
+            return None
+        cached = self._cache.get(real, st)
+        if cached is None:
+            return None
+        return self._from_cache(environ, real, cached)
 
     def _from_cache(self, environ: dict, path: str, cached: CachedFile) -> _Response | None:
         """The plain 200 from a cached copy, or None when this request needs more (a range,
