@@ -108,6 +108,30 @@ def test_pipelined_requests_answered_in_order(server):
     assert paths == [f"/echo/{i}" for i in range(10)] + ["/echo/last"]
 
 
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_request_pipelined_behind_a_response_the_client_is_slow_to_read(server, tmp_path, threads):
+    # The first response fills the socket, so the server waits to write; the request behind
+    # it must still be answered once the client reads, and after the first, not mixed in.
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(16 << 20))
+    port = server("raw", "--threads", threads)  # unwrapped, so the file goes by sendfile
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(
+            f"GET /file?{big} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            + b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        time.sleep(0.5)  # read nothing yet
+        chunks = []
+        while chunk := sock.recv(1 << 20):
+            chunks.append(chunk)
+    first, second = _split_responses(b"".join(chunks))
+    assert (
+        hashlib.sha256(first.split(b"\r\n\r\n", 1)[1]).digest()
+        == hashlib.sha256(big.read_bytes()).digest()
+    )
+    assert second.endswith(b"\r\n\r\nHello, world!")
+
+
 def _split_responses(data: bytes) -> list[bytes]:
     """Cut a stream of Content-Length responses apart (interim 100 responses dropped)."""
     responses = []
