@@ -55,6 +55,7 @@ access_log = logging.getLogger("netassist.access")
 
 RECV_SIZE = 64 * 1024  # below the allocator's mmap threshold: a bigger recv costs a mmap per call
 LINGER_SECONDS = 2.0
+_NEVER = float("inf")  # the deadline of a connection whose app is running
 SWEEP_INTERVAL = 1.0
 
 # What a connection is doing; the deadline that applies follows from it.
@@ -511,7 +512,7 @@ class Worker:
         request = conn.request
         assert request is not None
         conn.phase = APP
-        conn.deadline = float("inf")
+        conn.deadline = _NEVER
         if self._log_access:
             conn.started_at = time.time()
         environ = conn.builder.build(conn.environ, request, body, content_length)

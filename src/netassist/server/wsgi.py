@@ -184,7 +184,9 @@ class EnvironBuilder:
         environ = base.copy()
         target = request.target
         raw_uri = target.decode("latin-1")
-        if target[:1] == b"/" and b"%" not in target and not self.script_name:
+        # Tested on the str: "in" on bytes goes through the buffer protocol, several times
+        # the cost of the same test on a str.
+        if raw_uri.startswith("/") and "%" not in raw_uri and not self.script_name:
             # The common case, without the general path: the target is already PATH_INFO.
             path, _, query = raw_uri.partition("?")
             environ["PATH_INFO"] = path
