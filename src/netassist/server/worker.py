@@ -56,6 +56,10 @@ access_log = logging.getLogger("netassist.access")
 RECV_SIZE = 64 * 1024  # below the allocator's mmap threshold: a bigger recv costs a mmap per call
 LINGER_SECONDS = 2.0
 _NEVER = float("inf")  # the deadline of a connection whose app is running
+# Bytes per sendfile call. 2 MiB (nginx's sendfile_max_chunk) moved a 1 GiB file to curl
+# about 10% faster here than one call for everything (medians of 9 runs each: 2.06 against
+# 1.87 GB/s, bench/README.md).
+SENDFILE_CHUNK = 2 << 20
 SWEEP_INTERVAL = 1.0
 
 # What a connection is doing; the deadline that applies follows from it.
@@ -688,7 +692,7 @@ class Worker:
         fd, offset, remaining, total = state
         while remaining > 0:
             try:
-                sent = os.sendfile(conn.fd, fd, offset, min(remaining, 1 << 30))
+                sent = os.sendfile(conn.fd, fd, offset, min(remaining, SENDFILE_CHUNK))
             except (BlockingIOError, InterruptedError):
                 state[1], state[2] = offset, remaining
                 conn.deadline = time.monotonic() + self.config.send_timeout
