@@ -314,14 +314,7 @@ class ServerConnection:
         ):
             self.receive_data(data)
             return None
-        line_end = data.find(b"\r\n")
-        if line_end > self.limits.max_request_line:
-            raise self._fail(414, "request line too long")
-        # A bare LF ends the head only for lenient parsers. (find, not "in": on bytes it
-        # costs half as much here.)
-        if data.find(b"\n\n") >= 0:
-            raise self._fail(400, "bare LF in the request head")
-        return self._parse_head(data, line_end)  # type: ignore[return-value]
+        return self._parse_head(data, data.find(b"\r\n"))  # type: ignore[return-value]
 
     @property
     def their_eof(self) -> bool:
@@ -391,10 +384,6 @@ class ServerConnection:
             if not head:
                 return self._read_head()
             line_end = head.find(b"\r\n")
-        if line_end > limits.max_request_line:
-            raise self._fail(414, "request line too long")
-        if head.find(b"\n\n") >= 0:  # a bare LF ends the head only for lenient parsers
-            raise self._fail(400, "bare LF in the request head")
         return self._parse_head(head, line_end)
 
     def _head_incomplete(self, scanned: int) -> object:
@@ -422,6 +411,13 @@ class ServerConnection:
         return NEED_DATA
 
     def _parse_head(self, head: bytes, line_end: int) -> object:
+        """Check and parse one complete head (``line_end``: where its request line ends)."""
+        if line_end > self.limits.max_request_line:
+            raise self._fail(414, "request line too long")
+        # A bare LF ends the head only for lenient parsers. (find, not "in": on bytes it
+        # costs half as much here.)
+        if head.find(b"\n\n") >= 0:
+            raise self._fail(400, "bare LF in the request head")
         collector = self._collector
         parser = self._parser
         if parser is None:
