@@ -229,6 +229,32 @@ def test_file_wrapper_one_gib_download_sha256(server, tmp_path):
     assert received.hexdigest() == digest.hexdigest()
 
 
+def test_large_file_response_leaves_the_connection_uncorked(server, tmp_path):
+    # Files of 1 MiB or more go out with TCP_CORK; a cork left on would hold the next small
+    # response for the kernel's 200 ms cork timeout.
+    path = tmp_path / "odd.bin"
+    data = os.urandom((1 << 20) + 12_345)  # a partial last segment
+    path.write_bytes(data)
+    port = server("raw")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(f"GET /file?{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert reader.readline().startswith(b"HTTP/1.1 200")
+        length = None
+        while (line := reader.readline()) != b"\r\n":
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        assert length == len(data)
+        assert reader.read(length) == data
+        started = time.monotonic()
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reader.readline().startswith(b"HTTP/1.1 200")
+        while reader.readline() != b"\r\n":
+            pass
+        assert reader.read(13) == b"Hello, world!"
+        assert time.monotonic() - started < 0.1
+
+
 def test_100_continue_with_curl(server, tmp_path):
     curl = need("curl")
     port = server()
