@@ -38,6 +38,7 @@ from functools import partial
 from stat import S_ISREG
 from typing import IO, Any
 
+from netassist.corking import CORK_MIN, set_cork
 from netassist.server.config import ServerConfig
 from netassist.server.protocol import (
     CLOSED,
@@ -60,10 +61,6 @@ _NEVER = float("inf")  # the deadline of a connection whose app is running
 # about 10% faster here than one call for everything (medians of 9 runs each: 2.06 against
 # 1.87 GB/s, bench/README.md).
 SENDFILE_CHUNK = 2 << 20
-# A file at least this large goes out corked (nginx's tcp_nopush): only full segments leave
-# until the last byte, which moved 1 GiB to curl at 2.39 against 2.09 GB/s uncorked
-# (medians of 12 alternating runs, bench/README).
-CORK_MIN = 1 << 20
 SWEEP_INTERVAL = 1.0
 
 # What a connection is doing; the deadline that applies follows from it.
@@ -687,7 +684,7 @@ class Worker:
             remaining = 0
         conn.out = head
         conn.file = [fd, offset, remaining, remaining]
-        if remaining >= CORK_MIN and _set_cork(conn.sock, True):
+        if remaining >= CORK_MIN and set_cork(conn.sock, True):
             conn.corked = True
         conn.iterator = None
         conn.phase = SEND
@@ -717,7 +714,7 @@ class Worker:
         conn.file = None
         if conn.corked:
             conn.corked = False
-            _set_cork(conn.sock, False)  # pushes out the last partial segment
+            set_cork(conn.sock, False)  # pushes out the last partial segment
         conn.proto.count_body_sent(total)
         conn.out = conn.proto.end_response()
         return True
@@ -936,17 +933,6 @@ def _wait(sock: socket.socket, *, write: bool, timeout: float) -> None:
     poller.register(sock, select.POLLOUT if write else select.POLLIN)
     if not poller.poll(timeout * 1000):
         raise TimeoutError("the client did not keep up")
-
-
-def _set_cork(sock: socket.socket, on: bool) -> bool:
-    """TCP_CORK on or off; False where the socket has no such option (Unix sockets)."""
-    if sock.family == socket.AF_UNIX or not hasattr(socket, "TCP_CORK"):
-        return False
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
-    except OSError:
-        return False
-    return True
 
 
 def _spool(body: io.BytesIO) -> IO[bytes]:

@@ -12,6 +12,7 @@ import stat
 import threading
 from collections.abc import Iterator
 
+from netassist.corking import corked
 from netassist.paths import PathRefused, check_segment, resolve_real, split_path
 from netassist.transfer import protocol as p
 from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, prefix_digest
@@ -325,8 +326,9 @@ class Session:
             announce = p.encode(p.FrameType.FILE, header)
             if digest is not None:
                 # A known digest: the data can go without passing through this process.
-                self.conn.sendall(announce)
-                sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
+                with corked(self.conn, size - offset):
+                    self.conn.sendall(announce)
+                    sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
                 if sent != size - offset:
                     raise p.ProtocolError(f"{path} shrank while it was sent")
                 return
@@ -368,11 +370,12 @@ class Session:
             return pending
         # Large: the data goes by sendfile (no copy through this process) while a second
         # thread reads the same range and hashes it; the trailer waits for both.
-        self.conn.sendall(announce)
         start = handle.tell()
         hashing = HashRange(handle.fileno(), start, left, hasher)
         try:
-            sent = self.conn.sendfile(handle, start, left)
+            with corked(self.conn, left):
+                self.conn.sendall(announce)
+                sent = self.conn.sendfile(handle, start, left)
         except BaseException:
             hashing.cancel()  # no use hashing the rest for a client that is gone
             hashing.wait()
