@@ -54,6 +54,8 @@ from netassist.server.wsgi import EMPTY_INPUT, EnvironBuilder, FileWrapper, Star
 log = logging.getLogger("netassist.server")
 access_log = logging.getLogger("netassist.access")
 
+_read_fd = os.read
+_write_fd = os.write
 RECV_SIZE = 64 * 1024  # below the allocator's mmap threshold: a bigger recv costs a mmap per call
 LINGER_SECONDS = 2.0
 _NEVER = float("inf")  # the deadline of a connection whose app is running
@@ -433,7 +435,9 @@ class Worker:
 
     def _read(self, conn: Connection) -> None:
         try:
-            data = conn.sock.recv(RECV_SIZE)
+            # os.read/os.write: the same syscalls as recv/send with no flags, about 500
+            # instructions cheaper per call than the socket methods' argument parsing.
+            data = _read_fd(conn.fd, RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             self._arm(conn, self._in)
             return
@@ -569,7 +573,7 @@ class Worker:
             self._respond_500(conn)
             return
         try:
-            sent = conn.sock.send(out)
+            sent = _write_fd(conn.fd, out)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
@@ -772,7 +776,14 @@ class Worker:
             conn.body = None
         conn.start = None
         # An app that left a 100-continue body unread: read the rest away, or close.
-        if proto.keep_alive and not proto.request_complete and not self._discard_body(conn):
+        # (A request without a body is complete with its head: the property is not asked.)
+        request = conn.request
+        if (
+            (request is None or request.has_body)
+            and proto.keep_alive
+            and not proto.request_complete
+            and not self._discard_body(conn)
+        ):
             proto.keep_alive = False
         if not proto.keep_alive or self.stopping:
             self._begin_linger(conn)
