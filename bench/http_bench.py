@@ -1,6 +1,7 @@
 """The WSGI server against its peers, side by side in one run.
 
     python bench/http_bench.py [--repeats 5] [--duration 5] [--only NAME ...]
+                               [--python PATH] [--peers DIR]
 
 Every server runs the 13-byte hello world of ``bench/apps.py`` in one process pinned to
 core 0 (``taskset -c 0``); ``wrk -t1`` runs pinned to core 1. Each round runs every server
@@ -9,6 +10,9 @@ median over rounds of requests per second and of p99 latency, and netassist's ra
 
 Peers come from a separate virtual environment (``bench/.peers``, see bench/README.md); any
 that is missing is skipped. Only 127.0.0.1 is used; each wrk run is bounded by --duration.
+--python runs netassist on another interpreter (one with its dependencies installed; the
+code comes from this checkout) and --peers takes the peers from another environment, so all
+of them can be compared on one interpreter build (bench/README.md: the build matters).
 """
 
 from __future__ import annotations
@@ -48,12 +52,14 @@ BJOERN = (
 )
 
 
-def servers(port: int, tmp: str) -> dict[str, list[str]]:
+def servers(
+    port: int, tmp: str, project_py: Path = PROJECT_PY, peers: Path = PEERS
+) -> dict[str, list[str]]:
     """Command lines of every available server for ``port``."""
     root = str(ROOT)
     found = {
         "netassist --threads 1": [
-            str(PROJECT_PY),
+            str(project_py),
             "-m",
             "netassist",
             "run",
@@ -64,7 +70,7 @@ def servers(port: int, tmp: str) -> dict[str, list[str]]:
             "warning",
         ],
         "netassist --threads 4": [
-            str(PROJECT_PY),
+            str(project_py),
             "-m",
             "netassist",
             "run",
@@ -77,10 +83,10 @@ def servers(port: int, tmp: str) -> dict[str, list[str]]:
             "warning",
         ],
     }
-    peer_py = PEERS / "python"
-    if (PEERS / "granian").exists():
+    peer_py = peers / "python"
+    if (peers / "granian").exists():
         found["granian wsgi"] = [
-            str(PEERS / "granian"),
+            str(peers / "granian"),
             "--interface",
             "wsgi",
             "--workers",
@@ -101,9 +107,9 @@ def servers(port: int, tmp: str) -> dict[str, list[str]]:
         == 0
     ):
         found["bjoern"] = [str(peer_py), "-c", BJOERN.format(root=root, port=port)]
-    if (PEERS / "uvicorn").exists():
+    if (peers / "uvicorn").exists():
         found["uvicorn (asgi)"] = [
-            str(PEERS / "uvicorn"),
+            str(peers / "uvicorn"),
             "bench.apps:asgi_hello",
             "--host",
             "127.0.0.1",
@@ -115,11 +121,11 @@ def servers(port: int, tmp: str) -> dict[str, list[str]]:
             "--log-level",
             "warning",
         ]
-    if (PEERS / "waitress-serve").exists():
+    if (peers / "waitress-serve").exists():
         found["waitress 4 threads"] = [str(peer_py), "-c", WAITRESS.format(root=root, port=port)]
-    if (PEERS / "gunicorn").exists():
+    if (peers / "gunicorn").exists():
         found["gunicorn gthread 4"] = [
-            str(PEERS / "gunicorn"),
+            str(peers / "gunicorn"),
             "-w",
             "1",
             "-k",
@@ -182,7 +188,7 @@ def wrk(port: int, connections: int, duration: float, script: str | None) -> tup
 
 
 def measure(name: str, command: list[str], port: int, scenarios: dict, duration: float) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}")
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, *command],
         cwd=ROOT,
@@ -211,7 +217,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--only", nargs="*", help="substrings of server names to run")
+    parser.add_argument(
+        "--python", type=Path, default=PROJECT_PY, help="the interpreter netassist runs on"
+    )
+    parser.add_argument(
+        "--peers", type=Path, default=PEERS.parent, help="the environment holding the peers"
+    )
     args = parser.parse_args()
+    peers = args.peers / "bin"
     scenarios = {
         "c50": (50, None),
         "c50 browser": (50, str(HERE / "browser.lua")),
@@ -220,11 +233,11 @@ def main() -> int:
     results: dict[str, dict[str, list[tuple[float, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(args.repeats):
-            for name in servers(0, tmp):
+            for name in servers(0, tmp, args.python, peers):
                 if args.only and not any(part in name for part in args.only):
                     continue
                 port = free_port()
-                command = servers(port, tmp)[name]
+                command = servers(port, tmp, args.python, peers)[name]
                 try:
                     figures = measure(name, command, port, scenarios, args.duration)
                 except Exception as exc:  # one broken peer must not sink the whole run
@@ -249,6 +262,7 @@ def main() -> int:
         f"\nmedian of {args.repeats} rounds, {args.duration:g} s each "
         "(req/s, p99 ms, netassist inline / this)"
     )
+    print(f"netassist on {args.python}, peers from {args.peers}")
     for label in scenarios:
         print(f"\n{label}")
         for name, figures in table.items():
