@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from netassist.paths import PathRefused, check_relative, resolve
+from netassist.paths import PathRefused, check_relative, relative_parts, resolve
 
 #: Every one must be refused, whatever is on disk. (Names as a URL path gives them: already
 #: percent-decoded once by the server, so "%2e%2e" here is a second encoding.)
@@ -128,3 +128,10 @@ def test_names_a_peer_sends_are_checked(name):
 
 def test_a_plain_relative_name_passes():
     assert str(check_relative("dir/中文 #1.txt")) == "dir/中文 #1.txt"
+    assert relative_parts("dir//中文 #1.txt") == ("dir", "中文 #1.txt")
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc/passwd", "c:x", "a/../../b", "a\\b", ""])
+def test_relative_parts_refuses_what_check_relative_refuses(name):
+    with pytest.raises(PathRefused):
+        relative_parts(name)

@@ -63,6 +63,9 @@ def _fully_decoded(text: str) -> str:
     raise PathRefused("encoded too many times")
 
 
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
 def check_segment(segment: str, *, show_hidden: bool = False) -> None:
     """Refuse one path segment (a single file or folder name) that breaks a rule."""
     if not segment:
@@ -124,9 +127,15 @@ def _checked_segments(text: str, show_hidden: bool) -> tuple[str, ...]:
 def check_relative(name: str, *, show_hidden: bool = True) -> PurePosixPath:
     """Check a name that a peer chose (a file a server offers): it must be a plain relative
     path that cannot leave the folder it is written into. Returns it as a PurePosixPath."""
-    if not name or name.startswith("/") or re.match(r"[A-Za-z]:", name):
+    return PurePosixPath(*relative_parts(name, show_hidden=show_hidden))
+
+
+def relative_parts(name: str, *, show_hidden: bool = True) -> tuple[str, ...]:
+    """:func:`check_relative` as a tuple of its segments (no PurePosixPath: a client
+    checking thousands of offered names feels its cost)."""
+    if not name or name[0] == "/" or _DRIVE.match(name):
         raise PathRefused("absolute path")
-    return PurePosixPath(*split_path(name, show_hidden=show_hidden))
+    return _checked_segments(name, show_hidden)
 
 
 def resolve(

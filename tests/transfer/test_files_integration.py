@@ -94,6 +94,25 @@ def test_folder_tree_of_a_thousand_files_with_awkward_names(shared, server, tmp_
     assert (out / "tree" / "空的 #folder" / "empty too").is_dir()  # and empty folders
 
 
+def test_a_second_download_uses_the_cached_digests_and_verifies(shared, server, tmp_path):
+    # Small files (one send with the announcement), a corked sendfile and one hashed on a
+    # second thread the first time; the second time every digest comes from the cache.
+    sizes = {"small.bin": 4096, "two.bin": 2 << 20, "nine.bin": 9 << 20, "empty.bin": 0}
+    for name, size in sizes.items():
+        (shared / "set" / name).parent.mkdir(exist_ok=True)
+        (shared / "set" / name).write_bytes(os.urandom(size))
+    for out in (tmp_path / "first", tmp_path / "second"):
+        with Client("127.0.0.1", port_of(server)) as client:
+            results = client.get("set", str(out))
+        assert sorted(r.remote for r in results) == sorted(f"set/{n}" for n in sizes)
+        for name in sizes:
+            assert sha(out / "set" / name) == sha(shared / "set" / name)
+            assert not (out / "set" / f"{name}.part").exists()
+        for name in sizes:  # after the first round, every digest is known to the server
+            real = os.path.realpath(shared / "set" / name)
+            assert server.digests.known(real, os.stat(real)) == sha(shared / "set" / name)
+
+
 def test_existing_files_are_kept_unless_forced(shared, server, tmp_path):
     (shared / "a.txt").write_text("server")
     out = tmp_path / "out"

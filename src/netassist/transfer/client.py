@@ -4,6 +4,7 @@ and only after the SHA-256 the server announced matches what arrived."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import ssl
 from collections import deque
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from netassist.errors import ExitCode, NetassistError, explain
-from netassist.paths import PathRefused, check_relative
+from netassist.paths import PathRefused, check_relative, relative_parts
 from netassist.transfer import protocol as p
 from netassist.transfer.digest import prefix_digest
 from netassist.transfer.stream import StreamCut, receive_stream
@@ -207,14 +208,16 @@ class Client:
             if not isinstance(name, str):
                 raise TransferError(f"{self.peer} listed a file without a name")
             try:
-                relative = check_relative(name)
+                segments = relative_parts(name)
             except PathRefused as exc:
                 raise TransferError(
                     f"{self.peer} offered a dangerous name {shown(name)!r}: {exc}; "
                     "nothing written for it"
                 ) from None
-            local = self._target(out_dir, "/".join(x for x in (base, str(relative)) if x), checked)
-            remote_name = "/".join(x for x in (answer_path, str(relative)) if x)
+            local = self._target_parts(
+                out_dir, (base, *segments) if base else segments, name, checked
+            )
+            remote_name = "/".join((answer_path, *segments) if answer_path else segments)
             if os.path.exists(local) and not force:
                 results.append(
                     Result(remote_name, local, os.path.getsize(local), 0, 0, "", skipped=True)
@@ -227,7 +230,7 @@ class Client:
             if not isinstance(name, str):
                 raise TransferError(f"{self.peer} listed a folder without a name")
             try:
-                parts = check_relative(name).parts
+                parts = relative_parts(name)
             except PathRefused as exc:
                 raise TransferError(
                     f"{self.peer} offered a dangerous folder name {shown(name)!r}: {exc}; "
@@ -236,24 +239,24 @@ class Client:
             self._folder(out_dir, (base, *parts) if base else parts, name, checked)
         # Several requests in flight: the server answers in order, and a folder of small
         # files no longer costs one round trip per file.
+        # Requests go out in batches of half the window, one send each.
         pending: deque[tuple[str, str, int]] = deque()
         queued = iter(plan)
-
-        def ask_next() -> None:
-            item = next(queued, None)
-            if item is not None:
-                remote_name, local = item
-                held = self._ask(remote_name, local)
-                pending.append((remote_name, local, held))
-
-        for _ in range(PIPELINE):
-            ask_next()
-        while pending:
+        while True:
+            if len(pending) <= PIPELINE // 2:
+                batch = list(itertools.islice(queued, PIPELINE - len(pending)))
+                if batch:
+                    frames = []
+                    for remote_name, local in batch:
+                        frame, held = self._request_for(remote_name, local)
+                        frames.append(frame)
+                        pending.append((remote_name, local, held))
+                    self.sock.sendall(b"".join(frames))
+            if not pending:
+                return results
             remote_name, local, held = pending.popleft()
             frame = self._file_frame(remote_name)
             results.append(self._receive(frame, remote_name, local, force, held, on_progress))
-            ask_next()
-        return results
 
     def get_file(
         self,
@@ -365,19 +368,29 @@ class Client:
 
     def _ask(self, remote: str, local: str) -> int:
         """Request ``remote``, offering what ``local.part`` already holds; returns that size."""
+        frame, held = self._request_for(remote, local)
+        self.sock.sendall(frame)
+        return held
+
+    def _request_for(self, remote: str, local: str) -> tuple[bytes, int]:
+        """The get request for ``remote`` and how much of it ``local.part`` already holds."""
         part = local + PART
         held = os.path.getsize(part) if os.path.isfile(part) else 0
         prefix = _hash_file(part) if held else None
         request = {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix}
-        self.sock.sendall(p.encode(p.FrameType.REQUEST, request))
-        return held
+        return p.encode(p.FrameType.REQUEST, request), held
 
     def _target(self, out_dir: str, relative: str, checked: set[str] | None = None) -> str:
         """The local path for ``relative``, made sure to stay inside ``out_dir``, even
         through links that already exist there. ``checked`` holds the folders this job has
         already made and checked, so a folder of many files is checked once."""
-        parts = check_relative(relative).parts
-        return os.path.join(self._folder(out_dir, parts[:-1], relative, checked), parts[-1])
+        return self._target_parts(out_dir, relative_parts(relative), relative, checked)
+
+    def _target_parts(
+        self, out_dir: str, parts: tuple[str, ...], named: str, checked: set[str] | None
+    ) -> str:
+        """:meth:`_target` for a name already checked and split into ``parts``."""
+        return os.path.join(self._folder(out_dir, parts[:-1], named, checked), parts[-1])
 
     def _folder(
         self, out_dir: str, parts: tuple[str, ...], named: str, checked: set[str] | None
@@ -455,10 +468,8 @@ class Client:
                 f"instead of {digest[:12]}...); kept as {part}, nothing of yours was touched",
                 ExitCode.BAD_DATA,
             )
-        if os.path.exists(local) and force:
-            os.replace(part, local)
-        else:
-            os.rename(part, local)
+        # An existing file was refused above unless --force: replacing is what is asked.
+        os.replace(part, local)
         mtime_ns = body.get("mtime_ns")
         if isinstance(mtime_ns, int):
             os.utime(local, ns=(mtime_ns, mtime_ns))

@@ -36,7 +36,10 @@ def receive_stream(
         hasher.update(held)
         received = len(held)
     if length - received < THREAD_THRESHOLD:
-        buffer = bytearray(BLOCK)
+        if received == length:
+            return received  # all of it came with the frame before it (a small file)
+        # No bigger than the rest: a 1 MiB buffer per small file costs more than the file.
+        buffer = bytearray(min(BLOCK, length - received))
         view = memoryview(buffer)
         while received < length:
             count = sock.recv_into(buffer, min(BLOCK, length - received))
