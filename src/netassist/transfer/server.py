@@ -318,6 +318,21 @@ class Session:
                 hasher = prefix_digest(handle, offset) if offset <= size else None
                 if hasher is None or not isinstance(prefix, str) or hasher.hexdigest() != prefix:
                     offset, hasher = 0, None  # not a prefix of this file: start over
+            small = None
+            if digest is None and not offset and size <= SMALL_SEND:
+                # A small file unknown to the cache: read and hash it first, so its digest
+                # rides in the announcement (no trailer frame to build and parse).
+                small = os.pread(handle.fileno(), size, 0)
+                now = os.fstat(handle.fileno())
+                if len(small) != size or (now.st_size, now.st_mtime_ns) != (
+                    st.st_size,
+                    st.st_mtime_ns,
+                ):
+                    message = f"{path} changed while it was read; try again"
+                    self.conn.sendall(p.error(p.ErrorCode.CHANGED, message))
+                    return
+                digest = hashlib.sha256(small).hexdigest()
+                self.server.digests.remember(real, st, digest)
             header = {
                 "path": path,
                 "size": size,
@@ -330,7 +345,9 @@ class Session:
             if digest is not None and size - offset <= SMALL_SEND:
                 # A small file with a known digest: with its announcement in one send (no
                 # sendfile set-up, one syscall fewer).
-                data = os.pread(handle.fileno(), size - offset, offset)
+                data = (
+                    small if small is not None else os.pread(handle.fileno(), size - offset, offset)
+                )
                 if len(data) != size - offset:
                     raise p.ProtocolError(f"{path} shrank while it was sent")
                 self.conn.sendall(announce + data)
