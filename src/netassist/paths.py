@@ -34,6 +34,7 @@ _WINDOWS_DEVICES = frozenset(
 )
 # Every character a name may not hold, found in one search; the reason is told by which.
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\:\ud800-\udfff]")
+_DRIVE = re.compile(r"[A-Za-z]:")
 _MAX_DECODE_ROUNDS = 4
 _CHECKED_PATHS: dict[tuple[str, bool], tuple[str, ...]] = {}
 _CHECKED_PATHS_LIMIT = 4096
@@ -61,9 +62,6 @@ def _fully_decoded(text: str) -> str:
             return text
         text = decoded
     raise PathRefused("encoded too many times")
-
-
-_DRIVE = re.compile(r"[A-Za-z]:")
 
 
 def check_segment(segment: str, *, show_hidden: bool = False) -> None:

@@ -238,8 +238,8 @@ class Client:
                 ) from None
             self._folder(out_dir, (base, *parts) if base else parts, name, checked)
         # Several requests in flight: the server answers in order, and a folder of small
-        # files no longer costs one round trip per file.
-        # Requests go out in batches of half the window, one send each.
+        # files no longer costs one round trip per file. They go out in batches of half the
+        # window, one send each.
         pending: deque[tuple[str, str, int]] = deque()
         queued = iter(plan)
         while True:
