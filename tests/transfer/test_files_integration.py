@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -218,8 +219,9 @@ class HostileServer:
 
     def _serve(self) -> None:
         conn, _ = self.sock.accept()
+        self.sock.close()  # one client per double
         reader = p.Reader()
-        with conn:
+        with conn, contextlib.suppress(OSError):  # the refusing client may reset it
             while data := conn.recv(65536):
                 reader.feed(data)
                 while (event := reader.next_event()) is not None:
