@@ -5,9 +5,24 @@ static files, the WSGI server and the web framework) join the curated ``__all__`
 they land.
 """
 
+from typing import TYPE_CHECKING
+
 from netassist.errors import ExitCode, NetassistError
-from netassist.server import ServerConfig, serve
+
+if TYPE_CHECKING:
+    from netassist.server import ServerConfig, serve
 
 __version__ = "0.1.0"
 
 __all__ = ["ExitCode", "NetassistError", "ServerConfig", "__version__", "serve"]
+_LAZY = {"ServerConfig", "serve"}
+
+
+def __getattr__(name: str) -> object:
+    """``serve`` and ``ServerConfig`` load the server on first use (PEP 562): a command
+    that never serves HTTP (``files get``, ``tcp connect``) starts without it."""
+    if name in _LAZY:
+        from netassist import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module 'netassist' has no attribute {name!r}")

@@ -12,7 +12,6 @@ from netassist.cli.progress import TransferProgress
 from netassist.errors import ExitCode, UsageError
 from netassist.transfer import protocol as p
 from netassist.transfer.client import Client, client_tls, shown
-from netassist.transfer.server import FileServer, tls_context
 from netassist.wire.sockets import parse_port
 
 
@@ -100,6 +99,9 @@ def _client_tls(args: argparse.Namespace):
 
 def serve(args: argparse.Namespace) -> int:
     """``netassist files serve``."""
+    # Imported here: a client command starts without the server's modules.
+    from netassist.transfer.server import FileServer, tls_context
+
     if not os.path.isdir(args.directory):
         raise UsageError(f"{args.directory!r} is not a folder")
     host, port = _server_address(args.bind, listening=True)

@@ -7,9 +7,6 @@ import logging
 import os
 
 from netassist.errors import ExitCode
-from netassist.server import arbiter
-from netassist.server.config import ServerConfig
-from netassist.server.loader import load_app
 
 
 def add_common_server_options(p: argparse.ArgumentParser) -> None:
@@ -91,6 +88,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``netassist run``."""
+    # Imported here: other commands start without loading the server.
+    from netassist.server import arbiter
+    from netassist.server.config import ServerConfig
+    from netassist.server.loader import load_app
+
     configure_logging(args.log_level)
     config = ServerConfig.create(
         binds=args.bind or ["127.0.0.1:8000"],

@@ -9,9 +9,6 @@ import os
 
 from netassist.cli.server import add_common_server_options, configure_logging
 from netassist.errors import ExitCode, UsageError
-from netassist.server import arbiter
-from netassist.server.config import ServerConfig
-from netassist.static import StaticFiles
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,6 +38,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """``netassist serve``."""
+    # Imported here: other commands start without loading the server.
+    from netassist.server import arbiter
+    from netassist.server.config import ServerConfig
+    from netassist.static import StaticFiles
+
     configure_logging(args.log_level)
     if not os.path.isdir(args.directory):
         raise UsageError(f"{args.directory!r} is not a folder")
