@@ -205,15 +205,7 @@ class Client:
         checked: set[str] = set()
         for item in files:
             name = item.get("path") if isinstance(item, dict) else None
-            if not isinstance(name, str):
-                raise TransferError(f"{self.peer} listed a file without a name")
-            try:
-                segments = relative_parts(name)
-            except PathRefused as exc:
-                raise TransferError(
-                    f"{self.peer} offered a dangerous name {shown(name)!r}: {exc}; "
-                    "nothing written for it"
-                ) from None
+            segments = self._offered(name, "file")
             local = self._target_parts(
                 out_dir, (base, *segments) if base else segments, name, checked
             )
@@ -227,15 +219,7 @@ class Client:
         # Folders, empty ones included (a server older than this sends none).
         folders = frame.body.get("folders")
         for name in folders if isinstance(folders, list) else []:
-            if not isinstance(name, str):
-                raise TransferError(f"{self.peer} listed a folder without a name")
-            try:
-                parts = relative_parts(name)
-            except PathRefused as exc:
-                raise TransferError(
-                    f"{self.peer} offered a dangerous folder name {shown(name)!r}: {exc}; "
-                    "nothing written for it"
-                ) from None
+            parts = self._offered(name, "folder")
             self._folder(out_dir, (base, *parts) if base else parts, name, checked)
         # Several requests in flight: the server answers in order, and a folder of small
         # files no longer costs one round trip per file. They go out in batches of half the
@@ -257,6 +241,19 @@ class Client:
             remote_name, local, held = pending.popleft()
             frame = self._file_frame(remote_name)
             results.append(self._receive(frame, remote_name, local, force, held, on_progress))
+
+    def _offered(self, name: object, kind: str) -> tuple[str, ...]:
+        """The checked segments of a ``kind`` ("file" or "folder") name the server listed."""
+        if not isinstance(name, str):
+            raise TransferError(f"{self.peer} listed a {kind} without a name")
+        try:
+            return relative_parts(name)
+        except PathRefused as exc:
+            what = "name" if kind == "file" else f"{kind} name"
+            raise TransferError(
+                f"{self.peer} offered a dangerous {what} {shown(name)!r}: {exc}; "
+                "nothing written for it"
+            ) from None
 
     def get_file(
         self,
