@@ -1,11 +1,13 @@
 """Static files: netassist serve against nginx and python -m http.server, in one run.
 
-    python bench/static_bench.py [--repeats 5] [--skip-big]
+    python bench/static_bench.py [--repeats 5] [--skip-big] [--big-rounds N]
 
 - paths: how fast this machine moves a file to a loopback socket with os.sendfile and with a
   reused 1 MiB buffer (readinto + send): the server's file path follows the faster one.
 - big: a 1 GiB file downloaded with curl to /dev/null, GB/s.
 - small / medium: 4 KiB and 1 MiB files with wrk -t1 -c10, req/s.
+- --big-rounds N: afterwards, netassist and nginx both up, N alternating 1 GiB downloads
+  each (the single download per round above is noisy here).
 Each server is one process pinned to core 0 (nginx: one worker, sendfile on); the client is
 pinned to core 1. Medians of --repeats interleaved rounds. Loopback only, bounded runs.
 """
@@ -185,10 +187,31 @@ def wrk_rate(port: int, name: str, seconds: int = 4) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
+def alternating_big(root: Path, tmp: str, rounds: int) -> dict[str, list[float]]:
+    """1 GiB downloads from netassist and nginx, both running, one after the other."""
+    running = {}
+    try:
+        for name, command in servers(root, tmp).items():
+            if name != "python -m http.server":
+                port = free_port()
+                running[name] = (Server(name, command(port), port), port)
+        figures: dict[str, list[float]] = {name: [] for name in running}
+        for _ in range(rounds):
+            for name, (_, port) in running.items():
+                figures[name].append(curl_rate(port, "big.bin", 1 << 30))
+        return figures
+    finally:
+        for server, _ in running.values():
+            server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-big", action="store_true", help="leave out the 1 GiB download")
+    parser.add_argument(
+        "--big-rounds", type=int, default=0, help="alternating 1 GiB downloads afterwards"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "www"
@@ -225,8 +248,16 @@ def main() -> int:
                     f"{name}: " + ", ".join(f"{k} {v:,.2f}" for k, v in figures.items()),
                     file=sys.stderr,
                 )
-    units = {"paths": "GB/s", "big 1 GiB": "GB/s", "small 4 KiB": "req/s", "medium 1 MiB": "req/s"}
-    print(f"\nmedians of {args.repeats} rounds")
+        if args.big_rounds and not args.skip_big:
+            results["big 1 GiB, alternating"] = alternating_big(root, tmp, args.big_rounds)
+    units = {
+        "paths": "GB/s",
+        "big 1 GiB": "GB/s",
+        "big 1 GiB, alternating": "GB/s",
+        "small 4 KiB": "req/s",
+        "medium 1 MiB": "req/s",
+    }
+    print(f"\nmedians of {args.repeats} rounds ({args.big_rounds} for the alternating ones)")
     for label, by_name in results.items():
         print(f"\n{label} ({units[label]})")
         base = statistics.median(
