@@ -37,6 +37,13 @@ def _get_raw(app: StaticFiles, path: str, raw: str, **headers: str) -> tuple[str
     return got["status"], got["headers"], data
 
 
+def _caching_app(root, **options) -> StaticFiles:
+    """An app that caches every file it serves, whatever the file's age."""
+    app = StaticFiles(root, **options)
+    app._cache.may_keep = lambda st: True
+    return app
+
+
 def _settle(path, age: float = 60) -> None:
     """Date the file back, as if it had been quiet for ``age`` seconds."""
     past = time.time() - age
@@ -77,8 +84,7 @@ def test_cached_answer_still_honours_ranges_conditionals_and_compression(tmp_pat
     page = tmp_path / "page.txt"
     page.write_bytes(b"0123456789" * 10)
     _settle(page)
-    app = StaticFiles(tmp_path, gzip=True)
-    app._cache.may_keep = lambda st: True
+    app = _caching_app(tmp_path, gzip=True)
     _, headers, _ = _get(app, "/page.txt")
     assert len(app._cache) == 1
     assert _get(app, "/page.txt", range="bytes=0-3")[:3:2] == ("206 Partial Content", b"0123")
@@ -92,8 +98,7 @@ def test_precompressed_sibling_that_appears_is_noticed_within_a_second(tmp_path)
     page = tmp_path / "app.js"
     page.write_bytes(b"console.log(1)")
     _settle(page)
-    app = StaticFiles(tmp_path)
-    app._cache.may_keep = lambda st: True
+    app = _caching_app(tmp_path)
     _get(app, "/app.js")
     assert len(app._cache) == 1
     (tmp_path / "app.js.gz").write_bytes(gzip.compress(b"console.log(1)"))
@@ -108,8 +113,7 @@ def test_a_cached_path_asked_for_with_an_encoded_slash_is_still_refused(tmp_path
     page = tmp_path / "dir" / "page.txt"
     page.write_bytes(b"inside")
     _settle(page)
-    app = StaticFiles(tmp_path)
-    app._cache.may_keep = lambda st: True
+    app = _caching_app(tmp_path)
     assert _get(app, "/dir/page.txt")[2] == b"inside"
     assert _get(app, "/dir/page.txt")[2] == b"inside"  # the repeat takes the short way
     assert _get_raw(app, "/dir/page.txt", "/dir%2fpage.txt")[0] == "404 Not Found"
@@ -119,8 +123,7 @@ def test_a_cached_path_whose_file_was_replaced_serves_the_new_file(tmp_path):
     page = tmp_path / "page.txt"
     page.write_bytes(b"old file")
     _settle(page)
-    app = StaticFiles(tmp_path)
-    app._cache.may_keep = lambda st: True
+    app = _caching_app(tmp_path)
     _get(app, "/page.txt")
     assert _get(app, "/page.txt")[2] == b"old file"
     replacement = tmp_path / "new.txt"

@@ -323,11 +323,7 @@ class Session:
                 # A small file unknown to the cache: read and hash it first, so its digest
                 # rides in the announcement (no trailer frame to build and parse).
                 small = os.pread(handle.fileno(), size, 0)
-                now = os.fstat(handle.fileno())
-                if len(small) != size or (now.st_size, now.st_mtime_ns) != (
-                    st.st_size,
-                    st.st_mtime_ns,
-                ):
+                if len(small) != size or _changed_since(handle, st):
                     message = f"{path} changed while it was read; try again"
                     self.conn.sendall(p.error(p.ErrorCode.CHANGED, message))
                     return
@@ -367,8 +363,7 @@ class Session:
                 hasher = hashlib.sha256()
             handle.seek(offset)
             pending = self._send_hashed(handle, hasher, announce, size - offset, path)
-            now = os.fstat(handle.fileno())
-            if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            if _changed_since(handle, st):
                 # The bytes sent were hashed as sent, so the digest would match a mixed file:
                 # say it changed instead, and cache nothing.
                 message = f"{path} changed while it was sent; try again"
@@ -412,6 +407,12 @@ class Session:
         if sent != left or hashed != left:
             raise p.ProtocolError(f"{path} shrank while it was sent")
         return b""
+
+
+def _changed_since(handle, st: os.stat_result) -> bool:
+    """Whether the open file's size or modification time moved since ``st`` was taken."""
+    now = os.fstat(handle.fileno())
+    return (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns)
 
 
 def _make_folders(root: str, segments: list[str]) -> str:
