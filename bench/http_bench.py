@@ -1,7 +1,7 @@
 """The WSGI server against its peers, side by side in one run.
 
     python bench/http_bench.py [--repeats 5] [--duration 5] [--only NAME ...]
-                               [--python PATH] [--peers DIR]
+                               [--python PATH] [--peers DIR] [--base NAME]
 
 Every server runs the 13-byte hello world of ``bench/apps.py`` in one process pinned to
 core 0 (``taskset -c 0``); ``wrk -t1`` runs pinned to core 1. Each round runs every server
@@ -52,36 +52,24 @@ BJOERN = (
 )
 
 
+def netassist_command(python: Path, port: int, *flags: str) -> list[str]:
+    """``netassist run`` of the hello world on ``port`` with ``flags``, logging warnings only."""
+    run = [str(python), "-m", "netassist", "run", "bench.apps:hello"]
+    return [*run, "--bind", f"127.0.0.1:{port}", *flags, "--log-level", "warning"]
+
+
 def servers(
     port: int, tmp: str, project_py: Path = PROJECT_PY, peers: Path = PEERS
 ) -> dict[str, list[str]]:
     """Command lines of every available server for ``port``."""
     root = str(ROOT)
     found = {
-        "netassist --threads 1": [
-            str(project_py),
-            "-m",
-            "netassist",
-            "run",
-            "bench.apps:hello",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-        ],
-        "netassist --threads 4": [
-            str(project_py),
-            "-m",
-            "netassist",
-            "run",
-            "bench.apps:hello",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--threads",
-            "4",
-            "--log-level",
-            "warning",
-        ],
+        f"netassist {' '.join(flags)}": netassist_command(project_py, port, *flags)
+        for flags in (
+            ("--threads", "1"),
+            ("--threads", "1", "--busy-poll", "50"),
+            ("--threads", "4"),
+        )
     }
     peer_py = peers / "python"
     if (peers / "granian").exists():
@@ -223,6 +211,11 @@ def main() -> int:
     parser.add_argument(
         "--peers", type=Path, default=PEERS.parent, help="the environment holding the peers"
     )
+    parser.add_argument(
+        "--base",
+        default="netassist --threads 1",
+        help="the server the ratio column divides by the others (a name from the table)",
+    )
     args = parser.parse_args()
     peers = args.peers / "bin"
     scenarios = {
@@ -257,10 +250,10 @@ def main() -> int:
         }
         for name, by_label in results.items()
     }
-    base = table.get("netassist --threads 1", {})
+    base = table.get(args.base, {})
     print(
         f"\nmedian of {args.repeats} rounds, {args.duration:g} s each "
-        "(req/s, p99 ms, netassist inline / this)"
+        f"(req/s, p99 ms, {args.base} / this)"
     )
     print(f"netassist on {args.python}, peers from {args.peers}")
     for label in scenarios:
@@ -268,7 +261,7 @@ def main() -> int:
         for name, figures in table.items():
             rate, p99 = figures[label]
             ratio = base[label][0] / rate if label in base and rate else float("nan")
-            print(f"  {name:<24} {rate:>10,.0f} req/s  p99 {p99:7.2f} ms  ratio {ratio:5.2f}")
+            print(f"  {name:<38} {rate:>10,.0f} req/s  p99 {p99:7.2f} ms  ratio {ratio:5.2f}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(table, indent=1))

@@ -53,6 +53,15 @@ def test_limits_pass_through_and_validation():
         {"script_name": "app/"},
         {"nonsense": 1},
         {"max_request_line": 0},
+        {"busy_poll": -1},
+        {"busy_poll": 10_001},
+        {"busy_poll": 0.5},
+        {"busy_poll": 50, "threads": 2},
     ):
         with pytest.raises(UsageError):
             ServerConfig.create(**bad)
+
+
+def test_busy_poll_is_off_by_default_and_takes_microseconds():
+    assert ServerConfig.create().busy_poll == 0
+    assert ServerConfig.create(busy_poll=50).busy_poll == 50

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -375,6 +376,45 @@ def test_sigterm_stops_gracefully(server):
     assert "stopped" in err
 
 
+def hello_on(sock: socket.socket) -> bytes:
+    """One keep-alive request for /hello on an open connection; the whole response."""
+    sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while not data.endswith(b"Hello, world!"):
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed"
+        data += chunk
+    return data
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_busy_poll_answers_then_sleeps_when_idle(server):
+    port = server("app", "--busy-poll", "2000")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for _ in range(200):
+            assert hello_on(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+    pid = server.proc.popen.pid
+    time.sleep(0.2)
+    before = _cpu_seconds(pid)
+    time.sleep(1.5)
+    # A worker that kept spinning would use the whole 1.5 s; one that sleeps, a tick or two.
+    assert _cpu_seconds(pid) - before < 0.3
+
+
+def test_busy_poll_with_threads_is_refused_in_one_line():
+    from tests.conftest import run_netassist
+
+    result = run_netassist("run", "tests.server.apps:app", "--busy-poll", "50", "--threads", "4")
+    assert result.returncode != 0
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and "busy-poll needs --threads 1" in err
+
+
 def test_bad_app_spec_is_one_line(tmp_path):
     from tests.conftest import run_netassist
 
@@ -392,10 +432,5 @@ def test_threads_never_lose_a_keep_alive_request(server):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         started = time.monotonic()
         for _ in range(500):
-            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-            data = b""
-            while not data.endswith(b"Hello, world!"):
-                chunk = sock.recv(4096)
-                assert chunk, "connection closed"
-                data += chunk
+            hello_on(sock)
         assert time.monotonic() - started < 10  # a lost event costs a second or more each

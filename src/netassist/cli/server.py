@@ -82,6 +82,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--script-name", default=os.environ.get("SCRIPT_NAME", ""), help="mount point, as in /app"
     )
+    p.add_argument(
+        "--busy-poll",
+        type=int,
+        default=0,
+        metavar="USEC",
+        help="keep polling this many microseconds after the last event before sleeping: "
+        "lower latency for sparse traffic, for CPU (--threads 1 only; default 0, off)",
+    )
     p.add_argument("--chdir", metavar="DIR", help="import the application from DIR")
     p.set_defaults(handler=run)
 
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         script_name=args.script_name,
         access_log=args.access_log,
+        busy_poll=args.busy_poll,
     )
     if args.chdir:
         os.chdir(args.chdir)
