@@ -126,6 +126,32 @@ def test_existing_files_are_kept_unless_forced(shared, server, tmp_path):
     assert (out / "a.txt").read_text() == "server"
 
 
+def test_folder_get_into_an_existing_folder_resumes_and_keeps_what_is_there(
+    shared, server, tmp_path
+):
+    # The folder exists already, so every name in it is looked at: a .part is resumed, a
+    # file of the user's is kept, the rest arrives; times come from the server's files.
+    folder = shared / "set"
+    folder.mkdir()
+    data = {name: os.urandom(size) for name, size in (("a", 3 << 20), ("b", 10), ("c", 5000))}
+    for name, content in data.items():
+        (folder / name).write_bytes(content)
+        os.utime(folder / name, ns=(1_500_000_000_123_456_789,) * 2)
+    out = tmp_path / "out"
+    (out / "set").mkdir(parents=True)
+    (out / "set" / "a.part").write_bytes(data["a"][:700_000])
+    (out / "set" / "b").write_text("mine")
+    with Client("127.0.0.1", port_of(server)) as client:
+        results = {r.remote: r for r in client.get("set", str(out))}
+    assert results["set/a"].resumed_from == 700_000
+    assert results["set/a"].received == (3 << 20) - 700_000
+    assert results["set/b"].skipped and (out / "set" / "b").read_text() == "mine"
+    for name in ("a", "c"):
+        assert (out / "set" / name).read_bytes() == data[name]
+        assert os.stat(out / "set" / name).st_mtime_ns == 1_500_000_000_123_456_789
+    assert sorted(os.listdir(out / "set")) == ["a", "b", "c"]
+
+
 def test_resume_after_the_server_is_killed_halfway(shared, tmp_path, netassist):
     big = shared / "half.bin"
     block = os.urandom(1 << 20)

@@ -88,6 +88,8 @@ class Client:
                     f"{self.peer}: TLS failed ({exc}); is the server using TLS?"
                 ) from None
         self.reader = p.Reader()
+        self._inbox = bytearray(RECV_BLOCK)
+        self._inbox_view = memoryview(self._inbox)
         try:
             hello = {"version": p.VERSION}
             if token is not None:
@@ -110,17 +112,19 @@ class Client:
         """End the connection."""
         self.sock.close()
 
-    def _recv(self) -> bytes:
+    def _recv(self) -> memoryview:
+        # Into one reused buffer: a fresh 1 MiB bytes object per call cost more than the
+        # answers to a batch of small files take to arrive.
         try:
-            data = self.sock.recv(RECV_BLOCK)
+            count = self.sock.recv_into(self._inbox)
         except OSError as exc:
             raise explain(exc, f"receiving from {self.peer}") from None
-        if not data:
+        if not count:
             raise TransferError(
                 f"{self.peer} closed the connection in the middle of a transfer "
                 "(run again to resume)"
             )
-        return data
+        return self._inbox_view[:count]
 
     def _frame(self) -> p.Frame:
         while True:
@@ -201,21 +205,23 @@ class Client:
             )
         base = wanted.name if wanted else ""
         results = []
-        plan: list[tuple[str, str]] = []
-        checked: set[str] = set()
+        plan: list[tuple[str, str, bool]] = []
+        # Folder -> whether this job made it: nothing can be waiting in a folder that did not
+        # exist, so its files need no look for an existing file or a .part to resume.
+        checked: dict[str, bool] = {}
         for item in files:
             name = item.get("path") if isinstance(item, dict) else None
             segments = self._offered(name, "file")
-            local = self._target_parts(
-                out_dir, (base, *segments) if base else segments, name, checked
-            )
+            parts = (base, *segments) if base else segments
+            folder = self._folder(out_dir, parts[:-1], name, checked)
+            local = os.path.join(folder, parts[-1])
             remote_name = "/".join((answer_path, *segments) if answer_path else segments)
-            if os.path.exists(local) and not force:
+            if not checked[folder] and os.path.exists(local) and not force:
                 results.append(
                     Result(remote_name, local, os.path.getsize(local), 0, 0, "", skipped=True)
                 )
             else:
-                plan.append((remote_name, local))
+                plan.append((remote_name, local, checked[folder]))
         # Folders, empty ones included (a server older than this sends none).
         folders = frame.body.get("folders")
         for name in folders if isinstance(folders, list) else []:
@@ -231,8 +237,8 @@ class Client:
                 batch = list(itertools.islice(queued, PIPELINE - len(pending)))
                 if batch:
                     frames = []
-                    for remote_name, local in batch:
-                        frame, held = self._request_for(remote_name, local)
+                    for remote_name, local, fresh in batch:
+                        frame, held = self._request_for(remote_name, local, fresh)
                         frames.append(frame)
                         pending.append((remote_name, local, held))
                     self.sock.sendall(b"".join(frames))
@@ -369,34 +375,37 @@ class Client:
         self.sock.sendall(frame)
         return held
 
-    def _request_for(self, remote: str, local: str) -> tuple[bytes, int]:
-        """The get request for ``remote`` and how much of it ``local.part`` already holds."""
+    def _request_for(self, remote: str, local: str, fresh: bool = False) -> tuple[bytes, int]:
+        """The get request for ``remote`` and how much of it ``local.part`` already holds
+        (nothing, without a look, when its folder is ``fresh`` from this job)."""
         part = local + PART
-        held = os.path.getsize(part) if os.path.isfile(part) else 0
+        held = os.path.getsize(part) if not fresh and os.path.isfile(part) else 0
         prefix = _hash_file(part) if held else None
         request = {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix}
         return p.encode(p.FrameType.REQUEST, request), held
 
-    def _target(self, out_dir: str, relative: str, checked: set[str] | None = None) -> str:
+    def _target(self, out_dir: str, relative: str, checked: dict[str, bool] | None = None) -> str:
         """The local path for ``relative``, made sure to stay inside ``out_dir``, even
         through links that already exist there. ``checked`` holds the folders this job has
         already made and checked, so a folder of many files is checked once."""
         return self._target_parts(out_dir, relative_parts(relative), relative, checked)
 
     def _target_parts(
-        self, out_dir: str, parts: tuple[str, ...], named: str, checked: set[str] | None
+        self, out_dir: str, parts: tuple[str, ...], named: str, checked: dict[str, bool] | None
     ) -> str:
         """:meth:`_target` for a name already checked and split into ``parts``."""
         return os.path.join(self._folder(out_dir, parts[:-1], named, checked), parts[-1])
 
     def _folder(
-        self, out_dir: str, parts: tuple[str, ...], named: str, checked: set[str] | None
+        self, out_dir: str, parts: tuple[str, ...], named: str, checked: dict[str, bool] | None
     ) -> str:
         """The local folder ``parts`` below ``out_dir``, created where missing and made
-        sure to stay inside it; ``named`` is the remote name it is for (for the error)."""
+        sure to stay inside it; ``named`` is the remote name it is for (for the error).
+        ``checked`` records each folder once, with whether this call made it."""
         folder = os.path.join(out_dir, *parts)
         if checked is not None and folder in checked:
             return folder
+        made = not os.path.lexists(folder)
         os.makedirs(folder, exist_ok=True)
         real_out = os.path.realpath(out_dir)
         real = os.path.realpath(folder)
@@ -405,7 +414,7 @@ class Client:
                 f"{shown(named)!r} would be written outside {out_dir} (through a link); refused"
             )
         if checked is not None:
-            checked.add(folder)
+            checked[folder] = made
         return folder
 
     def _receive(
@@ -438,19 +447,29 @@ class Client:
             raise TransferError(
                 f"{self.peer} announced an inconsistent transfer for {shown(remote)!r}"
             )
-        if os.path.exists(local) and not force:
-            raise TransferError(f"{local} exists; use --force to replace it", ExitCode.FILE)
         part = local + PART
         hasher = hashlib.sha256()
-        mode = "r+b" if offset and os.path.exists(part) else "wb"
-        with open(part, mode) as out:
-            if offset:
+        mtime_ns = body.get("mtime_ns")
+        times = (mtime_ns, mtime_ns) if isinstance(mtime_ns, int) else None
+        report = on_progress and (lambda n: on_progress(remote, offset + n, size))
+        if offset and os.path.exists(part):
+            with open(part, "r+b") as out:
                 hasher = prefix_digest(out, offset)
                 out.seek(offset)
                 out.truncate()
-            self._receive_stream(
-                out, hasher, length, lambda n: on_progress and on_progress(remote, offset + n, size)
-            )
+                self._receive_stream(out, hasher, length, report)
+                out.flush()  # before the times are set: a later write would change them
+                if times:
+                    os.utime(out.fileno(), ns=times)
+        else:
+            # A plain descriptor: for a small file, open() costs as much as the rest of it.
+            out = _Sink(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
+            try:
+                self._receive_stream(out, hasher, length, report)
+                if times:
+                    os.utime(out.fd, ns=times)
+            finally:
+                os.close(out.fd)
         self.reader.next_event()  # the end of the stream
         if digest is None:  # the server hashed while sending: the digest follows the data
             trailer = self._frame()
@@ -465,12 +484,49 @@ class Client:
                 f"instead of {digest[:12]}...); kept as {part}, nothing of yours was touched",
                 ExitCode.BAD_DATA,
             )
-        # An existing file was refused above unless --force: replacing is what is asked.
-        os.replace(part, local)
-        mtime_ns = body.get("mtime_ns")
-        if isinstance(mtime_ns, int):
-            os.utime(local, ns=(mtime_ns, mtime_ns))
+        _settle(part, local, force)
         return Result(remote, local, size, length, offset, got)
+
+
+class _Sink:
+    """Writes all of each buffer to a file descriptor (what receive_stream needs of a file)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data) -> None:
+        """Write every byte of ``data``, however many calls it takes."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+
+def _settle(part: str, local: str, force: bool) -> None:
+    """Give the verified ``part`` its final name ``local``; an existing file there is
+    replaced only with ``force``, even one that appeared during the transfer."""
+    if force:
+        os.replace(part, local)
+        return
+    try:
+        # A hard link is a rename that refuses to replace (RENAME_NOREPLACE, which the os
+        # module lacks), so nothing that appears meanwhile is overwritten.
+        os.link(part, local)
+    except FileExistsError:
+        raise TransferError(
+            f"{local} exists; use --force to replace it (what arrived is kept as {part})",
+            ExitCode.FILE,
+        ) from None
+    except OSError:
+        # No hard links on this file system (FAT, some network mounts): check, then rename.
+        if os.path.lexists(local):
+            raise TransferError(
+                f"{local} exists; use --force to replace it", ExitCode.FILE
+            ) from None
+        os.replace(part, local)
+        return
+    os.unlink(part)
 
 
 def _hash_file(path: str) -> str:

@@ -157,6 +157,14 @@ class Reader:
             self._in_stream = True
         return Frame(frame_type, body)
 
+    def frame_ready(self) -> bool:
+        """Whether a whole control frame is already buffered, so that :meth:`next_event`
+        needs no more bytes to return it (or to refuse it)."""
+        buffer = self._buffer
+        if self._in_stream or len(buffer) < HEADER.size:
+            return False
+        return len(buffer) >= HEADER.size + HEADER.unpack_from(buffer)[3]
+
     def take_stream(self, limit: int) -> bytes:
         """Up to ``limit`` bytes of the current stream straight from the buffer (for callers
         that then read the rest from the socket themselves)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -22,6 +23,7 @@ from netassist.wire.sockets import format_address, listen_tcp
 log = logging.getLogger("netassist.files")
 SEND_BLOCK = 1 << 20
 SMALL_SEND = 64 << 10  # up to this, a file with a known digest goes out with one send
+HOLD_LIMIT = 256 << 10  # answers held for one send are sent once they reach this
 MAX_LISTED_FILES = 100_000
 
 
@@ -117,7 +119,13 @@ class FileServer:
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)  # the handshake, on this thread
             with conn:
-                Session(self, conn).run()
+                session = Session(self, conn)
+                try:
+                    session.run()
+                finally:
+                    # Answers held for a batch still go out when a later request fails.
+                    with contextlib.suppress(OSError):
+                        session.flush()
         except (OSError, p.ProtocolError) as exc:
             log.info("%s: %s", peer, exc)
         finally:
@@ -148,6 +156,32 @@ class Session:
         self.server = server
         self.conn = conn
         self.reader = p.Reader()
+        self._held: list[bytes] = []  # answers not sent yet (see _answer)
+        self._held_size = 0
+
+    def _answer(self, data: bytes) -> None:
+        """Send a small answer, or hold it while the client's next request is already
+        here: the answers to a batch of pipelined requests then share one send (a folder
+        of small files no longer costs a send, and a wake-up of the client, per file)."""
+        self._held.append(data)
+        self._held_size += len(data)
+        if self._held_size < HOLD_LIMIT and self.reader.frame_ready():
+            return
+        self.flush()
+
+    def _send(self, data: bytes) -> None:
+        """Send ``data`` after whatever answers are held."""
+        if self._held:
+            self._held.append(data)
+            data = b"".join(self._held)
+            self._held.clear()
+            self._held_size = 0
+        self.conn.sendall(data)
+
+    def flush(self) -> None:
+        """Send the answers held so far."""
+        if self._held:
+            self._send(b"")
 
     def read_frame(self) -> p.Frame | None:
         while True:
@@ -156,6 +190,7 @@ class Session:
                 return event
             if event is not None:
                 raise p.ProtocolError("a client may not send raw data here")
+            self.flush()  # nothing held may wait for a request the client will not send
             data = self.conn.recv(65536)
             if not data:
                 return None
@@ -166,18 +201,16 @@ class Session:
         if hello is None:
             return
         if hello.type is not p.FrameType.HELLO or hello.body.get("version") != p.VERSION:
-            self.conn.sendall(
-                p.error(p.ErrorCode.VERSION, f"this server speaks version {p.VERSION}")
-            )
+            self._send(p.error(p.ErrorCode.VERSION, f"this server speaks version {p.VERSION}"))
             return
         token = self.server.token
         given = hello.body.get("token")
         if token is not None and not (
             isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
         ):
-            self.conn.sendall(p.error(p.ErrorCode.AUTH, "wrong or missing token"))
+            self._send(p.error(p.ErrorCode.AUTH, "wrong or missing token"))
             return
-        self.conn.sendall(
+        self._send(
             p.encode(
                 p.FrameType.HELLO,
                 {"version": p.VERSION, "server": "netassist", "upload": self.server.allow_upload},
@@ -188,7 +221,7 @@ class Session:
                 raise p.ProtocolError("expected a request")
             op, path = frame.body.get("op"), frame.body.get("path", "")
             if not isinstance(path, str):
-                self.conn.sendall(p.error(p.ErrorCode.BAD_REQUEST, "path must be a string"))
+                self._send(p.error(p.ErrorCode.BAD_REQUEST, "path must be a string"))
                 continue
             try:
                 if op == "ls":
@@ -198,16 +231,16 @@ class Session:
                 elif op == "put":
                     self.put(path, frame.body)
                 else:
-                    self.conn.sendall(p.error(p.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}"))
+                    self._send(p.error(p.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}"))
             except PathRefused:
                 # Not found and refused look the same: a refusal must not reveal what exists.
-                self.conn.sendall(p.error(p.ErrorCode.NOT_FOUND, f"no such file or folder: {path}"))
+                self._send(p.error(p.ErrorCode.NOT_FOUND, f"no such file or folder: {path}"))
 
     def put(self, path: str, body: dict) -> None:
         """Receive a file into ``path``: never over an existing one, resumable, verified."""
         server = self.server
         if not server.allow_upload:
-            self.conn.sendall(
+            self._send(
                 p.error(
                     p.ErrorCode.REFUSED, "this server is read-only (start it with --allow-upload)"
                 )
@@ -220,10 +253,10 @@ class Session:
             and size >= 0
             and isinstance(digest, str)
         ):
-            self.conn.sendall(p.error(p.ErrorCode.BAD_REQUEST, "put needs a size and a sha256"))
+            self._send(p.error(p.ErrorCode.BAD_REQUEST, "put needs a size and a sha256"))
             return
         if server.max_upload is not None and size > server.max_upload:
-            self.conn.sendall(
+            self._send(
                 p.error(p.ErrorCode.TOO_LARGE, f"files above {server.max_upload} bytes are refused")
             )
             return
@@ -233,7 +266,7 @@ class Session:
         folder = _make_folders(server.root, segments[:-1])
         target = os.path.join(folder, segments[-1])
         if os.path.lexists(target):
-            self.conn.sendall(p.error(p.ErrorCode.EXISTS, f"{path} exists on the server"))
+            self._send(p.error(p.ErrorCode.EXISTS, f"{path} exists on the server"))
             return
         # A hidden name: the resolver never serves a half-received upload to anyone.
         part = os.path.join(folder, f".{segments[-1]}.netassist-part")
@@ -244,7 +277,7 @@ class Session:
             hasher = prefix_digest(out, held)
             out.seek(held)
             out.truncate()
-            self.conn.sendall(p.encode(p.FrameType.REPLY, {"path": path, "offset": held}))
+            self._send(p.encode(p.FrameType.REPLY, {"path": path, "offset": held}))
             announce = self.read_frame()
             if announce is None:
                 return  # gone: the .part stays for a later resume
@@ -254,21 +287,17 @@ class Session:
         self.reader.next_event()  # the end of the stream
         if hasher.hexdigest() != digest:
             os.remove(part)
-            self.conn.sendall(
+            self._send(
                 p.error(p.ErrorCode.BAD_REQUEST, "the data did not match its SHA-256; nothing kept")
             )
             return
         if os.path.lexists(target):
-            self.conn.sendall(
-                p.error(p.ErrorCode.EXISTS, f"{path} appeared on the server meanwhile")
-            )
+            self._send(p.error(p.ErrorCode.EXISTS, f"{path} appeared on the server meanwhile"))
             return
         os.rename(part, target)
         if isinstance(mtime_ns, int) and not isinstance(mtime_ns, bool):
             os.utime(target, ns=(mtime_ns, mtime_ns))
-        self.conn.sendall(
-            p.encode(p.FrameType.REPLY, {"path": path, "size": size, "sha256": digest})
-        )
+        self._send(p.encode(p.FrameType.REPLY, {"path": path, "size": size, "sha256": digest}))
 
     def _receive(self, out, hasher, length: int) -> None:
         try:
@@ -283,9 +312,7 @@ class Session:
         else:
             entries = [_entry(name, child) for name, child in _children(real, self.server.root)]
         kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
-        self.conn.sendall(
-            p.encode(p.FrameType.REPLY, {"path": path, "type": kind, "entries": entries})
-        )
+        self._send(p.encode(p.FrameType.REPLY, {"path": path, "type": kind, "entries": entries}))
 
     def get(self, path: str, body: dict) -> None:
         real, st = resolve_real(self.server.root, path)
@@ -297,82 +324,96 @@ class Session:
                     {"path": relative, "size": child.st_size, "mtime_ns": child.st_mtime_ns}
                 )
                 if len(files) > MAX_LISTED_FILES:
-                    self.conn.sendall(p.error(p.ErrorCode.TOO_LARGE, "folder has too many files"))
+                    self._send(p.error(p.ErrorCode.TOO_LARGE, "folder has too many files"))
                     return
             reply = {"path": path, "type": "directory", "files": files, "folders": folders}
-            self.conn.sendall(p.encode(p.FrameType.REPLY, reply))
+            self._send(p.encode(p.FrameType.REPLY, reply))
             return
         offset = body.get("offset", 0)
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            self.conn.sendall(p.error(p.ErrorCode.BAD_REQUEST, "offset must be a whole number"))
+            self._send(p.error(p.ErrorCode.BAD_REQUEST, "offset must be a whole number"))
             return
-        # Unbuffered: every read here is of a known size, and the buffer would cost more
-        # to set up than a small file takes to send.
-        with open(real, "rb", buffering=0) as handle:
-            st = os.fstat(handle.fileno())  # what is announced and sent is this, not later changes
-            size = st.st_size
-            digest = self.server.digests.known(real, st)
-            hasher = None
-            if offset:
-                prefix = body.get("prefix_sha256")
-                hasher = prefix_digest(handle, offset) if offset <= size else None
-                if hasher is None or not isinstance(prefix, str) or hasher.hexdigest() != prefix:
-                    offset, hasher = 0, None  # not a prefix of this file: start over
-            small = None
-            if digest is None and not offset and size <= SMALL_SEND:
-                # A small file unknown to the cache: read and hash it first, so its digest
-                # rides in the announcement (no trailer frame to build and parse).
-                small = os.pread(handle.fileno(), size, 0)
-                if len(small) != size or _changed_since(handle, st):
-                    message = f"{path} changed while it was read; try again"
-                    self.conn.sendall(p.error(p.ErrorCode.CHANGED, message))
-                    return
-                digest = hashlib.sha256(small).hexdigest()
-                self.server.digests.remember(real, st, digest)
-            header = {
-                "path": path,
-                "size": size,
-                "offset": offset,
-                "length": size - offset,
-                "sha256": digest,
-                "mtime_ns": st.st_mtime_ns,
-            }
-            announce = p.encode(p.FrameType.FILE, header)
-            if digest is not None and size - offset <= SMALL_SEND:
-                # A small file with a known digest: with its announcement in one send (no
-                # sendfile set-up, one syscall fewer).
-                data = (
-                    small if small is not None else os.pread(handle.fileno(), size - offset, offset)
-                )
-                if len(data) != size - offset:
-                    raise p.ProtocolError(f"{path} shrank while it was sent")
-                self.conn.sendall(announce + data)
+        # A bare descriptor: a file object (its own fstat, its set-up) costs more than a small
+        # file takes to send. Large and resumed files get an unbuffered one on top of it.
+        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._send_file(path, body, real, fd, offset)
+        finally:
+            os.close(fd)
+
+    def _send_file(self, path: str, body: dict, real: str, fd: int, offset: int) -> None:
+        """Answer a get of the file open as ``fd`` from ``offset`` (the resolver's ``real``
+        path keys the digest cache)."""
+        st = os.fstat(fd)  # what is announced and sent is this, not later changes
+        size = st.st_size
+        digest = self.server.digests.known(real, st)
+        hasher = None
+        # closefd=False: the descriptor is closed by the caller, whatever happens here.
+        handle = (
+            open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
+            if offset or size > SMALL_SEND
+            else None
+        )
+        if offset:
+            prefix = body.get("prefix_sha256")
+            hasher = prefix_digest(handle, offset) if offset <= size else None
+            if hasher is None or not isinstance(prefix, str) or hasher.hexdigest() != prefix:
+                offset, hasher = 0, None  # not a prefix of this file: start over
+        small = None
+        if digest is None and not offset and size <= SMALL_SEND:
+            # A small file unknown to the cache: read and hash it first, so its digest rides
+            # in the announcement (no trailer frame to build and parse).
+            small = os.pread(fd, size, 0)
+            if len(small) != size or _changed_since(fd, st):
+                message = f"{path} changed while it was read; try again"
+                self._send(p.error(p.ErrorCode.CHANGED, message))
                 return
-            if digest is not None:
-                # A known digest: the data can go without passing through this process.
-                with corked(self.conn, size - offset):
-                    self.conn.sendall(announce)
-                    sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
-                if sent != size - offset:
-                    raise p.ProtocolError(f"{path} shrank while it was sent")
-                return
-            # An unknown digest: hash while sending (one pass over the file, not two) and send
-            # it in a trailer. The announcement rides with the first block and the last block
-            # waits for the trailer, so a small file goes out in a single send.
-            if hasher is None:
-                hasher = hashlib.sha256()
-            handle.seek(offset)
-            pending = self._send_hashed(handle, hasher, announce, size - offset, path)
-            if _changed_since(handle, st):
-                # The bytes sent were hashed as sent, so the digest would match a mixed file:
-                # say it changed instead, and cache nothing.
-                message = f"{path} changed while it was sent; try again"
-                self.conn.sendall(pending + p.error(p.ErrorCode.CHANGED, message))
-                return
-            digest = hasher.hexdigest()
+            digest = hashlib.sha256(small).hexdigest()
             self.server.digests.remember(real, st, digest)
-            trailer = p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest})
-            self.conn.sendall(pending + trailer)
+        header = {
+            "path": path,
+            "size": size,
+            "offset": offset,
+            "length": size - offset,
+            "sha256": digest,
+            "mtime_ns": st.st_mtime_ns,
+        }
+        announce = p.encode(p.FrameType.FILE, header)
+        if digest is not None and size - offset <= SMALL_SEND:
+            # A small file with a known digest: with its announcement in one send (no
+            # sendfile set-up, one syscall fewer).
+            data = small if small is not None else os.pread(fd, size - offset, offset)
+            if len(data) != size - offset:
+                raise p.ProtocolError(f"{path} shrank while it was sent")
+            self._answer(announce + data)
+            return
+        self.flush()  # what follows sends by itself
+        assert handle is not None  # every path below is a large file or a resumed one
+        if digest is not None:
+            # A known digest: the data can go without passing through this process.
+            with corked(self.conn, size - offset):
+                self._send(announce)
+                sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
+            if sent != size - offset:
+                raise p.ProtocolError(f"{path} shrank while it was sent")
+            return
+        # An unknown digest: hash while sending (one pass over the file, not two) and send it
+        # in a trailer. The announcement rides with the first block and the last block waits
+        # for the trailer, so a small file goes out in a single send.
+        if hasher is None:
+            hasher = hashlib.sha256()
+        handle.seek(offset)
+        pending = self._send_hashed(handle, hasher, announce, size - offset, path)
+        if _changed_since(fd, st):
+            # The bytes sent were hashed as sent, so the digest would match a mixed file: say
+            # it changed instead, and cache nothing.
+            message = f"{path} changed while it was sent; try again"
+            self._send(pending + p.error(p.ErrorCode.CHANGED, message))
+            return
+        digest = hasher.hexdigest()
+        self.server.digests.remember(real, st, digest)
+        trailer = p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest})
+        self._send(pending + trailer)
 
     def _send_hashed(self, handle, hasher, announce: bytes, left: int, path: str) -> bytes:
         """Send ``left`` bytes of ``handle`` (after ``announce``) while hashing them; the
@@ -386,7 +427,7 @@ class Session:
                 hasher.update(block)
                 left -= len(block)
                 if left:
-                    self.conn.sendall(pending + block if pending else block)
+                    self._send(pending + block if pending else block)
                     pending = b""
                 else:
                     pending += block
@@ -397,7 +438,7 @@ class Session:
         hashing = HashRange(handle.fileno(), start, left, hasher)
         try:
             with corked(self.conn, left):
-                self.conn.sendall(announce)
+                self._send(announce)
                 sent = self.conn.sendfile(handle, start, left)
         except BaseException:
             hashing.cancel()  # no use hashing the rest for a client that is gone
@@ -409,9 +450,9 @@ class Session:
         return b""
 
 
-def _changed_since(handle, st: os.stat_result) -> bool:
+def _changed_since(fd: int, st: os.stat_result) -> bool:
     """Whether the open file's size or modification time moved since ``st`` was taken."""
-    now = os.fstat(handle.fileno())
+    now = os.fstat(fd)
     return (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns)
 
 

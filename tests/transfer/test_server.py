@@ -1,0 +1,70 @@
+"""The file server's session over a real socket pair: pipelined answers share a send."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+
+from netassist.transfer import protocol as p
+from netassist.transfer.server import FileServer, Session
+
+
+class CountingSocket:
+    """A real socket whose sendall calls are counted."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.sends = 0
+
+    def sendall(self, data) -> None:
+        self.sends += 1
+        self._sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def _events(data: bytes) -> list:
+    reader = p.Reader()
+    reader.feed(data)
+    events = []
+    while (event := reader.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+def test_answers_to_pipelined_small_gets_share_one_send(tmp_path):
+    contents = {f"f{i}.txt": f"file {i}\n".encode() * (i + 1) for i in range(5)}
+    for name, data in contents.items():
+        (tmp_path / name).write_bytes(data)
+    server = FileServer(str(tmp_path), "127.0.0.1", 0)
+    ours, theirs = socket.socketpair()
+    try:
+        requests = [p.encode(p.FrameType.HELLO, {"version": p.VERSION})]
+        requests += [p.encode(p.FrameType.REQUEST, {"op": "get", "path": n}) for n in contents]
+        theirs.sendall(b"".join(requests))
+        theirs.shutdown(socket.SHUT_WR)
+        counting = CountingSocket(ours)
+        session = Session(server, counting)
+        thread = threading.Thread(target=session.run)
+        thread.start()
+        received = b""
+        while chunk := theirs.recv(65536):
+            received += chunk
+            if received.count(b"sha256") == len(contents):
+                break
+        thread.join(10)
+    finally:
+        ours.close()
+        theirs.close()
+        server.sock.close()
+    events = _events(received)
+    files = [e for e in events if isinstance(e, p.Frame) and e.type is p.FrameType.FILE]
+    data = b"".join(e.data for e in events if isinstance(e, p.StreamData))
+    assert [f.body["path"] for f in files] == list(contents)  # in order
+    for frame, content in zip(files, contents.values(), strict=True):
+        assert frame.body["sha256"] == hashlib.sha256(content).hexdigest()
+    assert data == b"".join(contents.values())
+    # The greeting, then all five answers at once (five more sends without holding them).
+    assert counting.sends == 2
