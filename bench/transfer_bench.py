@@ -9,7 +9,9 @@ One file over loopback into a file on disk, time from the client's start to its 
 - the same with the check nc users add by hand: SHA-256 (openssl dgst) of the file on the
   sending side, and of the stream through tee on the receiving side, compared at the end;
 - a bare Python socket loop (sendfile into recv_into + write): no verification;
-- curl -o file from python -m http.server: no verification.
+- curl -o file from python -m http.server: no verification;
+- scp from an sshd this bench starts on a loopback port with keys it makes (where sshd and
+  scp are installed): SSH's own per-packet integrity, no file digest.
 Every tool gets the whole machine, as its users run it (netassist hashes on a second thread
 while the first moves data; nc and the others are single-threaded); --pin puts every sender
 on core 0 and every receiver on core 1 instead. Files in tmpfs (/dev/shm) when it has room,
@@ -190,7 +192,70 @@ def run_http(src: Path, out: Path) -> float:
         server.wait(10)
 
 
-def many_files(tmp: Path, count: int) -> dict[str, float]:
+SSHD_CONFIG = """Port {port}
+ListenAddress 127.0.0.1
+HostKey {tmp}/host_key
+PidFile {tmp}/sshd.pid
+AuthorizedKeysFile {tmp}/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+Subsystem sftp internal-sftp
+"""
+
+
+@contextlib.contextmanager
+def ssh_server(tmp: Path) -> Iterator[list[str] | None]:
+    """An sshd of this bench's own on a free loopback port, with a key made for it; yields
+    the scp command prefix that reaches it, or None where sshd or scp is missing."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not (os.path.exists(sshd) and shutil.which("scp") and shutil.which("ssh-keygen")):
+        yield None
+        return
+    home = tmp / "ssh"
+    home.mkdir()
+    for name in ("host_key", "client_key"):
+        keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / name)]
+        subprocess.run(keygen, check=True)
+    shutil.copy(home / "client_key.pub", home / "authorized_keys")
+    port = free_port()
+    config = home / "sshd_config"
+    config.write_text(SSHD_CONFIG.format(port=port, tmp=home))
+    os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation folder
+    server = subprocess.Popen(
+        [*on(0), sshd, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port)
+        yield [
+            "scp",
+            "-q",
+            "-P",
+            str(port),
+            "-i",
+            str(home / "client_key"),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            f"UserKnownHostsFile={home / 'known_hosts'}",
+        ]
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def run_scp(scp: list[str] | None, remote: Path, out: Path, *, recursive: bool = False) -> float:
+    """Seconds for scp (over this bench's own sshd) to fetch ``remote`` into ``out``."""
+    assert scp is not None
+    user = os.environ.get("USER") or "root"
+    return timed([*scp, *(["-r"] if recursive else []), f"{user}@127.0.0.1:{remote}", str(out)])
+
+
+def many_files(tmp: Path, count: int, scp: list[str] | None = None) -> dict[str, float]:
     """Files per second for ``count`` files of 4 KiB: netassist files get against tar | nc."""
     tree = tmp / "many" / "tree"
     tree.mkdir(parents=True)
@@ -236,6 +301,10 @@ def many_files(tmp: Path, count: int) -> dict[str, float]:
         )
         receiver.wait(120)
         rates["tar | nc (no verification)"] = count / (time.perf_counter() - started)
+    if scp is not None:
+        out = tmp / "many-scp"
+        out.mkdir()
+        rates["scp -r (ssh's own integrity)"] = count / run_scp(scp, tree, out, recursive=True)
     return rates
 
 
@@ -265,7 +334,6 @@ def main() -> int:
         tools["nc (no verification)"] = run_nc
         if shutil.which("openssl") and shutil.which("tee"):
             tools["nc + openssl sha256, 2 ends"] = run_nc_verified
-    results: dict[str, list[float]] = {name: [] for name in tools}
     # Everything lives in tmpfs when there is one: the figures are about moving and checking
     # bytes, not about how fast this machine's disk flushes dirty pages.
     scratch = (
@@ -273,7 +341,13 @@ def main() -> int:
         if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 3 * size
         else None
     )
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+    with (
+        tempfile.TemporaryDirectory(dir=scratch) as tmp,
+        ssh_server(Path(tmp)) as scp,
+    ):
+        if scp is not None:
+            tools["scp (ssh's own integrity)"] = lambda s, o: run_scp(scp, s, o)
+        results: dict[str, list[float]] = {name: [] for name in tools}
         src = Path(tmp) / "src" / "payload.bin"
         src.parent.mkdir()
         with open(src, "wb") as handle:
@@ -283,7 +357,7 @@ def main() -> int:
         many: dict[str, list[float]] = {}
         for _ in range(args.repeats if args.files else 0):
             with tempfile.TemporaryDirectory(dir=tmp) as round_tmp:
-                for name, rate in many_files(Path(round_tmp), args.files).items():
+                for name, rate in many_files(Path(round_tmp), args.files, scp).items():
                     many.setdefault(name, []).append(rate)
         for _ in range(args.repeats):
             for name, run in tools.items():

@@ -152,6 +152,23 @@ def test_folder_get_into_an_existing_folder_resumes_and_keeps_what_is_there(
     assert sorted(os.listdir(out / "set")) == ["a", "b", "c"]
 
 
+def test_a_part_file_that_is_a_link_is_never_written_through(shared, server, tmp_path):
+    # Someone who can write into the target folder plants NAME.part as a link to a file of
+    # the user's: the download must not truncate or fill that file.
+    (shared / "a.txt").write_bytes(b"from the server\n" * 100)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.txt.part").symlink_to(victim)
+    result = run_netassist("files", "get", f"127.0.0.1:{port_of(server)}", "a.txt", "-o", str(out))
+    assert result.returncode != 0
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and "a.txt.part" in err and "Traceback" not in err
+    assert victim.read_bytes() == b"precious"
+    assert not (out / "a.txt").exists()
+
+
 def test_resume_after_the_server_is_killed_halfway(shared, tmp_path, netassist):
     big = shared / "half.bin"
     block = os.urandom(1 << 20)
@@ -428,6 +445,21 @@ def test_put_with_hostile_names_writes_nothing_outside(upload_server, shared, tm
         client.request("put", name, size=1, sha256="0" * 64)
     assert not (tmp_path / "evil.txt").exists()
     assert not any(p.name == "evil.txt" for p in shared.rglob("*"))
+
+
+def test_put_never_writes_through_a_link_planted_as_its_part_file(upload_server, shared, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    (shared / ".up.txt.netassist-part").symlink_to(victim)
+    local = tmp_path / "up.txt"
+    local.write_bytes(b"uploaded\n" * 50)
+    with (
+        Client("127.0.0.1", port_of(upload_server)) as client,
+        pytest.raises(TransferError, match="refused"),
+    ):
+        client.put(str(local))
+    assert victim.read_bytes() == b"precious"
+    assert not (shared / "up.txt").exists()
 
 
 def test_tls_with_a_self_signed_certificate(shared, tmp_path, netassist):

@@ -10,6 +10,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from stat import S_ISREG
 
 from netassist.errors import ExitCode, NetassistError, explain
 from netassist.paths import PathRefused, check_relative, relative_parts
@@ -23,6 +24,9 @@ RECV_BLOCK = 1 << 20
 PIPELINE = 32  # file requests in flight while a folder downloads
 PUT_STEP = 8 << 20  # bytes sent between two progress reports
 PART = ".part"
+# A .part that is a link was not made by us: O_NOFOLLOW refuses it rather than write through.
+_PART_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+_RESUME_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class TransferError(NetassistError):
@@ -379,7 +383,7 @@ class Client:
         """The get request for ``remote`` and how much of it ``local.part`` already holds
         (nothing, without a look, when its folder is ``fresh`` from this job)."""
         part = local + PART
-        held = os.path.getsize(part) if not fresh and os.path.isfile(part) else 0
+        held = 0 if fresh else _regular_size(part)
         prefix = _hash_file(part) if held else None
         request = {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix}
         return p.encode(p.FrameType.REQUEST, request), held
@@ -406,7 +410,10 @@ class Client:
         if checked is not None and folder in checked:
             return folder
         made = not os.path.lexists(folder)
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise explain(exc, f"creating {folder}") from None
         real_out = os.path.realpath(out_dir)
         real = os.path.realpath(folder)
         if real != real_out and not real.startswith(real_out + os.sep):
@@ -452,24 +459,23 @@ class Client:
         mtime_ns = body.get("mtime_ns")
         times = (mtime_ns, mtime_ns) if isinstance(mtime_ns, int) else None
         report = on_progress and (lambda n: on_progress(remote, offset + n, size))
-        if offset and os.path.exists(part):
-            with open(part, "r+b") as out:
-                hasher = prefix_digest(out, offset)
-                out.seek(offset)
-                out.truncate()
-                self._receive_stream(out, hasher, length, report)
-                out.flush()  # before the times are set: a later write would change them
-                if times:
-                    os.utime(out.fileno(), ns=times)
-        else:
-            # A plain descriptor: for a small file, open() costs as much as the rest of it.
-            out = _Sink(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
-            try:
-                self._receive_stream(out, hasher, length, report)
-                if times:
-                    os.utime(out.fd, ns=times)
-            finally:
-                os.close(out.fd)
+        resuming = bool(offset) and os.path.exists(part)
+        # A plain descriptor: for a small file, open() costs as much as the rest of it.
+        try:
+            fd = os.open(part, _RESUME_FLAGS if resuming else _PART_FLAGS, 0o666)
+        except OSError as exc:
+            raise explain(exc, f"opening {part}") from None
+        try:
+            if resuming:
+                with open(fd, "rb", buffering=0, closefd=False) as held_part:
+                    hasher = prefix_digest(held_part, offset)
+                os.ftruncate(fd, offset)
+                os.lseek(fd, offset, os.SEEK_SET)
+            self._receive_stream(_Sink(fd, part), hasher, length, report)
+            if times:
+                os.utime(fd, ns=times)
+        finally:
+            os.close(fd)
         self.reader.next_event()  # the end of the stream
         if digest is None:  # the server hashed while sending: the digest follows the data
             trailer = self._frame()
@@ -484,23 +490,31 @@ class Client:
                 f"instead of {digest[:12]}...); kept as {part}, nothing of yours was touched",
                 ExitCode.BAD_DATA,
             )
-        _settle(part, local, force)
+        try:
+            _settle(part, local, force)
+        except OSError as exc:
+            raise explain(exc, f"renaming {part} to {local}") from None
         return Result(remote, local, size, length, offset, got)
 
 
 class _Sink:
-    """Writes all of each buffer to a file descriptor (what receive_stream needs of a file)."""
+    """Writes all of each buffer to the file descriptor of ``path`` (what receive_stream
+    needs of a file); a failure (a full disk) names the file, not the connection."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "path")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, path: str) -> None:
         self.fd = fd
+        self.path = path
 
     def write(self, data) -> None:
         """Write every byte of ``data``, however many calls it takes."""
         view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            raise explain(exc, f"writing {self.path}") from None
 
 
 def _settle(part: str, local: str, force: bool) -> None:
@@ -527,6 +541,16 @@ def _settle(part: str, local: str, force: bool) -> None:
         os.replace(part, local)
         return
     os.unlink(part)
+
+
+def _regular_size(path: str) -> int:
+    """The size of the regular file ``path``; 0 when it is missing or anything else (a link
+    is not followed: a .part that is one was not left by us)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    return st.st_size if S_ISREG(st.st_mode) else 0
 
 
 def _hash_file(path: str) -> str:

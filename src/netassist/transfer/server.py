@@ -270,10 +270,17 @@ class Session:
             return
         # A hidden name: the resolver never serves a half-received upload to anyone.
         part = os.path.join(folder, f".{segments[-1]}.netassist-part")
-        held = os.path.getsize(part) if os.path.isfile(part) else 0
+        try:
+            # O_NOFOLLOW: a link planted under the .part name would lead the upload anywhere.
+            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+        except OSError as exc:
+            log.warning("upload of %s refused: %s: %s", path, part, exc)
+            self._send(p.error(p.ErrorCode.REFUSED, f"{path} cannot be written here"))
+            return
+        held = os.fstat(fd).st_size
         if held > size:
             held = 0
-        with open(part, "r+b" if held else "wb") as out:
+        with open(fd, "r+b") as out:
             hasher = prefix_digest(out, held)
             out.seek(held)
             out.truncate()
