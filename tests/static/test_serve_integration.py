@@ -81,6 +81,13 @@ def test_max_age(serve):
     )
 
 
+def test_busy_poll_serves_files_over_one_keep_alive_connection(serve):
+    base = serve("--busy-poll", "200")
+    with requests.Session() as session:
+        for _ in range(50):
+            assert session.get(base + "/a.txt").content == b"hello\n"
+
+
 def test_head_equals_get_minus_body(serve):
     base = serve()
     for path in ("/a.txt", "/data.bin", "/", "/sub/"):

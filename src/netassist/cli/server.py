@@ -28,6 +28,14 @@ def add_common_server_options(p: argparse.ArgumentParser) -> None:
         help="log each request to FILE, or - for stderr (default: none)",
     )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument(
+        "--busy-poll",
+        type=int,
+        default=0,
+        metavar="USEC",
+        help="keep polling this many microseconds after the last event before sleeping: "
+        "lower latency for sparse traffic, for CPU (--threads 1 only; default 0, off)",
+    )
 
 
 def configure_logging(level: str) -> None:
@@ -81,14 +89,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--script-name", default=os.environ.get("SCRIPT_NAME", ""), help="mount point, as in /app"
-    )
-    p.add_argument(
-        "--busy-poll",
-        type=int,
-        default=0,
-        metavar="USEC",
-        help="keep polling this many microseconds after the last event before sleeping: "
-        "lower latency for sparse traffic, for CPU (--threads 1 only; default 0, off)",
     )
     p.add_argument("--chdir", metavar="DIR", help="import the application from DIR")
     p.set_defaults(handler=run)

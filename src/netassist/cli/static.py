@@ -59,6 +59,7 @@ def serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         access_log=args.access_log,
+        busy_poll=args.busy_poll,
     )
     logging.getLogger("netassist.server").info("serving %s", os.path.abspath(args.directory))
     arbiter.run(app, config)
