@@ -373,6 +373,29 @@ def test_client_refuses_what_a_hostile_server_tries(tmp_path, reply, needle):
     assert written <= {"x.txt", "x.txt.part"}
 
 
+def test_a_name_listed_twice_never_replaces_the_first_copy(tmp_path):
+    # A server listing one name twice in a folder the client has just made: no existence
+    # checks are made in a fresh folder, so the final rename itself must refuse.
+    contents = iter([b"first", b"second"])
+
+    def reply(body):
+        if body["op"] == "ls":
+            return ls_dir(body)
+        if body["path"] == "folder":
+            listing = {"files": [{"path": "dup.txt"}, {"path": "dup.txt"}], "folders": []}
+            return p.encode(p.FrameType.REPLY, listing)
+        return file_frame(body["path"], next(contents))
+
+    hostile = HostileServer(reply)
+    out = tmp_path / "out"
+    with (
+        Client("127.0.0.1", hostile.port, timeout=5) as client,
+        pytest.raises(TransferError, match="exists"),
+    ):
+        client.get("folder", str(out))
+    assert (out / "folder" / "dup.txt").read_bytes() == b"first"
+
+
 @pytest.fixture
 def upload_server(shared):
     srv = FileServer(str(shared), "127.0.0.1", 0, allow_upload=True)
