@@ -71,6 +71,9 @@ def servers(
             ("--threads", "4"),
         )
     }
+    # Not servers: what pure Python reaches here (bench/floor.py), on netassist's interpreter.
+    for mode in ("prototype", "fixed"):
+        found[f"python floor: {mode}"] = [str(project_py), str(HERE / "floor.py"), str(port), mode]
     peer_py = peers / "python"
     if (peers / "granian").exists():
         found["granian wsgi"] = [
