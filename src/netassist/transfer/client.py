@@ -459,7 +459,8 @@ class Client:
         mtime_ns = body.get("mtime_ns")
         times = (mtime_ns, mtime_ns) if isinstance(mtime_ns, int) else None
         report = on_progress and (lambda n: on_progress(remote, offset + n, size))
-        resuming = bool(offset) and os.path.exists(part)
+        # A non-zero offset is what the .part held when it was asked for (checked above).
+        resuming = bool(offset)
         # A plain descriptor: for a small file, open() costs as much as the rest of it.
         try:
             fd = os.open(part, _RESUME_FLAGS if resuming else _PART_FLAGS, 0o666)
@@ -528,19 +529,19 @@ def _settle(part: str, local: str, force: bool) -> None:
         # module lacks), so nothing that appears meanwhile is overwritten.
         os.link(part, local)
     except FileExistsError:
-        raise TransferError(
-            f"{local} exists; use --force to replace it (what arrived is kept as {part})",
-            ExitCode.FILE,
-        ) from None
+        pass
     except OSError:
         # No hard links on this file system (FAT, some network mounts): check, then rename.
-        if os.path.lexists(local):
-            raise TransferError(
-                f"{local} exists; use --force to replace it", ExitCode.FILE
-            ) from None
-        os.replace(part, local)
+        if not os.path.lexists(local):
+            os.replace(part, local)
+            return
+    else:
+        os.unlink(part)
         return
-    os.unlink(part)
+    raise TransferError(
+        f"{local} exists; use --force to replace it (what arrived is kept as {part})",
+        ExitCode.FILE,
+    )
 
 
 def _regular_size(path: str) -> int:
