@@ -1,26 +1,37 @@
 """Microseconds per request through the worker's real code path, without wrk's noise.
 
-    python bench/hotpath.py [--requests 50000] [--browser]
+    python bench/hotpath.py [--requests 50000] [--browser] [--instructions]
 
 A socketpair stands in for the client: each round writes one request, lets the worker
 handle the readable socket exactly as its event loop would (recv, parse, environ, app,
 framing, send, re-arm), and reads the response back. Use it to compare changes to the hot
 path; the side-by-side figures against other servers come from http_bench.py.
+
+--instructions counts instead of timing: it runs the same path under valgrind's callgrind
+for 2,000 and for 4,000 requests and prints the difference per request. With hash seeds
+fixed and the wall clock frozen (so the once-a-second Date never rebuilds a cached head) the
+count is the same from run to run, whatever else the machine is doing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.apps import hello
+from netassist.server import protocol
 from netassist.server.config import ServerConfig
 from netassist.server.protocol import ServerConnection
 from netassist.server.worker import Connection, Worker
@@ -68,12 +79,50 @@ def run(request: bytes, count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
+def instructions(browser: bool) -> int:
+    """Instructions per request, from two callgrind runs of ``--once``."""
+    totals = []
+    for count in (2000, 4000):
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            "--once",
+            str(count),
+        ]
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        result = subprocess.run(
+            command + (["--browser"] if browser else []), capture_output=True, text=True, env=env
+        )
+        found = re.search(r"refs:\s+([\d,]+)", result.stderr)
+        if result.returncode or found is None:
+            raise SystemExit(f"valgrind failed: {result.stderr.strip()[-300:]}")
+        totals.append(int(found.group(1).replace(",", "")))
+    return (totals[1] - totals[0]) // 2000
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=50_000)
     parser.add_argument("--browser", action="store_true", help="the 10-header request")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions under callgrind"
+    )
+    parser.add_argument("--once", type=int, help=argparse.SUPPRESS)  # one run, for callgrind
     args = parser.parse_args()
     request = BROWSER if args.browser else SIMPLE
+    if args.once:
+        frozen = time.time()
+        protocol.time = types.SimpleNamespace(time=lambda: frozen)  # type: ignore[assignment]
+        run(request, args.once)
+        return 0
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+        print(f"{instructions(args.browser):,} instructions per request")
+        return 0
     figures = [run(request, args.requests) for _ in range(5)]
     print(f"{statistics.median(figures):.2f} us per request (median of 5; min {min(figures):.2f})")
     return 0

@@ -6,7 +6,10 @@
 Every server runs the 13-byte hello world of ``bench/apps.py`` in one process pinned to
 core 0 (``taskset -c 0``); ``wrk -t1`` runs pinned to core 1. Each round runs every server
 once, in turn, so drift on this noisy machine hits all of them alike; the table gives the
-median over rounds of requests per second and of p99 latency, and netassist's ratio to each.
+median over rounds of requests per second and of p50 and p99 latency, and netassist's ratio
+to each. With a fixed number of connections the mean wait is connections / rate (Little's
+law), so p99 is reported also as a "tail" factor over it: how far a server's slowest 1% stray
+from what its rate alone implies.
 
 Peers come from a separate virtual environment (``bench/.peers``, see bench/README.md); any
 that is missing is skipped. Only 127.0.0.1 is used; each wrk run is bounded by --duration.
@@ -149,8 +152,10 @@ def wait_ready(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"server on {port} did not answer")
 
 
-def wrk(port: int, connections: int, duration: float, script: str | None) -> tuple[float, float]:
-    """(requests/s, p99 ms) from one wrk run."""
+def wrk(
+    port: int, connections: int, duration: float, script: str | None
+) -> tuple[float, float, float]:
+    """(requests/s, p99 ms, p50 ms) from one wrk run."""
     args = [
         "taskset",
         "-c",
@@ -170,12 +175,18 @@ def wrk(port: int, connections: int, duration: float, script: str | None) -> tup
     if found is None:
         raise RuntimeError(f"wrk said: {out.strip()[-300:]!r}")
     rate = float(found.group(1))
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         print(f"    warning: {errors.group(1)} non-2xx responses", file=sys.stderr)
-    return rate, float(p99.group(1)) * scale
+    return rate, _percentile(out, "99"), _percentile(out, "50")
+
+
+def _percentile(wrk_output: str, which: str) -> float:
+    """A latency percentile of wrk's --latency table, in ms."""
+    found = re.search(which + r"%\s+([\d.]+)(us|ms|s)", wrk_output)
+    if found is None:
+        raise RuntimeError(f"no {which}% latency in wrk's output")
+    return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
 
 
 def measure(name: str, command: list[str], port: int, scenarios: dict, duration: float) -> dict:
@@ -226,7 +237,7 @@ def main() -> int:
         "c50 browser": (50, str(HERE / "browser.lua")),
         "c1": (1, None),
     }
-    results: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    results: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(args.repeats):
             for name in servers(0, tmp, args.python, peers):
@@ -248,7 +259,7 @@ def main() -> int:
                 )
     table = {
         name: {
-            label: (statistics.median(r for r, _ in runs), statistics.median(p for _, p in runs))
+            label: tuple(statistics.median(column) for column in zip(*runs, strict=True))
             for label, runs in by_label.items()
         }
         for name, by_label in results.items()
@@ -256,15 +267,23 @@ def main() -> int:
     base = table.get(args.base, {})
     print(
         f"\nmedian of {args.repeats} rounds, {args.duration:g} s each "
-        f"(req/s, p99 ms, {args.base} / this)"
+        f"(req/s, p50 and p99 ms, {args.base} / this)"
+    )
+    print(
+        "tail: p99 over the mean wait the rate implies (connections / rate): p99 follows"
+        " the rate times this factor"
     )
     print(f"netassist on {args.python}, peers from {args.peers}")
     for label in scenarios:
         print(f"\n{label}")
         for name, figures in table.items():
-            rate, p99 = figures[label]
+            rate, p99, p50 = figures[label]
             ratio = base[label][0] / rate if label in base and rate else float("nan")
-            print(f"  {name:<38} {rate:>10,.0f} req/s  p99 {p99:7.2f} ms  ratio {ratio:5.2f}")
+            tail = p99 * rate / (1000 * scenarios[label][0]) if rate else float("nan")
+            print(
+                f"  {name:<38} {rate:>10,.0f} req/s  p50 {p50:6.2f}  p99 {p99:6.2f} ms"
+                f"  tail {tail:4.2f}  ratio {ratio:5.2f}"
+            )
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / f"http-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(table, indent=1))
