@@ -412,16 +412,15 @@ class ServerConnection:
 
     def _parse_head(self, head: bytes, line_end: int) -> object:
         """Check and parse one complete head (``line_end``: where its request line ends)."""
-        if line_end > self.limits.max_request_line:
+        limits = self.limits
+        if line_end > limits.max_request_line:
             raise self._fail(414, "request line too long")
         # A bare LF ends the head only for lenient parsers. (find, not "in": on bytes it
         # costs half as much here.)
         if head.find(b"\n\n") >= 0:
             raise self._fail(400, "bare LF in the request head")
         collector = self._collector
-        parser = self._parser
-        if parser is None:
-            parser = httptools.HttpRequestParser(collector)
+        parser = self._parser or httptools.HttpRequestParser(collector)
         # Until this message is known to have no body, llhttp cannot be given the next head.
         self._parser = None
         try:
@@ -438,16 +437,12 @@ class ServerConnection:
         if version is None:
             raise self._fail(505, "HTTP version not supported")
         headers = collector.headers
-        if len(headers) > self.limits.max_header_count:
+        if len(headers) > limits.max_header_count:
             raise self._fail(431, "too many header fields")
 
-        hosts = 0
-        close = False
-        keep_alive_token = False
+        hosts = transfer_encodings = 0
+        close = keep_alive_token = chunked = expect_continue = False
         content_length: int | None = None
-        chunked = False
-        expect_continue = False
-        transfer_encodings = 0
         for name, value in headers:
             if len(name) not in _CHECKED_LENGTHS:
                 continue  # cannot be one of the fields below: skip lowering it
@@ -474,14 +469,14 @@ class ServerConnection:
                 raise self._fail(400, "both Content-Length and Transfer-Encoding")
             if chunked and version == "1.0":
                 raise self._fail(400, "Transfer-Encoding in an HTTP/1.0 request")
-            max_body = self.limits.max_body
+            max_body = limits.max_body
             if max_body is not None and content_length is not None and content_length > max_body:
                 raise self._fail(413, "request body larger than the limit")
         if hosts != 1 and (hosts or version == "1.1"):
             raise self._fail(400, "HTTP/1.1 needs exactly one Host field")
 
         # HTTP/1.1 persists unless told to close; HTTP/1.0 only when asked (RFC 9112 9.3).
-        keep_alive = not close and not upgrade and (version == "1.1" or keep_alive_token)
+        keep_alive = not (close or upgrade) and (version == "1.1" or keep_alive_token)
         method = parser.get_method()
         expect_continue = expect_continue and version == "1.1"
         request = Request(
