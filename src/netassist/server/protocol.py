@@ -205,7 +205,7 @@ _HOP_BY_HOP = frozenset(
 _NO_BODY_STATUS = frozenset({204, 304})
 # Lengths of host, expect, connection, content-length, transfer-encoding.
 _CHECKED_LENGTHS = frozenset({4, 6, 10, 14, 17})
-_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
+_MINOR_VERSIONS = {0x31: "1.1", 0x30: "1.0"}  # HTTP/1.x by the x
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
 _REASONS = {
@@ -432,8 +432,9 @@ class ServerConnection:
         else:
             upgrade = False
         # llhttp accepted "HTTP/d.d" at the end of the request line; the digits are read
-        # from the bytes, which is cheaper than asking the parser for a string.
-        version = _VERSIONS.get(head[line_end - 3 : line_end])
+        # from the bytes as ints, which is cheaper than asking the parser for a string or
+        # hashing a slice.
+        version = _MINOR_VERSIONS.get(head[line_end - 1]) if head[line_end - 3] == 0x31 else None
         if version is None:
             raise self._fail(505, "HTTP version not supported")
         headers = collector.headers
@@ -480,7 +481,8 @@ class ServerConnection:
         method = parser.get_method()
         expect_continue = expect_continue and version == "1.1"
         request = Request(
-            _METHODS.get(method) or method.decode("ascii"),
+            # The most common method first: a comparison costs less than hashing new bytes.
+            "GET" if method == b"GET" else _METHODS.get(method) or method.decode("ascii"),
             collector.url,
             version,
             headers,
