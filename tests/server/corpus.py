@@ -140,6 +140,7 @@ def bad(name: str, raw: bytes, status: int) -> Case:
 
 INVALID = [
     bad("bare LF line endings", b"GET / HTTP/1.1\nHost: example.com\n\n", 400),
+    bad("bare LF after the request line", b"GET / HTTP/1.1\nHost: example.com\r\n\r\n", 400),
     bad("bare LF after one header", b"GET / HTTP/1.1\r\nHost: example.com\nX: y\r\n\r\n", 400),
     bad("bare LF ends the head", b"GET / HTTP/1.1\r\nHost: example.com\r\n\n", 400),
     bad("bare CR in a value", b"GET / HTTP/1.1\r\nHost: example.com\r\nX: a\rb\r\n\r\n", 400),
