@@ -139,7 +139,7 @@ class Request:
         self.chunked = chunked
         self.expect_continue = expect_continue
         #: Whether body events follow (chunked, or a Content-Length above zero).
-        self.has_body = chunked or bool(content_length)
+        self.has_body = chunked or (content_length is not None and content_length > 0)
 
     def __repr__(self) -> str:
         fields = len(self.headers)
@@ -503,7 +503,7 @@ class ServerConnection:
         self.request = request
         self.keep_alive = keep_alive
         self._body_seen = 0
-        self._continue_pending = expect_continue and (chunked or bool(content_length))
+        self._continue_pending = expect_continue and request.has_body
         if chunked:
             self._state = _CHUNK_SIZE
         elif content_length:
@@ -825,7 +825,9 @@ class ServerConnection:
         self._our_state = _IDLE
         self._framing = _NO_BODY
         self.request = None
-        return bool(self._buffer) or self._their_eof
+        if self._buffer:  # (a truth test, not bool(): no call)
+            return True
+        return self._their_eof
 
 
 def _llhttp_reason(exc: Exception) -> str:
