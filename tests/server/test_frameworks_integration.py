@@ -1,7 +1,8 @@
-"""Real Flask and Django applications run unmodified under ``netassist run``."""
+"""Real Flask, Django and Bottle applications run unmodified under ``netassist run``."""
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 
 import pytest
@@ -56,6 +57,32 @@ from django.core.wsgi import get_wsgi_application
 application = get_wsgi_application()
 """
 
+BOTTLE_APP = """
+import os
+from bottle import Bottle, request, response, static_file
+
+app = Bottle()
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+@app.get("/hello/<name>")
+def hello(name):
+    return f"bottle greets {name}"
+
+@app.post("/form")
+def form():
+    return {"who": request.forms.getunicode("who"), "n": int(request.forms.get("n"))}
+
+@app.get("/stream")
+def stream():
+    response.content_type = "text/plain"
+    for i in range(3):
+        yield f"part {i}\\n"
+
+@app.get("/files/<name>")
+def files(name):
+    return static_file(name, root=os.path.join(HERE, "files"))
+"""
+
 
 def start(netassist, tmp_path, module: str, source: str, spec: str) -> int:
     (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
@@ -84,3 +111,22 @@ def test_django_app_unmodified(netassist, tmp_path):
     # chunked upload: Django reads CONTENT_LENGTH, which the server sets once the body is in
     reply = requests.post(base + "/echo/", data=iter([b"chunk", b"ed"]), timeout=10).json()
     assert reply["body"] == "chunked"
+
+
+def test_bottle_app_unmodified(netassist, tmp_path):
+    pytest.importorskip("bottle")
+    (tmp_path / "files").mkdir()
+    payload = bytes(range(256)) * 4096  # 1 MiB, sent through wsgi.file_wrapper
+    (tmp_path / "files" / "data.bin").write_bytes(payload)
+    port = start(netassist, tmp_path, "bottle_site", BOTTLE_APP, "bottle_site:app")
+    base = f"http://127.0.0.1:{port}"
+    assert requests.get(base + "/hello/%E4%B8%AD", timeout=10).text == "bottle greets 中"
+    reply = requests.post(base + "/form", data={"who": "张三", "n": "7"}, timeout=10).json()
+    assert reply == {"who": "张三", "n": 7}
+    streamed = requests.get(base + "/stream", timeout=10)
+    assert streamed.headers.get("Transfer-Encoding") == "chunked"
+    assert streamed.text == "part 0\npart 1\npart 2\n"
+    served = requests.get(base + "/files/data.bin", timeout=10)
+    assert served.status_code == 200
+    assert hashlib.sha256(served.content).hexdigest() == hashlib.sha256(payload).hexdigest()
+    assert requests.get(base + "/files/../bottle_site.py", timeout=10).status_code in (403, 404)
