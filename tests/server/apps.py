@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from wsgiref.validate import validator
 
@@ -119,6 +120,13 @@ def _slow(environ, start_response):
     return [b"slow"]
 
 
+def _thread(environ, start_response):
+    """The name of the thread that runs this request."""
+    name = threading.current_thread().name.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(name)))])
+    return [name]
+
+
 def _router(environ, start_response):
     routes = {
         "/echo": _echo,
@@ -129,6 +137,7 @@ def _router(environ, start_response):
         "/fail": _fail,
         "/tracked": _tracked,
         "/slow": _slow,
+        "/thread": _thread,
     }
     path = environ["PATH_INFO"]
     for prefix, handler in routes.items():

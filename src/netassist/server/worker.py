@@ -2,12 +2,15 @@
 
 Design
 ------
-Every socket is non-blocking and registered in one epoll set with ``EPOLLONESHOT``. Each of
-the worker's ``threads`` waits in ``epoll.poll`` on that same set; the thread that gets an
+Every socket is non-blocking and registered in one epoll set with ``EPOLLONESHOT``. The
+worker's ``threads`` take turns at ``epoll.poll`` on that same set; the thread that gets an
 event owns that connection until it re-arms it, so no connection is ever touched by two
 threads at once and no request is handed from thread to thread (no cross-thread wake-up
-per request). With one thread this is a plain event loop that calls the app inline; with
-more, an app blocked on I/O holds only its own thread while the others keep serving.
+per request). With one thread this is a plain event loop that calls the app inline. With
+more, one thread polls and serves while the apps it calls return quickly, and the others
+sleep; when it has been busy with one event for a millisecond (an app blocked on I/O) the
+next thread takes over polling, so a blocked app holds only its own thread while the
+others keep serving.
 
 What a thread may wait for is bounded: a request head or body that has not fully arrived
 goes back to epoll (a slow client holds no thread), bodies are buffered before the app is
@@ -64,6 +67,9 @@ _NEVER = float("inf")  # the deadline of a connection whose app is running
 # 1.87 GB/s, bench/README.md).
 SENDFILE_CHUNK = 2 << 20
 SWEEP_INTERVAL = 1.0
+# With several threads, how long the polling thread may be busy with one event before
+# another thread takes over polling (see _loop_taking_turns).
+HANDOFF_AFTER = 0.001
 
 # What a connection is doing; the deadline that applies follows from it.
 HEAD, BODY, APP, SEND, LINGER = range(5)
@@ -257,6 +263,11 @@ class Worker:
         self.stopping = False
         self._accept_paused = False
         self._sweep_lock = threading.Lock()
+        # --threads N: whose turn it is to poll (see _loop_taking_turns).
+        self._poll_turn = threading.Lock()
+        self._turn_guard = threading.Lock()
+        self._turn = 0
+        self._busy: tuple[int, float] | None = None  # (turn, since) while an event is served
         self._next_sweep = 0.0
         self._wake_r, self._wake_w = os.pipe()
         self.poller.register(self._wake_r, select.EPOLLIN if _HAS_EPOLL else selectors.EVENT_READ)
@@ -291,6 +302,10 @@ class Worker:
             threading.Thread(target=self._loop, name=f"netassist-worker-{i}", daemon=True)
             for i in range(1, self.threads)
         ]
+        if helpers:
+            helpers.append(
+                threading.Thread(target=self._watch_turns, name="netassist-turns", daemon=True)
+            )
         for thread in helpers:
             thread.start()
         try:
@@ -310,17 +325,21 @@ class Worker:
             pass
 
     def _loop(self) -> None:
-        poll = self.poller.poll
+        if self.threads > 1:
+            self._loop_taking_turns()
+        else:
+            poll = self.poller.poll
+            if self.config.busy_poll:
+                poll = partial(self._poll_busy, poll, self.config.busy_poll / 1e6)
+            # One thread: the handler is called directly, without the per-connection lock.
+            self._serve(poll, 64, self._handle_unlocked, None)
+        self._drain_on_stop()
+
+    def _serve(self, poll: Any, maxevents: int, handle: Any, turn: int | None) -> None:
+        """Poll and dispatch events until stopping or, given a ``turn``, until it is over."""
         listeners = self.listeners
         conns = self.conns
-        # With several threads each takes one event at a time, so an app blocked in one
-        # thread never sits on events another thread could serve.
-        maxevents = 1 if self.threads > 1 else 64
-        # One thread: call the handler directly, without the per-connection lock.
-        handle = self._on_event if self.threads > 1 else self._handle_unlocked
-        if self.config.busy_poll and self.threads == 1:
-            poll = partial(self._poll_busy, poll, self.config.busy_poll / 1e6)
-        while not self.stopping:
+        while not self.stopping and (turn is None or self._turn == turn):
             try:
                 events = poll(SWEEP_INTERVAL, maxevents)
             except InterruptedError:
@@ -334,7 +353,58 @@ class Worker:
                     self._accept(fd)
             if now >= self._next_sweep:
                 self._sweep(now)
-        self._drain_on_stop()
+
+    def _loop_taking_turns(self) -> None:
+        """The loop of each of several threads: one at a time polls and serves.
+
+        If every thread waited in epoll, each GIL release at a syscall would wake another
+        one, all of them would stay runnable and take turns on the core, and a request would
+        wait behind the others' time slices (13 ms p99 at c50: bench/README.md). So only the
+        thread holding ``_poll_turn`` polls, one event at a time, and it keeps the turn while
+        its events are served quickly; the others sleep on the lock. When it has been busy
+        with one event for ``HANDOFF_AFTER`` (an app blocked on I/O, a slow upload),
+        ``_watch_turns`` passes the turn on, so a blocked app holds only its own thread.
+        """
+        poll = self.poller.poll
+        while not self.stopping:
+            if not self._poll_turn.acquire(timeout=SWEEP_INTERVAL):
+                continue
+            turn = self._turn
+            self._serve(poll, 1, partial(self._handle_in_turn, turn), turn)
+            self._pass_turn(turn)
+
+    def _handle_in_turn(self, turn: int, conn: Connection, mask: int) -> None:
+        busy = self._busy = (turn, self.now)
+        self._on_event(conn, mask)
+        with self._turn_guard:
+            if self._busy is busy:  # else the turn was passed on while this event ran
+                self._busy = None
+
+    def _pass_turn(self, turn: int) -> None:
+        """Let the next thread poll, if ``turn`` is still the current one."""
+        with self._turn_guard:
+            if self._turn == turn:
+                self._next_turn()
+
+    def _next_turn(self) -> None:
+        # Called with _turn_guard held.
+        self._turn += 1
+        self._busy = None
+        self._poll_turn.release()
+
+    def _watch_turns(self) -> None:
+        """Pass the turn on when its holder has been busy with one event too long.
+
+        Only while that same event still runs (the identical ``_busy``): the turn then
+        never moves while its holder waits in epoll, so a holder never polls without it.
+        """
+        while not self.stopping:
+            time.sleep(HANDOFF_AFTER)
+            busy = self._busy
+            if busy is not None and time.monotonic() - busy[1] >= HANDOFF_AFTER:
+                with self._turn_guard:
+                    if self._busy is busy:
+                        self._next_turn()
 
     @staticmethod
     def _poll_busy(
