@@ -70,6 +70,7 @@ SWEEP_INTERVAL = 1.0
 # With several threads, how long the polling thread may be busy with one event before
 # another thread takes over polling (see _loop_taking_turns).
 HANDOFF_AFTER = 0.001
+QUIET_AFTER, QUIET_TICK = 0.05, 0.02  # how the turn watcher idles
 
 # What a connection is doing; the deadline that applies follows from it.
 HEAD, BODY, APP, SEND, LINGER = range(5)
@@ -398,10 +399,18 @@ class Worker:
         Only while that same event still runs (the identical ``_busy``): the turn then
         never moves while its holder waits in epoll, so a holder never polls without it.
         """
+        last_seen_busy = 0.0
         while not self.stopping:
-            time.sleep(HANDOFF_AFTER)
+            # Tick every HANDOFF_AFTER while events are being served; an idle worker checks
+            # only now and then (the first slow app after a quiet spell waits a little
+            # longer for its handoff), so idling costs next to no CPU.
+            quiet = time.monotonic() - last_seen_busy > QUIET_AFTER
+            time.sleep(QUIET_TICK if quiet else HANDOFF_AFTER)
             busy = self._busy
-            if busy is not None and time.monotonic() - busy[1] >= HANDOFF_AFTER:
+            if busy is None:
+                continue
+            now = last_seen_busy = time.monotonic()
+            if now - busy[1] >= HANDOFF_AFTER:
                 with self._turn_guard:
                     if self._busy is busy:
                         self._next_turn()
