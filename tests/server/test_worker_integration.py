@@ -418,6 +418,26 @@ def test_threads_answer_quick_requests_while_one_app_blocks(server):
         assert _body_of_one_response(slow) == b"slow"
 
 
+def test_threads_serve_others_while_a_100_continue_body_is_slow(server):
+    """An app reading a 100-continue body waits for the client inside the app call: the
+    turn must pass on then too, or every other connection waits for that client."""
+    port = server("app", "--threads", "4")
+    body = b"first line\n" + b"x" * 1000
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as uploader:
+        uploader.sendall(
+            b"POST /read HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert uploader.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as quick:
+            started = time.monotonic()
+            for _ in range(20):
+                assert hello_on(quick).startswith(b"HTTP/1.1 200 OK\r\n")
+            assert time.monotonic() - started < 1.0  # while the upload has not even begun
+        uploader.sendall(body)
+        assert _body_of_one_response(uploader) == hashlib.sha256(body).hexdigest().encode()
+
+
 def test_sigterm_stops_gracefully(server):
     port = server()
     assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=10).ok
