@@ -268,7 +268,7 @@ class Worker:
         self._poll_turn = threading.Lock()
         self._turn_guard = threading.Lock()
         self._turn = 0
-        self._busy: tuple[int, float] | None = None  # (turn, since) while an event is served
+        self._busy: tuple[float] | None = None  # (since,) while an event is served
         self._next_sweep = 0.0
         self._wake_r, self._wake_w = os.pipe()
         self.poller.register(self._wake_r, select.EPOLLIN if _HAS_EPOLL else selectors.EVENT_READ)
@@ -371,11 +371,11 @@ class Worker:
             if not self._poll_turn.acquire(timeout=SWEEP_INTERVAL):
                 continue
             turn = self._turn
-            self._serve(poll, 1, partial(self._handle_in_turn, turn), turn)
+            self._serve(poll, 1, self._handle_in_turn, turn)
             self._pass_turn(turn)
 
-    def _handle_in_turn(self, turn: int, conn: Connection, mask: int) -> None:
-        busy = self._busy = (turn, self.now)
+    def _handle_in_turn(self, conn: Connection, mask: int) -> None:
+        busy = self._busy = (self.now,)  # a new tuple per event: the watcher compares identity
         self._on_event(conn, mask)
         with self._turn_guard:
             if self._busy is busy:  # else the turn was passed on while this event ran
@@ -410,7 +410,7 @@ class Worker:
             if busy is None:
                 continue
             now = last_seen_busy = time.monotonic()
-            if now - busy[1] >= HANDOFF_AFTER:
+            if now - busy[0] >= HANDOFF_AFTER:
                 with self._turn_guard:
                     if self._busy is busy:
                         self._next_turn()
@@ -485,9 +485,7 @@ class Worker:
     # --- events ---------------------------------------------------------------------------------
 
     def _on_event(self, conn: Connection, mask: int) -> None:
-        if self.threads == 1:
-            self._handle(conn)  # one thread: nothing to exclude
-            return
+        """An event with several threads (one thread calls :meth:`_handle_unlocked`)."""
         # Wait, do not skip: the holder is the thread that just re-armed this connection (and
         # is about to let go) or the sweeper; skipping would lose a one-shot event for good.
         conn.lock.acquire()

@@ -388,17 +388,11 @@ class Client:
         request = {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix}
         return p.encode(p.FrameType.REQUEST, request), held
 
-    def _target(self, out_dir: str, relative: str, checked: dict[str, bool] | None = None) -> str:
+    def _target(self, out_dir: str, relative: str) -> str:
         """The local path for ``relative``, made sure to stay inside ``out_dir``, even
-        through links that already exist there. ``checked`` holds the folders this job has
-        already made and checked, so a folder of many files is checked once."""
-        return self._target_parts(out_dir, relative_parts(relative), relative, checked)
-
-    def _target_parts(
-        self, out_dir: str, parts: tuple[str, ...], named: str, checked: dict[str, bool] | None
-    ) -> str:
-        """:meth:`_target` for a name already checked and split into ``parts``."""
-        return os.path.join(self._folder(out_dir, parts[:-1], named, checked), parts[-1])
+        through links that already exist there."""
+        parts = relative_parts(relative)
+        return os.path.join(self._folder(out_dir, parts[:-1], relative, None), parts[-1])
 
     def _folder(
         self, out_dir: str, parts: tuple[str, ...], named: str, checked: dict[str, bool] | None

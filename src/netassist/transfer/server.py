@@ -394,7 +394,6 @@ class Session:
                 raise p.ProtocolError(f"{path} shrank while it was sent")
             self._answer(announce + data)
             return
-        self.flush()  # what follows sends by itself
         assert handle is not None  # every path below is a large file or a resumed one
         if digest is not None:
             # A known digest: the data can go without passing through this process.
