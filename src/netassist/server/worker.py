@@ -37,6 +37,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections import deque
 from functools import partial
 from stat import S_ISREG
 from typing import IO, Any
@@ -269,6 +270,7 @@ class Worker:
         self._turn_guard = threading.Lock()
         self._turn = 0
         self._busy: tuple[float] | None = None  # (since,) while an event is served
+        self._pending: deque[tuple[int, int]] = deque()  # polled, not yet served
         self._next_sweep = 0.0
         self._wake_r, self._wake_w = os.pipe()
         self.poller.register(self._wake_r, select.EPOLLIN if _HAS_EPOLL else selectors.EVENT_READ)
@@ -333,16 +335,17 @@ class Worker:
             if self.config.busy_poll:
                 poll = partial(self._poll_busy, poll, self.config.busy_poll / 1e6)
             # One thread: the handler is called directly, without the per-connection lock.
-            self._serve(poll, 64, self._handle_unlocked, None)
+            self._serve(poll)
         self._drain_on_stop()
 
-    def _serve(self, poll: Any, maxevents: int, handle: Any, turn: int | None) -> None:
-        """Poll and dispatch events until stopping or, given a ``turn``, until it is over."""
+    def _serve(self, poll: Any) -> None:
+        """Poll and dispatch events on the only thread until stopping."""
         listeners = self.listeners
         conns = self.conns
-        while not self.stopping and (turn is None or self._turn == turn):
+        handle = self._handle_unlocked
+        while not self.stopping:
             try:
-                events = poll(SWEEP_INTERVAL, maxevents)
+                events = poll(SWEEP_INTERVAL, 64)
             except InterruptedError:
                 continue
             self.now = now = time.monotonic()
@@ -361,18 +364,54 @@ class Worker:
         If every thread waited in epoll, each GIL release at a syscall would wake another
         one, all of them would stay runnable and take turns on the core, and a request would
         wait behind the others' time slices (13 ms p99 at c50: bench/README.md). So only the
-        thread holding ``_poll_turn`` polls, one event at a time, and it keeps the turn while
+        thread holding ``_poll_turn`` polls and serves, and it keeps the turn while
         its events are served quickly; the others sleep on the lock. When it has been busy
         with one event for ``HANDOFF_AFTER`` (an app blocked on I/O, a slow upload),
         ``_watch_turns`` passes the turn on, so a blocked app holds only its own thread.
         """
-        poll = self.poller.poll
         while not self.stopping:
             if not self._poll_turn.acquire(timeout=SWEEP_INTERVAL):
                 continue
             turn = self._turn
-            self._serve(poll, 1, self._handle_in_turn, turn)
+            self._serve_turn(turn)
             self._pass_turn(turn)
+
+    def _serve_turn(self, turn: int) -> None:
+        """Serve events until stopping or until ``turn`` is over.
+
+        Events are polled in batches into ``_pending``, shared by all threads: a batch left
+        unfinished when the turn passes on (its holder blocked in an app) is where the next
+        holder starts, so no event waits behind a blocked thread, and a busy worker makes
+        one ``epoll_wait`` per batch instead of one per request.
+        """
+        poll = self.poller.poll
+        pending = self._pending
+        conns = self.conns
+        listeners = self.listeners
+        clock = time.monotonic
+        while not self.stopping and self._turn == turn:
+            if not pending:
+                try:
+                    events = poll(SWEEP_INTERVAL, 64)
+                except InterruptedError:
+                    continue
+                now = clock()
+                if now >= self._next_sweep:
+                    self._sweep(now)
+                pending.extend(events)
+            while self._turn == turn:
+                try:
+                    fd, mask = pending.popleft()
+                except IndexError:
+                    break
+                # Per event, not per batch: the watcher measures from it how long this
+                # event has kept the thread busy.
+                self.now = clock()
+                conn = conns.get(fd)
+                if conn is not None:
+                    self._handle_in_turn(conn, mask)
+                elif fd in listeners:
+                    self._accept(fd)
 
     def _handle_in_turn(self, conn: Connection, mask: int) -> None:
         busy = self._busy = (self.now,)  # a new tuple per event: the watcher compares identity
