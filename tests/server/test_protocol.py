@@ -156,6 +156,27 @@ def test_keep_alive_rules():
     ).keep_alive
 
 
+@pytest.mark.parametrize(
+    ("version", "connection", "keep_alive"),
+    [
+        (b"1.0", b"Keep-Alive", True),
+        (b"1.0", b"keep-alive ", True),
+        (b"1.0", b"TE, keep-alive", True),
+        (b"1.0", b"keep-alive, close", False),
+        (b"1.0", b"close", False),
+        (b"1.0", b"x-keep-alive", False),
+        (b"1.1", b"Close", False),
+        (b"1.1", b"TE,close", False),
+        (b"1.1", b"closed", True),
+        (b"1.1", b"keep-alive", True),
+        (b"1.1", b"keep-alive, Upgrade", False),
+    ],
+)
+def test_connection_tokens(version, connection, keep_alive):
+    raw = b"GET / HTTP/%b\r\nHost: a\r\nConnection: %b\r\n\r\n" % (version, connection)
+    assert request_for(raw).keep_alive is keep_alive
+
+
 def test_response_framing_chunked_for_http11_without_length():
     conn = request_for(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     head = conn.response_head("200 OK", [("Content-Type", "text/plain")])

@@ -461,9 +461,16 @@ class ServerConnection:
             elif lowered == b"expect":
                 expect_continue = value.strip(b" \t").lower() == b"100-continue"
             elif lowered == b"connection":
-                tokens = [t.strip(b" \t") for t in value.lower().split(b",")]
-                close = close or b"close" in tokens or b"upgrade" in tokens
-                keep_alive_token = keep_alive_token or b"keep-alive" in tokens
+                value = value.lower()
+                # One token is the usual value (browsers send keep-alive): no list for it.
+                if value == b"keep-alive":
+                    keep_alive_token = True
+                elif value == b"close":
+                    close = True
+                else:
+                    tokens = [t.strip(b" \t") for t in value.split(b",")]
+                    close = close or b"close" in tokens or b"upgrade" in tokens
+                    keep_alive_token = keep_alive_token or b"keep-alive" in tokens
         if chunked or content_length is not None:  # framing rules, for requests with a body
             if transfer_encodings > 1:
                 raise self._fail(400, "more than one Transfer-Encoding field")
