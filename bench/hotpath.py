@@ -1,6 +1,6 @@
 """Microseconds per request through the worker's real code path, without wrk's noise.
 
-    python bench/hotpath.py [--requests 50000] [--browser] [--instructions]
+    python bench/hotpath.py [--requests 50000] [--browser] [--threads N] [--instructions]
 
 A socketpair stands in for the client: each round writes one request, lets the worker
 handle the readable socket exactly as its event loop would (recv, parse, environ, app,
@@ -50,8 +50,8 @@ BROWSER = (
 )
 
 
-def run(request: bytes, count: int) -> float:
-    config = ServerConfig.create()
+def run(request: bytes, count: int, threads: int = 1) -> float:
+    config = ServerConfig.create(threads=threads)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -66,7 +66,8 @@ def run(request: bytes, count: int) -> float:
     )
     worker.conns[conn.fd] = conn
     recv = client.recv
-    handle = worker._on_event if worker.threads > 1 else worker._handle_unlocked  # as _loop does
+    # As the loops do: --threads N serves each event in its turn, one thread straight away.
+    handle = worker._handle_in_turn if worker.threads > 1 else worker._handle_unlocked
     for _ in range(1000):  # warm up
         client.sendall(request)
         handle(conn, 0)
@@ -79,7 +80,7 @@ def run(request: bytes, count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
-def instructions(browser: bool) -> int:
+def instructions(browser: bool, threads: int) -> int:
     """Instructions per request, from two callgrind runs of ``--once``."""
     totals = []
     for count in (2000, 4000):
@@ -91,6 +92,8 @@ def instructions(browser: bool) -> int:
             __file__,
             "--once",
             str(count),
+            "--threads",
+            str(threads),
         ]
         env = dict(os.environ, PYTHONHASHSEED="0")
         result = subprocess.run(
@@ -108,6 +111,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=50_000)
     parser.add_argument("--browser", action="store_true", help="the 10-header request")
     parser.add_argument(
+        "--threads", type=int, default=1, help="the path of --threads N (no thread is started)"
+    )
+    parser.add_argument(
         "--instructions", action="store_true", help="count instructions under callgrind"
     )
     parser.add_argument("--once", type=int, help=argparse.SUPPRESS)  # one run, for callgrind
@@ -116,14 +122,14 @@ def main() -> int:
     if args.once:
         frozen = time.time()
         protocol.time = types.SimpleNamespace(time=lambda: frozen)  # type: ignore[assignment]
-        run(request, args.once)
+        run(request, args.once, args.threads)
         return 0
     if args.instructions:
         if shutil.which("valgrind") is None:
             raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
-        print(f"{instructions(args.browser):,} instructions per request")
+        print(f"{instructions(args.browser, args.threads):,} instructions per request")
         return 0
-    figures = [run(request, args.requests) for _ in range(5)]
+    figures = [run(request, args.requests, args.threads) for _ in range(5)]
     print(f"{statistics.median(figures):.2f} us per request (median of 5; min {min(figures):.2f})")
     return 0
 

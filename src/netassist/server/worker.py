@@ -38,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from stat import S_ISREG
 from typing import IO, Any
@@ -205,24 +206,22 @@ class _Poller:
     """epoll with one-shot arming, or a selectors fallback for a single thread."""
 
     def __init__(self) -> None:
+        # The bound methods themselves, not Python methods forwarding to them: with several
+        # threads modify() runs once per request, and a forwarding frame costs about as much
+        # as the call it forwards.
+        self.poll: Callable[[float, int], list[tuple[int, int]]]
+        self.register: Callable[[int, int], object]
+        self.modify: Callable[[int, int], object]
         if _HAS_EPOLL:
             self._epoll = select.epoll()
-            self.poll = self._poll_epoll
+            self.poll = self._epoll.poll
+            self.register = self._epoll.register
+            self.modify = self._epoll.modify
         else:  # pragma: no cover
             self._selector = selectors.DefaultSelector()
             self.poll = self._poll_selector
-
-    def register(self, fd: int, mask: int) -> None:
-        if _HAS_EPOLL:
-            self._epoll.register(fd, mask)
-        else:  # pragma: no cover
-            self._selector.register(fd, mask)
-
-    def modify(self, fd: int, mask: int) -> None:
-        if _HAS_EPOLL:
-            self._epoll.modify(fd, mask)
-        else:  # pragma: no cover
-            self._selector.modify(fd, mask)
+            self.register = self._selector.register
+            self.modify = self._selector.modify
 
     def unregister(self, fd: int) -> None:
         try:
@@ -232,9 +231,6 @@ class _Poller:
                 self._selector.unregister(fd)
         except (OSError, KeyError, ValueError):
             pass
-
-    def _poll_epoll(self, timeout: float, maxevents: int) -> list[tuple[int, int]]:
-        return self._epoll.poll(timeout, maxevents)
 
     def _poll_selector(
         self, timeout: float, maxevents: int
