@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -505,3 +506,36 @@ def test_threads_never_lose_a_keep_alive_request(server):
         for _ in range(500):
             hello_on(sock)
         assert time.monotonic() - started < 10  # a lost event costs a second or more each
+
+
+WITHOUT_EPOLL = (
+    "import select, sys; del select.epoll; from netassist.cli import main; "
+    "sys.argv[0] = 'netassist'; sys.exit(main())"
+)
+
+
+def test_server_without_epoll_keeps_connections_alive_integration(spawn, tmp_path):
+    # Where select has no epoll (macOS, the BSDs) the worker falls back to selectors with
+    # one-shot arming emulated by unregistering what a poll returns: arming again must
+    # register it anew. Before that, the first keep-alive re-arm raised KeyError and the
+    # worker died.
+    args = ["run", "tests.server.apps:app", "--bind", "127.0.0.1:0"]
+    proc = spawn([sys.executable, "-c", WITHOUT_EPOLL, *args])
+    port = int(proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+    path = tmp_path / "two.bin"
+    data = os.urandom(2 << 20)
+    path.write_bytes(data)
+    upload = os.urandom(300_000)
+    with requests.Session() as first, requests.Session() as second:
+        ports = set()
+        for session in (first, second, first, second):
+            reply = session.get(f"http://127.0.0.1:{port}/echo", timeout=10)
+            ports.add(reply.json()["remote_port"])
+        assert len(ports) == 2  # two connections, each reused
+        reply = first.post(f"http://127.0.0.1:{port}/read", data=upload, timeout=10)
+        assert reply.text == hashlib.sha256(upload).hexdigest()
+        reply = second.get(f"http://127.0.0.1:{port}/file?{path}", timeout=10)
+        assert hashlib.sha256(reply.content).digest() == hashlib.sha256(data).digest()
+        reply = first.get(f"http://127.0.0.1:{port}/stream?20000", timeout=10)
+        assert reply.content.count(b"\n") == 20000
+    assert proc.popen.poll() is None

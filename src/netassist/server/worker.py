@@ -220,8 +220,7 @@ class _Poller:
         else:  # pragma: no cover
             self._selector = selectors.DefaultSelector()
             self.poll = self._poll_selector
-            self.register = self._selector.register
-            self.modify = self._selector.modify
+            self.register = self.modify = self._arm_selector
 
     def unregister(self, fd: int) -> None:
         try:
@@ -231,6 +230,14 @@ class _Poller:
                 self._selector.unregister(fd)
         except (OSError, KeyError, ValueError):
             pass
+
+    def _arm_selector(self, fd: int, mask: int) -> None:
+        # Polling unregisters what it returns (one-shot), so arming an fd that is already
+        # known may find it registered or not.
+        try:
+            self._selector.modify(fd, mask)
+        except KeyError:
+            self._selector.register(fd, mask)
 
     def _poll_selector(
         self, timeout: float, maxevents: int
