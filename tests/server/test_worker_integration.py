@@ -519,9 +519,10 @@ def test_server_without_epoll_keeps_connections_alive_integration(spawn, tmp_pat
     # one-shot arming emulated by unregistering what a poll returns: arming again must
     # register it anew. Before that, the first keep-alive re-arm raised KeyError and the
     # worker died.
-    args = ["run", "tests.server.apps:app", "--bind", "127.0.0.1:0"]
+    args = ["run", "tests.server.apps:app", "--bind", "127.0.0.1:0", "--threads", "4"]
     proc = spawn([sys.executable, "-c", WITHOUT_EPOLL, *args])
-    port = int(proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+    proc.expect_stderr(r"--threads 4 needs epoll \(Linux\): serving with one thread")
+    port = int(proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+) \(1 thread\)").group(1))
     path = tmp_path / "two.bin"
     data = os.urandom(2 << 20)
     path.write_bytes(data)

@@ -38,11 +38,12 @@ def run(
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, lambda *_: worker.stop())
+    threads = worker.threads
+    if threads < config.threads:
+        log.warning("--threads %d needs epoll (Linux): serving with one thread", config.threads)
     try:
         for address in addresses:
-            log.info(
-                "listening on %s (%d thread%s)", address, config.threads, "s" * (config.threads > 1)
-            )
+            log.info("listening on %s (%d thread%s)", address, threads, "s" * (threads > 1))
         if on_ready is not None:
             on_ready(addresses)
         worker.run()
