@@ -448,6 +448,42 @@ def test_sigterm_stops_gracefully(server):
     assert "stopped" in err
 
 
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_sigterm_lets_a_response_in_flight_finish_and_closes_idle_connections(
+    server, tmp_path, threads
+):
+    # Before, the loop stopped serving at SIGTERM: a download in progress stalled until
+    # --send-timeout and was then cut short.
+    path = tmp_path / "big.bin"
+    data = os.urandom(32 << 20)
+    path.write_bytes(data)
+    port = server("raw", "--threads", threads, "--send-timeout", "5")
+    idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+    assert hello_on(idle).startswith(b"HTTP/1.1 200 OK")  # now an idle keep-alive connection
+    loader = socket.socket()
+    loader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # keep most of it unsent
+    loader.settimeout(10)
+    loader.connect(("127.0.0.1", port))
+    with idle, loader:
+        reader = loader.makefile("rb")
+        loader.sendall(f"GET /file?{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert reader.readline().startswith(b"HTTP/1.1 200")
+        while reader.readline() != b"\r\n":
+            pass
+        received = hashlib.sha256(reader.read(1 << 20))
+        server.proc.popen.terminate()
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # closed at once, not after the download
+        assert time.monotonic() - started < 2
+        received.update(reader.read(len(data) - (1 << 20)))
+        assert received.digest() == hashlib.sha256(data).digest()
+        assert reader.read(1) == b""  # and then closed
+        reader.close()
+    code, _, err = server.proc.finish()
+    assert code == 0
+    assert "stopped" in err
+
+
 def hello_on(sock: socket.socket) -> bytes:
     """One keep-alive request for /hello on an open connection; the whole response."""
     sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")

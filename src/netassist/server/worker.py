@@ -316,6 +316,7 @@ class Worker:
             thread.start()
         try:
             self._loop()
+            self._drain()
         finally:
             for thread in helpers:
                 thread.join(self.config.send_timeout)
@@ -339,7 +340,6 @@ class Worker:
                 poll = partial(self._poll_busy, poll, self.config.busy_poll / 1e6)
             # One thread: the handler is called directly, without the per-connection lock.
             self._serve(poll)
-        self._drain_on_stop()
 
     def _serve(self, poll: Any) -> None:
         """Poll and dispatch events on the only thread until stopping."""
@@ -1040,17 +1040,50 @@ class Worker:
         except OSError:
             pass
 
-    def _drain_on_stop(self) -> None:
+    def _drain(self) -> None:
+        """After :meth:`stop`: accept no more, close idle keep-alive connections, and go on
+        serving the others until their responses are out (each under its own timeouts), for
+        at most ``send_timeout`` in all. Runs on the main thread once the loops have ended;
+        a helper thread may still be finishing an event of its own."""
         for fd in list(self.listeners):
             self.poller.unregister(fd)
+        self.poller.unregister(self._wake_r)  # stop()'s byte would keep the poll readable
+        handle = self._on_event if self.threads > 1 else self._handle_unlocked
+        pending = self._pending
+        conns = self.conns
+        end = time.monotonic() + self.config.send_timeout
+        while True:
+            # Requests that have already arrived are answered (and their connections then
+            # closed) before the idle ones are.
+            if not pending:
+                pending.extend(self.poller.poll(0.05, 64))
+            while pending:
+                fd, mask = pending.popleft()
+                self.now = time.monotonic()
+                conn = conns.get(fd)
+                if conn is not None:
+                    handle(conn, mask)
+            self.now = now = time.monotonic()
+            self._sweep(now)  # every round: a lingering close ends on time, not up to 1 s late
+            if not self._close_idle() or now >= end:
+                return
+
+    def _close_idle(self) -> int:
+        """Close the connections waiting for a request that has not begun; return how many
+        others are left (reading a request, in the app, sending, or closing)."""
+        busy = 0
+        for conn in list(self.conns.values()):
+            if conn.phase == HEAD and not conn.head_started and conn.lock.acquire(blocking=False):
+                try:
+                    if conn.phase == HEAD and not conn.head_started:
+                        self._close(conn)
+                        continue
+                finally:
+                    conn.lock.release()
+            busy += 1
+        return busy
 
     def _shutdown(self) -> None:
-        deadline = time.monotonic() + self.config.send_timeout
-        while time.monotonic() < deadline:
-            busy = [c for c in list(self.conns.values()) if c.phase in (BODY, APP, SEND)]
-            if not busy:
-                break
-            time.sleep(0.05)
         for conn in list(self.conns.values()):
             with conn.lock:
                 self._close(conn)
