@@ -351,6 +351,22 @@ def test_unix_socket_bind(netassist, tmp_path):
     conn.sock.connect(str(path))
     conn.request("GET", "/hello")
     assert conn.getresponse().read() == b"Hello, world!"
+    conn.close()
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+    assert not path.exists()  # the socket file goes with the server
+
+
+def test_unix_socket_file_bound_by_another_is_left_alone(netassist, tmp_path):
+    path = tmp_path / "app.sock"
+    proc = netassist("run", "tests.server.apps:app", "--bind", f"unix:{path}")
+    proc.expect_stderr("listening on unix:")
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as other:
+        other.bind(str(path))  # someone else's socket at the same path now
+        proc.popen.terminate()
+        assert proc.finish()[0] == 0
+        assert path.exists()
 
 
 def test_threads_serve_a_slow_app_concurrently(server):

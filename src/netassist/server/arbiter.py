@@ -9,7 +9,9 @@ POSIX signals.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -30,6 +32,7 @@ def run(
             "--workers above 1 arrives with the pre-fork master; use --threads for now"
         )
     sockets = listen(config)
+    ours = _unix_socket_files(sockets)
     raise_fd_limit()
     _setup_access_log(config)
     addresses = [_url(sock) for sock in sockets]
@@ -52,7 +55,31 @@ def run(
             signal.signal(signum, handler)
         for sock in sockets:
             sock.close()
+        _remove_socket_files(ours)
         log.info("stopped")
+
+
+def _unix_socket_files(sockets: list[socket.socket]) -> dict[str, int]:
+    """The path and inode of each Unix socket we bound."""
+    files = {}
+    for sock in sockets:
+        path = sock.getsockname() if sock.family == socket.AF_UNIX else None
+        if isinstance(path, str) and path[:1] not in ("", "\0"):  # abstract ones have no file
+            try:
+                files[path] = os.stat(path).st_ino
+            except OSError:
+                pass
+    return files
+
+
+def _remove_socket_files(files: dict[str, int]) -> None:
+    # Only the file we made: another server may have bound the same path since.
+    for path, inode in files.items():
+        try:
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except OSError:
+            pass
 
 
 def _url(sock) -> str:
