@@ -220,22 +220,24 @@ _REASONS = {
     505: "HTTP Version Not Supported",
 }
 
-_date_cache: tuple[int, str] = (0, "")
-# The second _date_cache stands for, as floats: a float comparison costs less than int().
-_date_second = (0.0, 0.0)
+# The current second, as [start, end) in floats (a float comparison costs less than
+# int(time.time())), and its HTTP date.
+_date: tuple[float, float, str] = (0.0, 0.0, "")
 _head_cache: dict[tuple, tuple[bytes, int, int, bool]] = {}
 _HEAD_CACHE_SIZE = 512
 
 
 def http_date() -> str:
     """The current time as an HTTP date, recomputed at most once a second."""
-    global _date_cache, _date_second
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True))
-        _date_second = (float(now), float(now + 1))
+    global _date
+    now = time.time()
+    start, end, text = _date
+    if not start <= now < end:
+        second = int(now)
+        text = formatdate(second, usegmt=True)
+        _date = (float(second), float(second + 1), text)
         _head_cache.clear()  # every cached head carries the old Date
-    return _date_cache[1]
+    return text
 
 
 # Their side (reading the request).
@@ -656,7 +658,7 @@ class ServerConnection:
         keep_alive = self.keep_alive and request.keep_alive
         # Most responses repeat the head of an earlier one: the finished bytes are cached for
         # the current second (the Date line changes with it), keyed by all that shapes them.
-        start, end = _date_second
+        start, end, _ = _date
         if not start <= time.time() < end:
             http_date()  # a new second: a new Date, and the cached heads are dropped
         try:
