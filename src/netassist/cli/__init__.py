@@ -79,8 +79,12 @@ def _place_late_positional(
     # options, so `udp send HOST PORT --hex 41` would leave "41" over; put it where it belongs.
     name = getattr(args, "late_positional", None)
     lone = len(extras) == 1 and (not extras[0].startswith("-") or extras[0] == "-")
-    if lone and name and getattr(args, name) is None:
-        setattr(args, name, extras.pop())
+    if lone and name:
+        current = getattr(args, name)
+        if isinstance(current, list):
+            current.append(extras.pop())
+        elif current is None:
+            setattr(args, name, extras.pop())
     if extras:
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
 

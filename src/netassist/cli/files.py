@@ -8,11 +8,11 @@ import os
 import sys
 import time
 
+from netassist import addresses
 from netassist.cli.progress import TransferProgress
 from netassist.errors import ExitCode, UsageError
 from netassist.transfer import protocol as p
 from netassist.transfer.client import Client, client_tls, shown
-from netassist.wire.sockets import parse_port
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -26,7 +26,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     s.add_argument(
         "directory", metavar="DIR", nargs="?", default=".", help="the folder (default: here)"
     )
-    s.add_argument("-b", "--bind", default=f"127.0.0.1:{p.DEFAULT_PORT}", metavar="HOST:PORT")
+    s.add_argument(
+        "-b",
+        "--bind",
+        default=f"127.0.0.1:{p.DEFAULT_PORT}",
+        metavar="ADDRESS",
+        help=f"where to listen: HOST:PORT, [V6]:PORT, PORT or :PORT (on 127.0.0.1), or HOST "
+        f"(port {p.DEFAULT_PORT}); 0.0.0.0 or :: for every interface "
+        f"(default 127.0.0.1:{p.DEFAULT_PORT})",
+    )
     s.add_argument(
         "--token",
         default=os.environ.get("NETASSIST_TOKEN"),
@@ -83,14 +91,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _server_address(text: str, *, listening: bool = False) -> tuple[str, int]:
-    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT``; a listener may ask for port 0 (any)."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, parse_port(rest.lstrip(":"), allow_zero=listening) if rest else p.DEFAULT_PORT
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, parse_port(port, allow_zero=listening)
-    return text, p.DEFAULT_PORT
+    """Any form :mod:`netassist.addresses` reads; the port defaults to the protocol's own."""
+    address = addresses.parse(text, default_port=p.DEFAULT_PORT, listening=listening)
+    return address.host, address.port
 
 
 def _client_tls(args: argparse.Namespace):

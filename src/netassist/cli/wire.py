@@ -7,13 +7,15 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
+from netassist import addresses
+from netassist.addresses import Address
 from netassist.errors import ExitCode, UsageError
 from netassist.wire import replay as replay_mod
 from netassist.wire import tcp, udp
 from netassist.wire.codecs import PayloadMaker, check_encoding
 from netassist.wire.display import Display
 from netassist.wire.record import Recorder, read_records
-from netassist.wire.sockets import DEFAULT_LISTEN_HOST, format_address, parse_port
+from netassist.wire.sockets import format_address
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,11 +23,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     udp_parser = commands.add_parser("udp", help="send or listen for UDP datagrams")
     udp_commands = udp_parser.add_subparsers(title="udp commands", metavar="ACTION", required=True)
 
-    p = udp_commands.add_parser("send", help="send datagrams (MESSAGE, or stdin one line each)")
-    p.add_argument("host", metavar="HOST")
-    p.add_argument("port", metavar="PORT")
+    p = udp_commands.add_parser(
+        "send",
+        help="send datagrams (MESSAGE, or stdin one line each)",
+        usage="netassist udp send [options] HOST PORT [MESSAGE] (or HOST:PORT [MESSAGE])",
+    )
     p.add_argument(
-        "message", metavar="MESSAGE", nargs="?", help="the text to send; stdin when absent"
+        "words",
+        metavar="HOST PORT [MESSAGE]",
+        nargs="+",
+        help="where to send (HOST PORT, HOST:PORT, [V6]:PORT or PORT for 127.0.0.1), "
+        "then the text to send; stdin when absent",
     )
     p.add_argument("--whole", action="store_true", help="send all of stdin as one datagram")
     p.add_argument(
@@ -42,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--crlf", action="store_true", help="end lines with CRLF")
     _add_common(p, default_show="text")
-    p.set_defaults(handler=udp_send, late_positional="message")
+    p.set_defaults(handler=udp_send, late_positional="words")
 
     p = udp_commands.add_parser(
         "listen",
@@ -66,9 +74,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     tcp_parser = commands.add_parser("tcp", help="connect to or listen on a TCP port, like nc")
     tcp_commands = tcp_parser.add_subparsers(title="tcp commands", metavar="ACTION", required=True)
 
-    p = tcp_commands.add_parser("connect", help="stdin to the socket, the socket to stdout")
-    p.add_argument("host", metavar="HOST")
-    p.add_argument("port", metavar="PORT")
+    p = tcp_commands.add_parser(
+        "connect",
+        help="stdin to the socket, the socket to stdout",
+        usage="netassist tcp connect [options] HOST PORT (or HOST:PORT)",
+    )
+    p.add_argument(
+        "address",
+        metavar="HOST PORT",
+        nargs="+",
+        help="where to connect: HOST PORT, HOST:PORT, [V6]:PORT, or PORT for 127.0.0.1",
+    )
     p.add_argument(
         "--send",
         action="append",
@@ -137,7 +153,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("replay", help="send the data of a --log file again")
     p.add_argument("file", metavar="FILE")
     p.add_argument(
-        "--to", nargs=2, required=True, metavar=("HOST", "PORT"), help="where to send it"
+        "--to",
+        nargs="+",
+        required=True,
+        metavar="HOST PORT",
+        help="where to send it: HOST PORT, HOST:PORT, [V6]:PORT, or PORT for 127.0.0.1",
     )
     p.add_argument("--timing", action="store_true", help="keep the recorded gaps between sends")
     p.add_argument(
@@ -169,7 +189,8 @@ def _add_listen_address(p: argparse.ArgumentParser) -> None:
         "address",
         metavar="[HOST] PORT",
         nargs="+",
-        help=f"where to listen (HOST defaults to {DEFAULT_LISTEN_HOST}; 0.0.0.0 or :: for all)",
+        help="where to listen: PORT (on 127.0.0.1), HOST PORT, HOST:PORT or [V6]:PORT; "
+        "0.0.0.0 or :: for every interface",
     )
 
 
@@ -220,11 +241,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _listen_address(parts: list[str]) -> tuple[str, int]:
-    if len(parts) > 2:
-        raise UsageError("give at most HOST and PORT")
-    host = parts[0] if len(parts) == 2 else DEFAULT_LISTEN_HOST
-    return host, parse_port(parts[-1], allow_zero=True)
+def _listen_address(words: list[str]) -> Address:
+    return _only_address(words, listening=True)
+
+
+def _only_address(words: list[str], *, listening: bool = False) -> Address:
+    address, rest = addresses.parse_pair(words, listening=listening)
+    if rest:
+        raise UsageError(f"unexpected {' '.join(rest)!r} after the address")
+    return address
 
 
 def _show(args: argparse.Namespace) -> str:
@@ -248,13 +273,16 @@ def _recorder(args: argparse.Namespace) -> Iterator[Recorder | None]:
 
 def udp_send(args: argparse.Namespace) -> int:
     """``netassist udp send``."""
-    port = parse_port(args.port)
+    target, rest = addresses.parse_pair(args.words)
+    if len(rest) > 1:
+        raise UsageError("give one MESSAGE (quote it if it has spaces), or none to read stdin")
+    message = rest[0] if rest else None
     maker = PayloadMaker(hex_input=args.hex, crlf=args.crlf, encoding=args.encoding)
     display = Display(_show(args), maker.encoding)
-    if args.message is not None:
+    if message is not None:
         if args.whole:
             raise UsageError("--whole reads stdin; leave out MESSAGE")
-        payloads = iter([maker.from_text(args.message)])
+        payloads = iter([maker.from_text(message)])
     elif args.whole:
         data = sys.stdin.buffer.read()
         payloads = iter([maker.from_text(maker.typed_text(data)) if maker.line_mode else data])
@@ -270,8 +298,8 @@ def udp_send(args: argparse.Namespace) -> int:
 
     with _recorder(args) as recorder:
         udp.send(
-            args.host,
-            port,
+            target.host,
+            target.port,
             payloads,
             repeat=args.repeat,
             interval=args.interval,
@@ -284,7 +312,7 @@ def udp_send(args: argparse.Namespace) -> int:
 
 def udp_listen(args: argparse.Namespace) -> int:
     """``netassist udp listen``."""
-    host, port = _listen_address(args.address)
+    where = _listen_address(args.address)
     maker = PayloadMaker(hex_input=args.hex, encoding=args.encoding)
     reply = maker.from_text(args.reply) if args.reply is not None else None
     display = Display(_show(args), maker.encoding)
@@ -295,8 +323,8 @@ def udp_listen(args: argparse.Namespace) -> int:
     with (
         _recorder(args) as recorder,
         udp.UdpListener(
-            host,
-            port,
+            where.host,
+            where.port,
             on_datagram=show,
             echo=args.echo,
             reply=reply,
@@ -311,7 +339,7 @@ def udp_listen(args: argparse.Namespace) -> int:
 
 def tcp_connect(args: argparse.Namespace) -> int:
     """``netassist tcp connect``."""
-    port = parse_port(args.port)
+    target = _only_address(args.address)
     maker = PayloadMaker(hex_input=args.hex, crlf=args.crlf, encoding=args.encoding)
     display = Display(_show(args), maker.encoding)
     if args.send or args.file:
@@ -319,7 +347,7 @@ def tcp_connect(args: argparse.Namespace) -> int:
         source = tcp.parts_source(payloads, args.file)
     else:
         source = tcp.stdin_source(maker, sys.stdin.buffer)
-    sock = tcp.connect(args.host, port, timeout=args.connect_timeout)
+    sock = tcp.connect(target.host, target.port, timeout=args.connect_timeout)
     with sock, _recorder(args) as recorder:
         peer = format_address(sock.getpeername())
         if args.verbose:
@@ -342,7 +370,7 @@ def tcp_connect(args: argparse.Namespace) -> int:
 
 def tcp_listen(args: argparse.Namespace) -> int:
     """``netassist tcp listen``."""
-    host, port = _listen_address(args.address)
+    where = _listen_address(args.address)
     maker = PayloadMaker(hex_input=args.hex, crlf=args.crlf, encoding=args.encoding)
     display = Display(_show(args), maker.encoding)
     tagged = display.show != "raw"
@@ -366,8 +394,8 @@ def tcp_listen(args: argparse.Namespace) -> int:
     with (
         _recorder(args) as recorder,
         tcp.TcpListener(
-            host,
-            port,
+            where.host,
+            where.port,
             echo=args.echo,
             broadcast=args.broadcast,
             keep_open=args.keep_open,
@@ -389,14 +417,13 @@ def tcp_listen(args: argparse.Namespace) -> int:
 
 def replay(args: argparse.Namespace) -> int:
     """``netassist replay``."""
-    host, port_text = args.to
-    port = parse_port(port_text)
+    target = _only_address(args.to)
     display = Display("text" if sys.stdout.isatty() else "raw", args.encoding)
     records = list(read_records(args.file))
     result = replay_mod.replay(
         records,
-        host,
-        port,
+        target.host,
+        target.port,
         direction=args.direction,
         timing=args.timing,
         speed=args.speed,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
-from netassist.errors import BadPortError, UsageError
+from netassist import addresses
+from netassist.errors import UsageError
 from netassist.server.protocol import Limits
 
 MAX_BUSY_POLL = 10_000  # microseconds; longer is a spinning worker, not a latency setting
@@ -22,28 +23,11 @@ class Bind:
 
     @classmethod
     def parse(cls, text: str) -> Bind:
-        """``HOST:PORT``, ``[V6]:PORT``, ``:PORT``, ``PORT`` or ``unix:PATH``."""
-        if text.startswith("unix:"):
-            path = text[5:]
-            if not path:
-                raise UsageError("unix: needs a path, as in unix:/tmp/app.sock")
-            return cls(path=path)
-        host, port = "127.0.0.1", text
-        if text.startswith("["):
-            end = text.find("]")
-            if end < 0 or text[end + 1 : end + 2] != ":":
-                raise UsageError(f"bad bind address {text!r}: write IPv6 as [::1]:8000")
-            host, port = text[1:end], text[end + 2 :]
-        elif ":" in text:
-            host, port = text.rsplit(":", 1)
-            host = host or "0.0.0.0"
-        try:
-            number = int(port)
-        except ValueError:
-            raise BadPortError(f"bad port in bind address {text!r}: give HOST:PORT") from None
-        if not 0 <= number <= 65535:
-            raise BadPortError(f"bad port {number} in bind address {text!r}: 0 to 65535")
-        return cls(host=host, port=number)
+        """Any form :mod:`netassist.addresses` reads, ``unix:PATH`` too; port 8000 by default."""
+        address = addresses.parse(text, default_port=8000, listening=True, unix=True)
+        if address.path is not None:
+            return cls(path=address.path)
+        return cls(host=address.host, port=address.port)
 
     def __str__(self) -> str:
         if self.path is not None:

@@ -6,24 +6,9 @@ import os
 import socket
 from typing import Any
 
-from netassist.errors import BadPortError, explain
+from netassist.errors import explain
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
-
-
-def parse_port(text: str | int, *, allow_zero: bool = False) -> int:
-    """Return ``text`` as a port number, or raise :class:`BadPortError`.
-
-    ``allow_zero`` admits port 0, which asks the system for any free port (listeners only).
-    """
-    low = 0 if allow_zero else 1
-    try:
-        port = int(str(text), 10)
-    except ValueError:
-        raise BadPortError(f"bad port {str(text)!r}: give a number from {low} to 65535") from None
-    if not low <= port <= 65535:
-        raise BadPortError(f"bad port {port}: give a number from {low} to 65535")
-    return port
 
 
 def format_address(address: Any) -> str:
