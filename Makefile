@@ -1,14 +1,37 @@
-# Two set-up commands work on a machine that has only python3 and make:
+# Two set-up commands work on a machine that has only python3 (3.11 or newer) and make:
 #   make run    creates .venv, installs netassist and starts the main job
 #   make test   installs the test extras and runs the whole suite
+# PYTHON=... names the interpreter .venv is made with (make run PYTHON=/usr/bin/python3).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Says "yes" when the interpreter in $(1) is CPython 3.11 or newer and runs.
+NEW_ENOUGH = $(1) -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean venv-check
+
+# Runs before anything is installed: an interpreter too old is one line, not a broken
+# .venv; a .venv made by an interpreter that does not run or is too old (or by another
+# one than a PYTHON named on this command line) is made again.
+venv-check:
+	$(if $(shell $(call NEW_ENOUGH,$(PYTHON)) && echo yes),,$(error netassist needs Python 3.11 \
+	  or newer, and $(PYTHON) is $(or $(shell $(PYTHON) -V 2>/dev/null),not a Python that runs \
+	  here); name another with PYTHON=, as in: make $(or $(MAKECMDGOALS),run) PYTHON=python3.12))
+	@if [ -e $(VENV) ]; then \
+	  made_with=$$(cat $(VENV)/.made-with 2>/dev/null); \
+	  wanted=$$($(PYTHON) -c 'import sys; print(sys.executable)'); \
+	  if ! $(call NEW_ENOUGH,$(BIN)/python); then \
+	    echo "make: $(VENV) was made by an interpreter that is missing or older than 3.11; making it again" >&2; \
+	    rm -rf $(VENV); \
+	  elif [ "$(origin PYTHON)" = "command line" ] && [ "$$made_with" != "$$wanted" ]; then \
+	    echo "make: $(VENV) was made with $${made_with:-another python}; making it again with $$wanted" >&2; \
+	    rm -rf $(VENV); \
+	  fi; \
+	fi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -c 'import sys; print(sys.executable)' > $(VENV)/.made-with
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
@@ -19,21 +42,26 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(VENV)/.installed
+run: venv-check
+	@$(MAKE) --no-print-directory $(VENV)/.installed
 	$(BIN)/netassist --help
 
-test: $(VENV)/.installed-test
+test: venv-check
+	@$(MAKE) --no-print-directory $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed-test
+lint: venv-check
+	@$(MAKE) --no-print-directory $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-format: $(VENV)/.installed-test
+format: venv-check
+	@$(MAKE) --no-print-directory $(VENV)/.installed-test
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
-bench: $(VENV)/.installed-test
+bench: venv-check
+	@$(MAKE) --no-print-directory $(VENV)/.installed-test
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
