@@ -26,7 +26,17 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--follow-symlinks", action="store_true", help="serve links that lead outside DIR"
     )
     p.add_argument(
-        "--max-age", type=int, metavar="SECONDS", help="Cache-Control max-age (default: no-cache)"
+        "--max-age",
+        type=_seconds,
+        metavar="SECONDS",
+        help="Cache-Control max-age (default: no-cache)",
+    )
+    p.add_argument(
+        "--charset",
+        type=_charset,
+        metavar="NAME",
+        help="label every text file with this charset, HTML included (default: utf-8 for "
+        "text; none for HTML and XML, so the page's own <meta charset> decides)",
     )
     p.add_argument(
         "--gzip",
@@ -34,6 +44,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="compress text files on the fly for clients that accept it",
     )
     p.set_defaults(handler=serve)
+
+
+def _seconds(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds (0 or more)")
+    return int(text)
+
+
+def _charset(name: str) -> str:
+    from netassist.static.types import check_charset
+
+    try:
+        return check_charset(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -53,6 +78,7 @@ def serve(args: argparse.Namespace) -> int:
         follow_symlinks=args.follow_symlinks,
         max_age=args.max_age,
         gzip=args.gzip,
+        charset=args.charset,
     )
     config = ServerConfig.create(
         binds=args.bind or ["127.0.0.1:8000"],

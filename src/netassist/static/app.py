@@ -27,7 +27,7 @@ from netassist.static.conditional import (
     not_modified_since,
     parse_ranges,
 )
-from netassist.static.types import content_type, is_textual
+from netassist.static.types import check_charset, content_type, is_textual
 
 BLOCK = 1 << 20
 SMALL_FILE = 64 * 1024  # read whole and sent with the head; larger files stream
@@ -74,7 +74,9 @@ class StaticFiles:
     ``listing`` shows folders without an ``index.html``; ``show_hidden`` serves dot-names;
     ``follow_symlinks`` serves links that lead outside ``root``; ``max_age`` sets
     ``Cache-Control: max-age`` (default ``no-cache``: browsers revalidate with the ETag);
-    ``gzip`` compresses text files on the fly when the client accepts it.
+    ``gzip`` compresses text files on the fly when the client accepts it; ``charset`` labels
+    every text file, HTML included (by default text is utf-8 and HTML unlabelled, so that a
+    page's own ``<meta charset>`` decides).
     """
 
     def __init__(
@@ -87,10 +89,14 @@ class StaticFiles:
         max_age: int | None = None,
         gzip: bool = False,
         index: str = "index.html",
+        charset: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise NotADirectoryError(f"{root} is not a folder")
+        if max_age is not None and max_age < 0:
+            raise ValueError(f"max_age must not be negative, not {max_age}")
+        self.charset = None if charset is None else check_charset(charset)
         self._real_root = str(self.root)
         self.listing = listing
         self.show_hidden = show_hidden
@@ -252,7 +258,7 @@ class StaticFiles:
         return _Response("200 OK", list(cached.headers), [cached.data])
 
     def _file(self, environ: dict, path: str, path_stat: os.stat_result | None = None) -> _Response:
-        kind = content_type(os.path.basename(path))
+        kind = content_type(os.path.basename(path), self.charset)
         siblings = self._siblings(path)
         has_siblings = bool(siblings)
         chosen, encoding = path, None
