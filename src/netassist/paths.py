@@ -33,7 +33,7 @@ import os
 import re
 import stat
 from enum import StrEnum
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 POSIX = "posix"
@@ -215,13 +215,6 @@ def _checked_segments(text: str, show_hidden: bool, system: str) -> tuple[str, .
         _CHECKED_PATHS.clear()
     checked = _CHECKED_PATHS[key] = tuple(segments)
     return checked
-
-
-def check_relative(
-    name: str, *, show_hidden: bool = True, system: str | None = None
-) -> PurePosixPath:
-    """:func:`relative_parts` as a PurePosixPath."""
-    return PurePosixPath(*relative_parts(name, show_hidden=show_hidden, system=system))
 
 
 def relative_parts(
