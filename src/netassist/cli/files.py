@@ -42,6 +42,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--max-clients", type=int, default=64)
     s.add_argument("--allow-upload", action="store_true", help="accept files sent with put")
+    s.add_argument(
+        "--show-hidden",
+        action="store_true",
+        help="share dot-files and dot-folders (and take them with --allow-upload)",
+    )
     s.add_argument("--tls-cert", metavar="FILE", help="serve over TLS with this certificate (PEM)")
     s.add_argument(
         "--tls-key", metavar="FILE", help="the certificate's private key, if not in --tls-cert"
@@ -65,6 +70,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                 help="files or folders; a last name that does not exist here is the remote folder",
             )
             c.add_argument("--to", metavar="REMOTE_DIR", help="the remote folder, said explicitly")
+            c.add_argument(
+                "--hidden", action="store_true", help="send the dot-files inside folders too"
+            )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         else:
             c.add_argument("remote", metavar="REMOTE", nargs="+")
@@ -76,6 +84,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                 help="where to put them (default: here)",
             )
             c.add_argument("--force", action="store_true", help="replace files that exist")
+            c.add_argument(
+                "--hidden",
+                action="store_true",
+                help="fetch the dot-files a server offers inside folders (skipped otherwise)",
+            )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         c.add_argument("--token", default=os.environ.get("NETASSIST_TOKEN"))
         c.add_argument(
@@ -117,6 +130,7 @@ def serve(args: argparse.Namespace) -> int:
         max_clients=args.max_clients,
         allow_upload=args.allow_upload,
         tls=tls,
+        show_hidden=args.show_hidden,
     )
     print(
         f"listening on tcp {server.address}{' (TLS)' if tls else ''}, "
@@ -136,6 +150,7 @@ def ls(args: argparse.Namespace) -> int:
     host, port = _server_address(args.server)
     with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
         entries = client.ls(args.path)
+    _say_left_out(client.left_out)
     if args.json:
         print(json.dumps(entries, ensure_ascii=False))
         return ExitCode.OK
@@ -160,6 +175,7 @@ def get(args: argparse.Namespace) -> int:
                     remote,
                     args.output,
                     force=args.force,
+                    hidden=args.hidden,
                     on_progress=progress.update,
                     on_total=progress.total,
                 )
@@ -167,20 +183,59 @@ def get(args: argparse.Namespace) -> int:
         progress.close()
     took = max(time.monotonic() - started, 1e-9)
     received = sum(r.received for r in results)
+    refused = _say_refused(results)
+    # Hidden names the user asked for with --hidden and did not get are missing too.
+    missing = refused or (args.hidden and client.left_out["hidden"])
+    _say_left_out(client.left_out, asked_hidden=args.hidden)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
     elif not args.quiet:
-        skipped = sum(r.skipped for r in results)
+        skipped = sum(r.skipped and not r.refused for r in results)
         resumed = sum(1 for r in results if r.resumed_from)
         print(
-            f"{len(results) - skipped} file(s), {received:,} bytes in {took:.2f} s "
+            f"{len(results) - skipped - refused} file(s), {received:,} bytes in {took:.2f} s "
             f"({received / took / 1e6:.1f} MB/s), "
             f"all verified"
             + (f"; {skipped} existing skipped (--force replaces)" if skipped else "")
-            + (f"; {resumed} resumed" if resumed else ""),
+            + (f"; {resumed} resumed" if resumed else "")
+            + (f"; {refused} name(s) skipped (see above)" if refused else ""),
             file=sys.stderr,
         )
-    return ExitCode.OK
+    return ExitCode.FILE if missing else ExitCode.OK
+
+
+def _say_refused(results: list) -> int:
+    """One line on stderr per name skipped for its name; returns how many."""
+    refused = [r for r in results if r.refused]
+    for r in refused:
+        held = ""
+        if r.remote.endswith("/"):
+            held = f" ({r.files} file{'s' * (r.files != 1)}, {r.size:,} bytes)" if r.files else ""
+        print(f"skipped {r.remote}{held}: {r.refused}", file=sys.stderr)
+    return len(refused)
+
+
+_LEFT_OUT = {
+    "hidden": ("hidden entr{y}", "files serve --show-hidden shares them"),
+    "outside": ("link{s} leading outside the shared folder", ""),
+    "broken": ("broken link{s}", ""),
+    "special": ("device{s}, FIFO{s} or socket{s}", ""),
+    "names": ("name{s} its naming rules refuse", ""),
+}
+
+
+def _say_left_out(left_out: dict[str, int], *, asked_hidden: bool = False) -> None:
+    """Say what the server left out of the folders it listed, by why (one line)."""
+    said = []
+    for why, count in left_out.items():
+        what, hint = _LEFT_OUT.get(why, ("other entr{y}", ""))
+        if why == "hidden" and asked_hidden:
+            hint = "--hidden cannot fetch them: the server needs files serve --show-hidden"
+        plural = count != 1
+        what = what.format(s="s" * plural, y="ies" if plural else "y")
+        said.append(f"{count} {what}" + (f" ({hint})" if hint else ""))
+    if said:
+        print(f"the server left out {', '.join(said)}", file=sys.stderr)
 
 
 def put(args: argparse.Namespace) -> int:
@@ -200,18 +255,24 @@ def put(args: argparse.Namespace) -> int:
         with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
             for path in locals_:
                 results += client.put(
-                    path, remote_dir, on_progress=progress.update, on_total=progress.total
+                    path,
+                    remote_dir,
+                    hidden=args.hidden,
+                    on_progress=progress.update,
+                    on_total=progress.total,
                 )
     finally:
         progress.close()
+    refused = _say_refused(results)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
     elif not args.quiet:
         sent = sum(r.received for r in results)
         took = max(time.monotonic() - started, 1e-9)
         print(
-            f"{len(results)} file(s), {sent:,} bytes sent in {took:.2f} s, "
-            "all verified by the server",
+            f"{len(results) - refused} file(s), {sent:,} bytes sent in {took:.2f} s, "
+            "all verified by the server"
+            + (f"; {refused} name(s) skipped (see above)" if refused else ""),
             file=sys.stderr,
         )
-    return ExitCode.OK
+    return ExitCode.FILE if refused else ExitCode.OK

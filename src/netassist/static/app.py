@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
-from netassist.paths import PathRefused, resolve_real
+from netassist.paths import PathRefused, has_encoded_separator, resolve_child, resolve_real
 from netassist.static import listing
 from netassist.static.cache import CachedFile, SmallFileCache, stat_key
 from netassist.static.conditional import (
@@ -32,7 +32,6 @@ from netassist.static.types import check_charset, content_type, is_textual
 BLOCK = 1 << 20
 SMALL_FILE = 64 * 1024  # read whole and sent with the head; larger files stream
 GZIP_LIMIT = 4 << 20  # on-the-fly gzip only for text files smaller than this
-_ENCODED_SEPARATORS = ("%2f", "%5c")
 HOT_PATHS = 4096
 
 
@@ -135,10 +134,8 @@ class StaticFiles:
                 "405 Method Not Allowed", "only GET and HEAD", [("Allow", "GET, HEAD")]
             )
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-        if "%" in raw:
-            raw_path = raw.partition("?")[0].lower()
-            if any(sep in raw_path for sep in _ENCODED_SEPARATORS):
-                return self._not_found()
+        if has_encoded_separator(raw.partition("?")[0]):
+            return self._not_found()
         try:
             path_info = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
             real, st = resolve_real(
@@ -150,7 +147,6 @@ class StaticFiles:
         except (PathRefused, UnicodeError):
             return self._not_found()
         if stat.S_ISDIR(st.st_mode):
-            target = Path(real)
             if not path_info.endswith("/"):
                 location = quote((environ.get("SCRIPT_NAME", "") + path_info).encode("utf-8")) + "/"
                 query = environ.get("QUERY_STRING")
@@ -159,12 +155,12 @@ class StaticFiles:
                 return _Response(
                     "301 Moved Permanently", [("Location", location), ("Content-Length", "0")], []
                 )
-            index = target / self.index
-            if index.is_file():
-                return self._file(environ, str(index))
+            index = self._entry(real, self.index)
+            if index is not None and stat.S_ISREG(index[1].st_mode):
+                return self._file(environ, index[0])
             if not self.listing:
                 return self._not_found()
-            return self._listing(environ, target, path_info)
+            return self._listing(environ, real, path_info)
         cached = self._cache.get(real, st)
         if cached is not None:
             if len(self._hot) >= HOT_PATHS:
@@ -188,9 +184,12 @@ class StaticFiles:
         headers += [("X-Content-Type-Options", "nosniff"), *(extra or [])]
         return _Response(status, headers, [body])
 
-    def _listing(self, environ: dict, folder: Path, url_path: str) -> _Response:
+    def _listing(self, environ: dict, folder: str, url_path: str) -> _Response:
         items = listing.entries(
-            folder, self.root, show_hidden=self.show_hidden, follow_symlinks=self.follow_symlinks
+            folder,
+            self._real_root,
+            show_hidden=self.show_hidden,
+            follow_symlinks=self.follow_symlinks,
         )
         accept = environ.get("HTTP_ACCEPT", "")
         if "application/json" in accept and "text/html" not in accept:
@@ -206,17 +205,28 @@ class StaticFiles:
         ]
         return _Response("200 OK", headers, [body])
 
-    @staticmethod
-    def _siblings(path: str) -> dict[str, str]:
+    def _entry(self, folder: str, name: str) -> tuple[str, os.stat_result] | None:
+        """``name`` inside the real ``folder`` as a request for it would resolve (its real
+        path and stat), or None: an index or a sibling is held to the same rules."""
+        try:
+            return resolve_child(
+                self._real_root,
+                folder,
+                name,
+                show_hidden=self.show_hidden,
+                follow_symlinks=self.follow_symlinks,
+            )
+        except PathRefused:
+            return None
+
+    def _siblings(self, path: str) -> dict[str, str]:
         """The precompressed siblings of a file: encoding -> path (``.br``, ``.gz``)."""
         found = {}
+        folder, name = os.path.split(path)
         for encoding, suffix in (("br", ".br"), ("gzip", ".gz")):
-            sibling = path + suffix
-            try:
-                if stat.S_ISREG(os.stat(sibling).st_mode):
-                    found[encoding] = sibling
-            except OSError:
-                continue
+            sibling = self._entry(folder, name + suffix)
+            if sibling is not None and stat.S_ISREG(sibling[1].st_mode):
+                found[encoding] = sibling[0]
         return found
 
     def _hot_response(self, environ: dict, real: str) -> _Response | None:

@@ -1,20 +1,21 @@
 """A folder's listing as a small, clean HTML page or as JSON.
 
 Names are HTML-escaped for display and percent-quoted (UTF-8) for links, so spaces, ``#``,
-``?``, ``%`` and Chinese names work; nothing a request could not open is listed.
+``?``, ``%``, ``\\`` and Chinese names work; the listing holds exactly the names a request
+can open (one resolver decides both).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import stat
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
-from netassist.paths import PathRefused, check_segment
+from netassist.paths import PathRefused, resolve_child
 
 STYLE = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI","PingFang SC","Noto Sans CJK SC",sans-serif;
@@ -51,27 +52,25 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-def entries(folder: Path, root: Path, *, show_hidden: bool, follow_symlinks: bool) -> list[Entry]:
-    """What may be listed in ``folder``: folders first, then files, each sorted by name."""
+def entries(
+    folder: str, real_root: str, *, show_hidden: bool, follow_symlinks: bool
+) -> list[Entry]:
+    """What may be listed in ``folder`` (a real folder inside the real ``real_root``): each
+    name a request for it would be answered for, folders first, then files, each sorted."""
     listed = []
-    real_root = root.resolve()
     try:
-        children = list(folder.iterdir())
+        names = os.listdir(folder)
     except OSError:
         return []
-    for child in children:
+    for name in names:
         try:
-            check_segment(child.name, show_hidden=show_hidden)
-            real = child.resolve(strict=True)
-            if not follow_symlinks and real != real_root and real_root not in real.parents:
-                continue
-            st = real.stat()
-        except (PathRefused, OSError, RuntimeError):
+            _, st = resolve_child(
+                real_root, folder, name, show_hidden=show_hidden, follow_symlinks=follow_symlinks
+            )
+        except PathRefused:
             continue
-        if stat.S_ISDIR(st.st_mode):
-            listed.append(Entry(child.name, True, 0, st.st_mtime))
-        elif stat.S_ISREG(st.st_mode):
-            listed.append(Entry(child.name, False, st.st_size, st.st_mtime))
+        is_dir = stat.S_ISDIR(st.st_mode)
+        listed.append(Entry(name, is_dir, 0 if is_dir else st.st_size, st.st_mtime))
     listed.sort(key=lambda e: (not e.is_dir, e.name.casefold(), e.name))
     return listed
 

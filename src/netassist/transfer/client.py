@@ -1,5 +1,11 @@
 """The file-transfer client: it writes only what it asked for, inside its target folder,
-and only after the SHA-256 the server announced matches what arrived."""
+and only after the SHA-256 the server announced matches what arrived.
+
+Names are judged before anything is made or sent. A name built to escape (``..``, an
+absolute path, a drive) ends the job; a name this system's file system cannot hold (``aux.c``
+on Windows), a hidden name nobody asked for, or a name the server could not hold is skipped,
+and the skip is a :class:`Result` with ``refused`` saying why, so nothing goes silently.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,14 @@ import hashlib
 import itertools
 import os
 import ssl
-from collections import deque
+import stat
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from stat import S_ISREG
 
+from netassist import paths
 from netassist.errors import ExitCode, NetassistError, explain
-from netassist.paths import PathRefused, check_relative, relative_parts
+from netassist.paths import CANNOT_HOLD, PathRefused, check_segment, enter_folder, relative_parts
 from netassist.transfer import protocol as p
 from netassist.transfer.digest import prefix_digest
 from netassist.transfer.stream import StreamCut, receive_stream
@@ -37,7 +44,11 @@ class TransferError(NetassistError):
 
 @dataclass
 class Result:
-    """One file that was fetched (or skipped)."""
+    """One file that was fetched or sent, or one name that was skipped.
+
+    ``skipped`` with an empty ``refused``: the file exists here already (``--force``
+    replaces it). ``refused`` says why a name was skipped instead (a name ending in ``/`` is
+    a folder, skipped with its ``files`` files); a name that is not UTF-8 is shown escaped."""
 
     remote: str
     local: str
@@ -46,6 +57,34 @@ class Result:
     resumed_from: int
     sha256: str
     skipped: bool = False
+    refused: str = ""
+    files: int = 1
+
+
+class _Skips:
+    """Names skipped while a job is planned, gathered per skipped name (a skipped folder
+    once, with its files counted), in the order met."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, Result] = {}
+
+    def add(self, name: str, reason: str, size: int = 0, files: int = 1) -> None:
+        """Skip ``name`` (``/``-terminated for a folder) for ``reason``."""
+        known = self._found.get(name)
+        if known is None:
+            self._found[name] = Result(shown(name), "", size, 0, 0, "", True, reason, files)
+        else:
+            known.size += size
+            known.files += files
+
+    def results(self) -> list[Result]:
+        """One Result per skipped name."""
+        return list(self._found.values())
+
+
+def _size(item: dict) -> int:
+    size = item.get("size")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else 0
 
 
 def client_tls(ca_file: str | None = None) -> ssl.SSLContext:
@@ -72,8 +111,13 @@ class Client:
         token: str | None = None,
         timeout: float = 30.0,
         tls: ssl.SSLContext | None = None,
+        system: str | None = None,
     ):
         self.peer = format_address((host, port))
+        # Whose names this side can hold: this system's, asked now (a parameter for tests).
+        self.system = system or paths.local_system()
+        # Counts of what servers left out of folders this client listed or fetched, by why.
+        self.left_out: Counter[str] = Counter()
         self.sock = connect_tcp(host, port, timeout)
         self.sock.settimeout(timeout)
         if tls is not None:
@@ -102,6 +146,11 @@ class Client:
             answer = self._frame()
             if answer.type is not p.FrameType.HELLO:
                 raise TransferError(f"{self.peer} did not greet us as a netassist file server")
+            # The names the server takes: a server that does not say is held to Windows'
+            # rules and no hidden names, as every netassist server was before it said.
+            names = answer.body.get("names")
+            self.server_system = names if names in (paths.POSIX, paths.WINDOWS) else paths.WINDOWS
+            self.server_hidden = answer.body.get("hidden") is True
         except BaseException:
             self.sock.close()
             raise
@@ -158,15 +207,36 @@ class Client:
         return self._frame()
 
     def ls(self, path: str = "") -> list[dict]:
-        """The entries of a remote folder (or the one entry of a file)."""
-        return self._ls(path)[1]
+        """The entries of a remote folder (or the one entry of a file); what the server left
+        out of it is added to :attr:`left_out`."""
+        _, entries, body = self._ls(path)
+        self._note_left_out(body)
+        return entries
 
-    def _ls(self, path: str) -> tuple[str, list[dict]]:
+    def _ls(self, path: str) -> tuple[str, list[dict], dict]:
         body = self.request("ls", path).body
         entries, kind = body.get("entries"), body.get("type")
         if not isinstance(entries, list) or kind not in ("file", "directory"):
             raise TransferError(f"{self.peer} answered ls with no entries")
-        return kind, entries
+        return kind, entries, body
+
+    def _note_left_out(self, body: dict) -> None:
+        """Add up what the server says it left out of a folder (``left_out``: counts)."""
+        left_out = body.get("left_out")
+        if isinstance(left_out, dict):
+            for why, count in left_out.items():
+                if isinstance(why, str) and isinstance(count, int) and count > 0:
+                    self.left_out[why] += count
+
+    def _remote(self, remote: str) -> tuple[str, ...]:
+        """The segments of a remote name the user gave, checked by the server's rules."""
+        remote = remote.strip("/")
+        try:
+            return relative_parts(remote, system=self.server_system) if remote else ()
+        except PathRefused as exc:
+            raise NetassistError(
+                f"bad remote name {shown(remote)!r}: {exc}", ExitCode.USAGE
+            ) from None
 
     def get(
         self,
@@ -174,66 +244,84 @@ class Client:
         out_dir: str,
         *,
         force: bool = False,
+        hidden: bool = False,
         on_progress: Callable[[str, int, int], None] | None = None,
         on_total: Callable[[int], None] | None = None,
     ) -> list[Result]:
-        """Fetch a remote file or folder into ``out_dir``; returns one Result per file.
+        """Fetch a remote file or folder into ``out_dir``; returns one Result per file, and
+        one per name skipped (``refused``): a name this system cannot hold, or a hidden name
+        inside the folder unless ``hidden`` (asking for a hidden name by name is asking).
 
         ``on_total(bytes)`` hears the size of the whole job once it is known;
         ``on_progress(remote, done, size)`` follows each file as it arrives."""
+        wanted = self._remote(remote)
+        answer_path = "/".join(wanted)
+        kind, entries, _ = self._ls(answer_path)
         try:
-            wanted = check_relative(remote.strip("/")) if remote.strip("/") else None
-        except PathRefused as exc:
-            raise NetassistError(
-                f"bad remote name {shown(remote)!r}: {exc}", ExitCode.USAGE
-            ) from None
-        os.makedirs(out_dir, exist_ok=True)
-        answer_path = str(wanted) if wanted else ""
-        kind, entries = self._ls(answer_path)
-        if kind == "file" and wanted is not None:
-            if on_total is not None and entries and isinstance(entries[0].get("size"), int):
-                on_total(entries[0]["size"])
-            local = self._target(out_dir, wanted.name)
+            os.makedirs(out_dir, exist_ok=True)  # -o itself is the user's own choice
+        except OSError as exc:
+            raise explain(exc, f"creating {out_dir}") from None
+        real_out = os.path.realpath(out_dir)
+        folders: dict[tuple[str, ...], tuple[str, bool]] = {(): (out_dir, False)}
+        if kind == "file" and wanted:
+            if on_total is not None and entries:
+                on_total(_size(entries[0]) if isinstance(entries[0], dict) else 0)
+            skips = _Skips()
+            if self._skipped(wanted[-1:], 1, wanted, False, skips):
+                return skips.results()
+            local = os.path.join(out_dir, wanted[-1])
             return [self.get_file(answer_path, local, force=force, on_progress=on_progress)]
         frame = self.request("get", answer_path)
-        files = frame.body.get("files")
+        files, listed = frame.body.get("files"), frame.body.get("folders")
         if frame.type is not p.FrameType.REPLY or not isinstance(files, list):
             raise TransferError(f"{self.peer} answered get with neither a file nor a folder")
+        self._note_left_out(frame.body)
+        base = wanted[-1:]  # the folder arrives under its own name (asked for: not judged hidden)
+        # Every name is judged before anything is made: a lying server stops the job here.
+        skips = _Skips()
+        wanted_files = []
+        for item in files:
+            segments = self._offered(item.get("path") if isinstance(item, dict) else None, "file")
+            parts, named = (*base, *segments), (*wanted, *segments)
+            if not self._skipped(parts, len(base), named, hidden, skips, size=_size(item)):
+                wanted_files.append((segments, parts))
+        wanted_folders = []
+        for name in listed if isinstance(listed, list) else []:
+            segments = self._offered(name, "folder")
+            parts, named = (*base, *segments), (*wanted, *segments)
+            if not self._skipped(parts, len(base), named, hidden, skips, folder=True):
+                wanted_folders.append(parts)
         if on_total is not None:
             on_total(
-                sum(
-                    f.get("size", 0)
-                    for f in files
-                    if isinstance(f, dict) and isinstance(f.get("size"), int)
-                )
+                sum(_size(f) for f in files if isinstance(f, dict))
+                - sum(r.size for r in skips.results())
             )
-        base = wanted.name if wanted else ""
-        results = []
+        results = skips.results()
         plan: list[tuple[str, str, bool]] = []
-        # Folder -> whether this job made it: nothing can be waiting in a folder that did not
-        # exist, so its files need no look for an existing file or a .part to resume.
-        checked: dict[str, bool] = {}
-        for item in files:
-            name = item.get("path") if isinstance(item, dict) else None
-            segments = self._offered(name, "file")
-            parts = (base, *segments) if base else segments
-            folder = self._folder(out_dir, parts[:-1], name, checked)
+        for segments, parts in wanted_files:
+            # A folder this job made holds nothing yet: its files need no look for an
+            # existing file or a .part to resume.
+            folder, fresh = self._folder(real_out, out_dir, parts[:-1], folders)
             local = os.path.join(folder, parts[-1])
-            remote_name = "/".join((answer_path, *segments) if answer_path else segments)
-            if not checked[folder] and os.path.exists(local) and not force:
+            remote_name = "/".join((*wanted, *segments))
+            if not fresh and os.path.exists(local) and not force:
                 results.append(
                     Result(remote_name, local, os.path.getsize(local), 0, 0, "", skipped=True)
                 )
             else:
-                plan.append((remote_name, local, checked[folder]))
-        # Folders, empty ones included (a server older than this sends none).
-        folders = frame.body.get("folders")
-        for name in folders if isinstance(folders, list) else []:
-            parts = self._offered(name, "folder")
-            self._folder(out_dir, (base, *parts) if base else parts, name, checked)
+                plan.append((remote_name, local, fresh))
+        for parts in wanted_folders:  # empty ones too (a server older than this sends none)
+            self._folder(real_out, out_dir, parts, folders)
+        return results + self._fetch(plan, force, on_progress)
+
+    def _fetch(
+        self, plan: list[tuple[str, str, bool]], force: bool, on_progress: Callable | None
+    ) -> list[Result]:
+        """Fetch each (remote name, local path, folder made by this job) of ``plan``."""
         # Several requests in flight: the server answers in order, and a folder of small
         # files no longer costs one round trip per file. They go out in batches of half the
         # window, one send each.
+        results = []
         pending: deque[tuple[str, str, int]] = deque()
         queued = iter(plan)
         while True:
@@ -253,17 +341,56 @@ class Client:
             results.append(self._receive(frame, remote_name, local, force, held, on_progress))
 
     def _offered(self, name: object, kind: str) -> tuple[str, ...]:
-        """The checked segments of a ``kind`` ("file" or "folder") name the server listed."""
+        """The segments of a ``kind`` ("file" or "folder") name the server listed; a name
+        built to escape (``..``, absolute, a drive, NUL, an encoded slash) ends the job, as
+        only a lying server sends one. Rules every system keeps are POSIX's; this system's
+        own and hidden names are judged after (:meth:`_skipped`)."""
         if not isinstance(name, str):
             raise TransferError(f"{self.peer} listed a {kind} without a name")
         try:
-            return relative_parts(name)
+            return relative_parts(name, system=paths.POSIX)
         except PathRefused as exc:
+            if exc.reason in CANNOT_HOLD:  # too long for a file system: not a lie
+                return tuple(part for part in name.split("/") if part)  # _skipped skips it
             what = "name" if kind == "file" else f"{kind} name"
             raise TransferError(
                 f"{self.peer} offered a dangerous {what} {shown(name)!r}: {exc}; "
-                "nothing written for it"
+                "nothing was written"
             ) from None
+
+    def _skipped(
+        self,
+        parts: tuple[str, ...],
+        offered_from: int,
+        remote: tuple[str, ...],
+        hidden: bool,
+        skips: _Skips,
+        *,
+        size: int = 0,
+        folder: bool = False,
+    ) -> bool:
+        """Whether local ``parts`` (a file of ``size`` bytes, or a ``folder``) must be
+        skipped, noted in ``skips`` under the remote name up to the part at fault: a part
+        this system cannot hold, or a hidden part from ``offered_from`` on (what the server
+        chose) unless ``hidden``."""
+        if len("/".join(parts)) > paths.MAX_PATH_LENGTH:
+            why = "a path over 4096 characters; this system cannot hold it"
+            skips.add("/".join(remote) + ("/" if folder else ""), why, size, 0 if folder else 1)
+            return True
+        for depth, part in enumerate(parts):
+            try:
+                check_segment(part, show_hidden=True, system=self.system)
+            except PathRefused as exc:
+                why = f"{exc}; this system cannot hold that name"
+            else:
+                if depth < offered_from or hidden or part[0] != ".":
+                    continue
+                why = "a hidden name the server offered (--hidden fetches hidden names)"
+            below = depth - len(parts) + len(remote)
+            name = "/".join(remote[: below + 1]) + ("/" if folder or depth < len(parts) - 1 else "")
+            skips.add(name, why, size, 0 if folder else 1)
+            return True
+        return False
 
     def get_file(
         self,
@@ -297,29 +424,86 @@ class Client:
         local: str,
         remote_dir: str = "",
         *,
+        hidden: bool = False,
         on_progress: Callable[[str, int, int], None] | None = None,
         on_total: Callable[[int], None] | None = None,
     ) -> list[Result]:
         """Send a local file, or a folder with everything in it, into ``remote_dir``.
 
+        Every name is judged before the first byte goes out, by the rules the server
+        announced: a name it could not hold, a hidden name inside the folder (unless
+        ``hidden``, and the server takes hidden names), a name that is not UTF-8 or anything
+        but a regular file is skipped, and comes back as a Result with ``refused``.
         ``on_total`` and ``on_progress`` are called as for :meth:`get`."""
         local = os.path.abspath(local)
         base = os.path.basename(local.rstrip(os.sep))
-        if not os.path.isdir(local):
-            if on_total is not None:
-                on_total(os.path.getsize(local))
-            remote = "/".join(x for x in (remote_dir.strip("/"), base) if x)
-            return [self.put_file(local, remote, on_progress=on_progress)]
-        plan = []
-        for folder, dirs, files in os.walk(local):
-            dirs.sort()
-            for name in sorted(files):
-                path = os.path.join(folder, name)
-                relative = os.path.relpath(path, os.path.dirname(local)).replace(os.sep, "/")
-                plan.append((path, "/".join(x for x in (remote_dir.strip("/"), relative) if x)))
+        into = self._remote(remote_dir)
+        skips = _Skips()
+        plan: list[tuple[str, str]] = []
+        is_folder = os.path.isdir(local)
+        # What the user named is judged too, except for being hidden: naming it is asking.
+        if self._unsendable(local, (base,), True, skips, folder=is_folder):
+            pass
+        elif not is_folder:
+            plan.append((local, "/".join((*into, base))))
+        else:
+            for folder, dirs, files in os.walk(local):
+                dirs.sort()
+                above = tuple(os.path.relpath(folder, os.path.dirname(local)).split(os.sep))
+                for name in list(dirs):
+                    path = os.path.join(folder, name)
+                    if self._unsendable(path, (*above, name), hidden, skips, folder=True):
+                        dirs.remove(name)  # named once, with what it holds
+                for name in sorted(files):
+                    path = os.path.join(folder, name)
+                    if not self._unsendable(path, (*above, name), hidden, skips):
+                        plan.append((path, "/".join((*into, *above, name))))
         if on_total is not None:
             on_total(sum(os.path.getsize(path) for path, _ in plan))
-        return [self.put_file(path, remote, on_progress=on_progress) for path, remote in plan]
+        sent = [self.put_file(path, remote, on_progress=on_progress) for path, remote in plan]
+        return skips.results() + sent
+
+    def _unsendable(
+        self, path: str, parts: tuple[str, ...], hidden: bool, skips: _Skips, *, folder=False
+    ) -> bool:
+        """Whether the local ``path``, sent as ``parts`` (the folders above it were judged
+        on the way down), is skipped, and noted in ``skips``: a name the server could not
+        hold; a hidden name, without ``hidden`` or a server that takes hidden names; a file
+        that is not a regular one; a link to a folder."""
+        try:
+            # By the server's own rules, its hidden rule included (``%2ename`` is hidden too).
+            check_segment(
+                parts[-1], show_hidden=hidden and self.server_hidden, system=self.server_system
+            )
+            why = ""
+        except PathRefused as exc:
+            if exc.reason is paths.Reason.HIDDEN and not hidden:
+                why = "a hidden name (--hidden sends hidden names)"
+            elif exc.reason is paths.Reason.HIDDEN:
+                why = "the server takes no hidden names (it needs files serve --show-hidden)"
+            elif exc.reason is paths.Reason.NOT_UTF8:
+                why = "not valid UTF-8: names travel as UTF-8"
+            else:
+                why = f"{exc}; the server cannot hold that name"
+        if not why:
+            try:
+                st = os.stat(path)
+            except OSError:
+                why = "a broken link"
+            else:
+                if folder and os.path.islink(path):
+                    why = "a link to a folder (not followed)"
+                elif not folder and not stat.S_ISREG(st.st_mode):
+                    why = "not a regular file"
+        if not why:
+            return False
+        shown_as = "/".join(parts) + ("/" if folder else "")
+        if not folder:
+            count, size = 1, _regular_size(path)
+        else:  # what a skipped folder holds (not what a link to one leads to)
+            count, size = (0, 0) if os.path.islink(path) else _count_files(path)
+        skips.add(shown_as, why, size, count)
+        return True
 
     def put_file(
         self,
@@ -330,12 +514,7 @@ class Client:
     ) -> Result:
         """Send one file to the remote name ``remote`` (resuming a partial upload);
         ``on_progress(remote, done, size)`` follows it."""
-        try:
-            check_relative(remote)
-        except PathRefused as exc:
-            raise NetassistError(
-                f"bad remote name {shown(remote)!r}: {exc}", ExitCode.USAGE
-            ) from None
+        self._remote(remote)
         try:
             handle = open(local, "rb")  # noqa: SIM115
         except OSError as exc:
@@ -388,35 +567,33 @@ class Client:
         request = {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix}
         return p.encode(p.FrameType.REQUEST, request), held
 
-    def _target(self, out_dir: str, relative: str) -> str:
-        """The local path for ``relative``, made sure to stay inside ``out_dir``, even
-        through links that already exist there."""
-        parts = relative_parts(relative)
-        return os.path.join(self._folder(out_dir, parts[:-1], relative, None), parts[-1])
-
     def _folder(
-        self, out_dir: str, parts: tuple[str, ...], named: str, checked: dict[str, bool] | None
-    ) -> str:
-        """The local folder ``parts`` below ``out_dir``, created where missing and made
-        sure to stay inside it; ``named`` is the remote name it is for (for the error).
-        ``checked`` records each folder once, with whether this call made it."""
-        folder = os.path.join(out_dir, *parts)
-        if checked is not None and folder in checked:
-            return folder
-        made = not os.path.lexists(folder)
+        self,
+        real_out: str,
+        out_dir: str,
+        parts: tuple[str, ...],
+        made: dict[tuple[str, ...], tuple[str, bool]],
+    ) -> tuple[str, bool]:
+        """The local folder ``parts`` below ``out_dir`` and whether this job made it: each
+        part is checked to lie inside ``-o`` (through links that exist there) before the
+        next one is made. ``made`` remembers the folders met so far."""
+        known = made.get(parts)
+        if known is not None:
+            return known
+        parent, _ = self._folder(real_out, out_dir, parts[:-1], made)
+        named = "/".join(parts)
         try:
-            os.makedirs(folder, exist_ok=True)
+            made[parts] = enter_folder(real_out, parent, parts[-1])
+        except PathRefused as exc:
+            if exc.reason is paths.Reason.OUTSIDE:
+                why = f"{shown(named)!r} would be written outside {out_dir} (through a link)"
+            else:
+                what = "a broken link" if exc.reason is paths.Reason.MISSING else "not a folder"
+                why = f"cannot make the folder {shown(named)!r}: in {out_dir} it is {what}"
+            raise TransferError(f"{why}; refused, nothing made there", ExitCode.FILE) from None
         except OSError as exc:
-            raise explain(exc, f"creating {folder}") from None
-        real_out = os.path.realpath(out_dir)
-        real = os.path.realpath(folder)
-        if real != real_out and not real.startswith(real_out + os.sep):
-            raise TransferError(
-                f"{shown(named)!r} would be written outside {out_dir} (through a link); refused"
-            )
-        if checked is not None:
-            checked[folder] = made
-        return folder
+            raise explain(exc, f"creating {os.path.join(parent, parts[-1])}") from None
+        return made[parts]
 
     def _receive(
         self,
@@ -545,7 +722,16 @@ def _regular_size(path: str) -> int:
         st = os.lstat(path)
     except OSError:
         return 0
-    return st.st_size if S_ISREG(st.st_mode) else 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def _count_files(folder: str) -> tuple[int, int]:
+    """How many files a local folder holds, and their bytes (links are not followed)."""
+    count = size = 0
+    for where, _, files in os.walk(folder):
+        count += len(files)
+        size += sum(_regular_size(os.path.join(where, name)) for name in files)
+    return count, size
 
 
 def _hash_file(path: str) -> str:

@@ -11,13 +11,16 @@ import socket
 import ssl
 import stat
 import threading
+from collections import Counter
 from collections.abc import Iterator
 
+from netassist import paths
 from netassist.corking import corked
-from netassist.paths import PathRefused, check_segment, resolve_real, split_path
+from netassist.paths import PathRefused, Reason, make_folders, resolve_child, resolve_real
 from netassist.transfer import protocol as p
 from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, prefix_digest
 from netassist.transfer.stream import StreamCut, receive_stream
+from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import format_address, listen_tcp
 
 log = logging.getLogger("netassist.files")
@@ -25,6 +28,15 @@ SEND_BLOCK = 1 << 20
 SMALL_SEND = 64 << 10  # up to this, a file with a known digest goes out with one send
 HOLD_LIMIT = 256 << 10  # answers held for one send are sent once they reach this
 MAX_LISTED_FILES = 100_000
+PART_SUFFIX = ".netassist-part"  # an upload in progress is ".NAME.netassist-part"
+# What a listing says it left out, by the rule that left each entry out.
+_LEFT_OUT = {
+    Reason.HIDDEN: "hidden",
+    Reason.HIDDEN_BEHIND_LINK: "hidden",
+    Reason.OUTSIDE: "outside",
+    Reason.SPECIAL: "special",
+    Reason.MISSING: "broken",
+}
 
 
 class DigestCache:
@@ -62,8 +74,14 @@ class FileServer:
         allow_upload: bool = False,
         max_upload: int | None = None,
         tls: ssl.SSLContext | None = None,
+        show_hidden: bool = False,
+        system: str | None = None,
     ) -> None:
         self.tls = tls
+        # The names it shares and takes: hidden ones only when asked, and those the file
+        # system of ``system`` (by default this one's) can hold. Both are told to clients.
+        self.show_hidden = show_hidden
+        self.system = system or paths.local_system()
         self.allow_upload = allow_upload
         self.max_upload = max_upload
         self.root = os.path.realpath(root)
@@ -79,6 +97,19 @@ class FileServer:
     def address(self) -> str:
         """The listening address, ``host:port``."""
         return format_address(self.sock.getsockname())
+
+    def segments(self, path: str) -> list[str]:
+        """The checked segments of a client's ``path`` under this server's naming rules."""
+        segments = paths.split_path(path, show_hidden=self.show_hidden, system=self.system)
+        if self.show_hidden and any(_is_part(segment) for segment in segments):
+            raise PathRefused(Reason.HIDDEN)  # an upload in progress is never anyone's name
+        return segments
+
+    def resolve(self, path: str) -> tuple[str, os.stat_result]:
+        """The real path and stat of the file or folder a client's ``path`` names."""
+        if self.show_hidden:  # otherwise the resolver's hidden rule covers upload names
+            self.segments(path)
+        return resolve_real(self.root, path, show_hidden=self.show_hidden, system=self.system)
 
     def serve(self) -> None:
         """Accept clients until :meth:`stop`."""
@@ -213,7 +244,13 @@ class Session:
         self._send(
             p.encode(
                 p.FrameType.HELLO,
-                {"version": p.VERSION, "server": "netassist", "upload": self.server.allow_upload},
+                {
+                    "version": p.VERSION,
+                    "server": "netassist",
+                    "upload": self.server.allow_upload,
+                    "hidden": self.server.show_hidden,
+                    "names": self.server.system,
+                },
             )
         )
         while (frame := self.read_frame()) is not None:
@@ -234,7 +271,9 @@ class Session:
                     self._send(p.error(p.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}"))
             except PathRefused:
                 # Not found and refused look the same: a refusal must not reveal what exists.
-                self._send(p.error(p.ErrorCode.NOT_FOUND, f"no such file or folder: {path}"))
+                # (Escaped: a path that is not UTF-8 cannot go back as it came.)
+                message = f"no such file or folder: {escape_text(path)}"
+                self._send(p.error(p.ErrorCode.NOT_FOUND, message))
 
     def put(self, path: str, body: dict) -> None:
         """Receive a file into ``path``: never over an existing one, resumable, verified."""
@@ -260,16 +299,16 @@ class Session:
                 p.error(p.ErrorCode.TOO_LARGE, f"files above {server.max_upload} bytes are refused")
             )
             return
-        segments = split_path(path)
+        segments = server.segments(path)
         if not segments:
-            raise PathRefused("no name")
-        folder = _make_folders(server.root, segments[:-1])
+            raise PathRefused(Reason.EMPTY)
+        folder = make_folders(server.root, segments[:-1], show_hidden=server.show_hidden)
         target = os.path.join(folder, segments[-1])
         if os.path.lexists(target):
             self._send(p.error(p.ErrorCode.EXISTS, f"{path} exists on the server"))
             return
         # A hidden name: the resolver never serves a half-received upload to anyone.
-        part = os.path.join(folder, f".{segments[-1]}.netassist-part")
+        part = os.path.join(folder, f".{segments[-1]}{PART_SUFFIX}")
         try:
             # O_NOFOLLOW: a link planted under the .part name would lead the upload anywhere.
             fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
@@ -313,27 +352,38 @@ class Session:
             raise p.ProtocolError("the client left in the middle of an upload") from None
 
     def ls(self, path: str) -> None:
-        real, st = resolve_real(self.server.root, path)
+        real, st = self.server.resolve(path)
+        left_out: Counter[str] = Counter()
         if not stat.S_ISDIR(st.st_mode):
             entries = [_entry(os.path.basename(real), st)]
         else:
-            entries = [_entry(name, child) for name, child in _children(real, self.server.root)]
+            entries = [
+                _entry(name, child) for name, child in _children(real, self.server, left_out)
+            ]
         kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
-        self._send(p.encode(p.FrameType.REPLY, {"path": path, "type": kind, "entries": entries}))
+        reply = {"path": path, "type": kind, "entries": entries, "left_out": left_out}
+        self._send(p.encode(p.FrameType.REPLY, reply))
 
     def get(self, path: str, body: dict) -> None:
-        real, st = resolve_real(self.server.root, path)
+        real, st = self.server.resolve(path)
         if stat.S_ISDIR(st.st_mode):
             files = []
             folders: list[str] = []
-            for relative, child in _walk(real, self.server.root, folders=folders):
+            left_out: Counter[str] = Counter()
+            for relative, child in _walk(real, self.server, folders=folders, left_out=left_out):
                 files.append(
                     {"path": relative, "size": child.st_size, "mtime_ns": child.st_mtime_ns}
                 )
                 if len(files) > MAX_LISTED_FILES:
                     self._send(p.error(p.ErrorCode.TOO_LARGE, "folder has too many files"))
                     return
-            reply = {"path": path, "type": "directory", "files": files, "folders": folders}
+            reply = {
+                "path": path,
+                "type": "directory",
+                "files": files,
+                "folders": folders,
+                "left_out": left_out,
+            }
             self._send(p.encode(p.FrameType.REPLY, reply))
             return
         offset = body.get("offset", 0)
@@ -462,21 +512,6 @@ def _changed_since(fd: int, st: os.stat_result) -> bool:
     return (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns)
 
 
-def _make_folders(root: str, segments: list[str]) -> str:
-    """The real folder ``segments`` name below ``root``, created where missing; an existing
-    part must be a folder inside the root (the resolver's rules)."""
-    current = root
-    for depth in range(len(segments)):
-        candidate = os.path.join(current, segments[depth])
-        if not os.path.lexists(candidate):
-            os.mkdir(candidate)
-        real, st = resolve_real(root, "/".join(segments[: depth + 1]))
-        if not stat.S_ISDIR(st.st_mode):
-            raise PathRefused("not a folder")
-        current = real
-    return current
-
-
 def _entry(name: str, st: os.stat_result) -> dict:
     return {
         "name": name,
@@ -486,9 +521,12 @@ def _entry(name: str, st: os.stat_result) -> dict:
     }
 
 
-def _children(folder: str, root: str) -> Iterator[tuple[str, os.stat_result]]:
+def _children(
+    folder: str, server: FileServer, left_out: Counter[str]
+) -> Iterator[tuple[str, os.stat_result]]:
     """The entries of ``folder`` (a folder the resolver let through) a client may touch,
-    sorted, folders first."""
+    sorted, folders first: each one a request for it would be answered for. What is left
+    out is counted in ``left_out`` by why (hidden, a link outside, a device...)."""
     found = []
     try:
         names = os.listdir(folder)
@@ -496,36 +534,42 @@ def _children(folder: str, root: str) -> Iterator[tuple[str, os.stat_result]]:
         return iter(())
     for name in names:
         try:
-            check_segment(name)
-            path = os.path.join(folder, name)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                # Only a link can lead elsewhere: the resolver decides where it may go.
-                relative = os.path.relpath(path, root)
-                _, st = resolve_real(root, relative.replace(os.sep, "/"))
-            elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-                continue  # devices, FIFOs and sockets are never offered
-        except (PathRefused, OSError):
+            if _is_part(name):
+                raise PathRefused(Reason.HIDDEN)
+            _, st = resolve_child(
+                server.root, folder, name, show_hidden=server.show_hidden, system=server.system
+            )
+        except PathRefused as exc:
+            left_out[_LEFT_OUT.get(exc.reason, "names")] += 1
             continue
         found.append((name, st))
     found.sort(key=lambda item: (not stat.S_ISDIR(item[1].st_mode), item[0]))
     return iter(found)
 
 
+def _is_part(name: str) -> bool:
+    """Whether ``name`` is an upload in progress, never shared, even with hidden names."""
+    return name.endswith(PART_SUFFIX) and name[0] == "."
+
+
 def _walk(
     folder: str,
-    root: str,
+    server: FileServer,
     prefix: str = "",
     seen: set | None = None,
     folders: list[str] | None = None,
+    left_out: Counter[str] | None = None,
 ) -> Iterator[tuple[str, os.stat_result]]:
     """Every file below ``folder`` a client may touch, as paths relative to it (a folder
     reached twice through links is walked once, so a link to an ancestor cannot loop).
-    ``folders``, when given, collects every folder below it the same way."""
+    ``folders``, when given, collects every folder below it the same way; ``left_out``
+    counts what was left out."""
     if seen is None:
         top = os.stat(folder)
         seen = {(top.st_dev, top.st_ino)}
-    for name, st in _children(folder, root):
+    if left_out is None:
+        left_out = Counter()
+    for name, st in _children(folder, server, left_out):
         relative = f"{prefix}{name}"
         if stat.S_ISDIR(st.st_mode):
             if (st.st_dev, st.st_ino) in seen:
@@ -533,6 +577,8 @@ def _walk(
             seen.add((st.st_dev, st.st_ino))
             if folders is not None:
                 folders.append(relative)
-            yield from _walk(os.path.join(folder, name), root, relative + "/", seen, folders)
+            yield from _walk(
+                os.path.join(folder, name), server, relative + "/", seen, folders, left_out
+            )
         else:
             yield relative, st
