@@ -347,14 +347,14 @@ def tcp_listen(args: argparse.Namespace) -> int:
     display = Display(_show(args), maker.encoding)
     tagged = display.show != "raw"
 
-    def opened(client: tcp.Client) -> None:
+    def opened(client: tcp.ListenerClient) -> None:
         if not args.quiet:
             display.status(f"[{client.peer}] connected")
 
-    def received(client: tcp.Client, data: bytes) -> None:
+    def received(client: tcp.ListenerClient, data: bytes) -> None:
         display.stream(client.id, data, client.tag if tagged else None)
 
-    def closed(client: tcp.Client, reason: str) -> None:
+    def closed(client: tcp.ListenerClient, reason: str) -> None:
         display.end_stream(client.id)
         if not args.quiet:
             display.status(f"[{client.peer}] disconnected: {reason}")

@@ -9,6 +9,8 @@ from typing import Any
 from netassist.errors import BadPortError, explain
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
+#: How much one read from a socket, a file or stdin takes at most.
+CHUNK = 256 * 1024
 
 
 def parse_port(text: str | int, *, allow_zero: bool = False) -> int:
