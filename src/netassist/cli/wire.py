@@ -256,13 +256,15 @@ def udp_send(args: argparse.Namespace) -> int:
             raise UsageError("--whole reads stdin; leave out MESSAGE")
         payloads = iter([maker.from_text(args.message)])
     elif args.whole:
-        data = sys.stdin.buffer.read()
-        payloads = iter([maker.from_text(maker.typed_text(data)) if maker.line_mode else data])
+        payloads = (
+            maker.from_text(maker.typed_text(data)) if maker.line_mode else data
+            for data in udp.read_lines(sys.stdin.buffer, whole=True)
+        )
     else:
         # One datagram per line; the line end is not part of the message unless --crlf asks.
         payloads = (
             maker.from_line(line if args.crlf else line.rstrip(b"\r\n"))
-            for line in sys.stdin.buffer
+            for line in udp.read_lines(sys.stdin.buffer)
         )
 
     def show_reply(reply: udp.Datagram) -> None:

@@ -74,17 +74,12 @@ Source = Callable[[Channel], None]
 
 
 def stdin_source(maker: PayloadMaker, stream: BinaryIO) -> Source:
-    """A source that reads ``stream`` to its end: raw bytes, or line by line when typed
-    input must be converted (hex, CRLF, another encoding)."""
+    """A source that reads ``stream`` to its end: raw bytes, or converted as it streams in
+    when typed input must be (hex, CRLF, another encoding), in bounded memory."""
 
     def source(channel: Channel) -> None:
-        if maker.line_mode:
-            for line in iter(stream.readline, b""):
-                channel.send(maker.from_line(line))
-            return
         read = getattr(stream, "read1", stream.read)
-        while chunk := read(CHUNK):
-            channel.send(chunk)
+        maker.copy(lambda: read(CHUNK), channel.send)
 
     return source
 

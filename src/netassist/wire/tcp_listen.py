@@ -99,6 +99,7 @@ class TcpListener:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._commands: deque[Callable[[], None]] = deque()
+        self._host_inbuf = bytearray()
         self._stopping = False
 
     @property
@@ -119,6 +120,10 @@ class TcpListener:
         In broadcast mode each line of it is labelled ``[host]`` like a chat message.
         """
         self._call_soon(lambda: self._send_from_host(data))
+
+    def end_host_input(self) -> None:
+        """What the host types has ended: in broadcast mode, relay an unfinished last line."""
+        self._call_soon(lambda: self._send_from_host(b"", end=True))
 
     def stop(self) -> None:
         """Make :meth:`serve` return soon; safe from any thread."""
@@ -243,9 +248,8 @@ class TcpListener:
     def _end_of_input(self, client: ListenerClient) -> None:
         client.eof = True
         if self.broadcast:
-            if client.inbuf:
-                self._relay_line(client, bytes(client.inbuf))
-                client.inbuf.clear()
+            for line in _take_lines(client.inbuf, end=True):
+                self._relay_line(client, line)
             self._announce(f"* {client.name} left", skip=client)
         if client.outbuf:
             self._update(client)  # write what is left, then close
@@ -332,21 +336,13 @@ class TcpListener:
 
     def _relay(self, client: ListenerClient, data: bytes) -> None:
         client.inbuf += data
-        while True:
-            end = client.inbuf.find(b"\n")
-            if end < 0:
-                if len(client.inbuf) >= MAX_LINE:
-                    self._relay_line(client, bytes(client.inbuf))
-                    client.inbuf.clear()
-                return
-            line = bytes(client.inbuf[:end])
-            del client.inbuf[: end + 1]
+        for line in _take_lines(client.inbuf):
             self._relay_line(client, line)
             if client.id not in self.clients:
                 return
 
     def _relay_line(self, client: ListenerClient, line: bytes) -> None:
-        text = escape_text(line.rstrip(b"\r").decode(self.encoding, "surrogateescape"))
+        text = self._shown(line)
         command, _, argument = text.partition(" ")
         if command in ("/name", "/nick"):
             new = argument.strip()[:MAX_NAME]
@@ -361,12 +357,18 @@ class TcpListener:
             if other is not client:
                 self._queue(other, message)
 
-    def _send_from_host(self, data: bytes) -> None:
+    def _send_from_host(self, data: bytes, end: bool = False) -> None:
         if self.broadcast:
-            lines = data.decode(self.encoding, "surrogateescape").splitlines()
-            data = b"".join(self._line(f"[host] {escape_text(line)}") for line in lines)
+            self._host_inbuf += data
+            data = b"".join(
+                self._line(f"[host] {self._shown(line)}")
+                for line in _take_lines(self._host_inbuf, end=end)
+            )
         for client in list(self.clients.values()):
             self._queue(client, data)
+
+    def _shown(self, line: bytes) -> str:
+        return escape_text(line.rstrip(b"\r").decode(self.encoding, "surrogateescape"))
 
     def close(self) -> None:
         """Release the listening socket and every client."""
@@ -385,6 +387,24 @@ class TcpListener:
         self.close()
 
 
+def _take_lines(buffer: bytearray, end: bool = False) -> list[bytes]:
+    """Remove the complete lines from ``buffer`` and return them without their newlines.
+
+    A line that reaches :data:`MAX_LINE` without a newline counts as complete, and so does
+    what is left at the ``end`` of the input.
+    """
+    lines = []
+    start = 0
+    while (newline := buffer.find(b"\n", start)) >= 0:
+        lines.append(bytes(buffer[start:newline]))
+        start = newline + 1
+    del buffer[:start]
+    if buffer and (end or len(buffer) >= MAX_LINE):
+        lines.append(bytes(buffer))
+        buffer.clear()
+    return lines
+
+
 def pump_stdin(listener: TcpListener, maker: PayloadMaker, stream: BinaryIO) -> threading.Thread:
     """Start a daemon thread that sends what is typed on ``stream`` to every client.
 
@@ -393,13 +413,9 @@ def pump_stdin(listener: TcpListener, maker: PayloadMaker, stream: BinaryIO) -> 
 
     def run() -> None:
         try:
-            if maker.line_mode or listener.broadcast:
-                for line in iter(stream.readline, b""):
-                    listener.send_all(maker.from_line(line))
-            else:
-                read = getattr(stream, "read1", stream.read)
-                while chunk := read(CHUNK):
-                    listener.send_all(chunk)
+            read = getattr(stream, "read1", stream.read)
+            maker.copy(lambda: read(CHUNK), listener.send_all)
+            listener.end_host_input()
         except (NetassistError, OSError, ValueError) as exc:
             print(f"netassist: stdin: {exc}", file=sys.stderr, flush=True)
 

@@ -10,16 +10,18 @@ from __future__ import annotations
 import selectors
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
-from netassist.errors import TimeoutExpired, explain
+from netassist.errors import BadDataError, TimeoutExpired, explain
 from netassist.wire.record import Record, Recorder
 from netassist.wire.sockets import DEFAULT_LISTEN_HOST, bind_udp, format_address, resolve
 
 MAX_DATAGRAM = 65535
 RECEIVE_BUFFER = 4 * 1024 * 1024
+#: Input longer than this cannot become one datagram (65,507 bytes at most), even as hex.
+MAX_INPUT = 1024 * 1024
 
 
 class Datagram(NamedTuple):
@@ -112,6 +114,29 @@ def _await_reply(sock: socket.socket, seconds: float, target: str) -> Datagram |
     finally:
         sock.settimeout(None)
     return Datagram(data, target, time.time())
+
+
+def read_lines(stream: BinaryIO, *, whole: bool = False) -> Iterator[bytes]:
+    """The lines of ``stream`` (each with its line end), or all of it as one when ``whole``.
+
+    Input longer than :data:`MAX_INPUT` raises :class:`BadDataError` once that much is read,
+    so a line with no end in sight never fills memory.
+    """
+    number = 0
+    while True:
+        data = stream.read(MAX_INPUT + 1) if whole else stream.readline(MAX_INPUT + 1)
+        if not data and not whole:  # empty input with --whole is one empty datagram
+            return
+        number += 1
+        if len(data) > MAX_INPUT:
+            where = "the input" if whole else f"line {number} of the input"
+            raise BadDataError(
+                f"{where} is over {MAX_INPUT // 1024} KiB, more than one datagram can carry "
+                "(65,507 bytes at most); send it over tcp instead"
+            )
+        yield data
+        if whole:
+            return
 
 
 class UdpListener:
