@@ -320,7 +320,7 @@ def tcp_connect(args: argparse.Namespace) -> int:
         payloads = [maker.from_text(text) for text in args.send]  # bad hex fails before connecting
         source = tcp.parts_source(payloads, args.file)
     else:
-        source = tcp.stdin_source(maker, sys.stdin.buffer)
+        source = tcp.stdin_source(maker)
     sock = tcp.connect(args.host, port, timeout=args.connect_timeout)
     with sock, _recorder(args) as recorder:
         peer = format_address(sock.getpeername())
@@ -383,9 +383,8 @@ def tcp_listen(args: argparse.Namespace) -> int:
         ) as listener,
     ):
         display.status(f"listening on tcp {listener.address}")
-        if sys.stdin is not None and not sys.stdin.closed:
-            tcp.pump_stdin(listener, maker, sys.stdin.buffer)
-        listener.serve(timeout=args.timeout)
+        with tcp.HostInput(listener, maker):
+            listener.serve(timeout=args.timeout)
     return ExitCode.OK
 
 

@@ -11,6 +11,7 @@ from netassist.wire.tcp_client import (
     Channel,
     SessionResult,
     Source,
+    StdinSource,
     connect,
     parts_source,
     run_session,
@@ -21,9 +22,9 @@ from netassist.wire.tcp_listen import (
     ECHO_HIGH_WATER,
     MAX_LINE,
     MAX_NAME,
+    HostInput,
     ListenerClient,
     TcpListener,
-    pump_stdin,
 )
 
 __all__ = [
@@ -32,13 +33,14 @@ __all__ = [
     "MAX_LINE",
     "MAX_NAME",
     "Channel",
+    "HostInput",
     "ListenerClient",
     "SessionResult",
     "Source",
+    "StdinSource",
     "TcpListener",
     "connect",
     "parts_source",
-    "pump_stdin",
     "run_session",
     "stdin_source",
 ]

@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from netassist.errors import NetassistError, TimeoutExpired, explain
 from netassist.wire.codecs import PayloadMaker
 from netassist.wire.record import Record, Recorder
 from netassist.wire.sockets import CHUNK, connect_tcp, format_address
+from netassist.wire.stdin import StdinReader
 
 
 def connect(host: str, port: int, timeout: float | None = 10.0) -> socket.socket:
@@ -73,15 +73,30 @@ class Channel:
 Source = Callable[[Channel], None]
 
 
-def stdin_source(maker: PayloadMaker, stream: BinaryIO) -> Source:
-    """A source that reads ``stream`` to its end: raw bytes, or converted as it streams in
-    when typed input must be (hex, CRLF, another encoding), in bounded memory."""
+class StdinSource:
+    """A source that reads stdin to its end: raw bytes, or converted as it streams in when
+    typed input must be (hex, CRLF, another encoding), in bounded memory.
 
-    def source(channel: Channel) -> None:
-        read = getattr(stream, "read1", stream.read)
-        maker.copy(lambda: read(CHUNK), channel.send)
+    :func:`run_session` calls :meth:`stop` when the session ends first (the peer closed,
+    Ctrl-C), so the sending thread does not stay behind waiting for input.
+    """
 
-    return source
+    def __init__(self, maker: PayloadMaker, reader: StdinReader | None = None) -> None:
+        self.maker = maker
+        self.reader = reader if reader is not None else StdinReader()
+
+    def __call__(self, channel: Channel) -> None:
+        """Send everything read to ``channel``."""
+        self.maker.copy(self.reader.read, channel.send)
+
+    def stop(self) -> None:
+        """End the input early; safe from any thread."""
+        self.reader.stop()
+
+
+def stdin_source(maker: PayloadMaker, reader: StdinReader | None = None) -> StdinSource:
+    """A :class:`StdinSource` reading ``reader`` (stdin when not given)."""
+    return StdinSource(maker, reader)
 
 
 def parts_source(texts: Iterable[bytes] = (), files: Iterable[str | Path] = ()) -> Source:
@@ -131,6 +146,10 @@ def run_session(
     ``printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc host 80`` needs. ``idle_timeout`` ends the session
     with :class:`TimeoutExpired` after that many seconds with no data either way. A failure
     in the source (a bad hex line, a missing file) ends the session with that error.
+
+    When the session ends while the source still runs (the peer closed first, Ctrl-C), the
+    source is stopped (its ``stop()``, when it has one) and the sending thread is waited
+    for, so nothing is left running when this returns.
     """
     channel = Channel(sock, recorder)
     if recorder:
@@ -138,6 +157,7 @@ def run_session(
             Record(time.time(), "tcp", "open", "out", channel.local, channel.peer, conn=1)
         )
     failure: list[BaseException] = []
+    ended = threading.Event()
 
     def pump() -> None:
         try:
@@ -146,6 +166,8 @@ def run_session(
             if half_close:
                 sock.shutdown(socket.SHUT_WR)
         except BaseException as exc:  # handed to the receiving thread, which reports it
+            if ended.is_set():
+                return  # cut short because the session ended: not the source's failure
             failure.append(exc)
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -192,15 +214,32 @@ def run_session(
                     )
                 on_data(data)
     finally:
+        ended.set()
+        _stop_sender(sender, source, sock)
         if recorder:
             recorder.write(
                 Record(time.time(), "tcp", "close", "in", channel.local, channel.peer, conn=1)
             )
     if failure:
-        sender.join()
         exc = failure[0]
         if isinstance(exc, NetassistError):
             raise exc
         raise explain(exc, f"sending to {channel.peer}") from None
     result.bytes_out = channel.bytes_out
     return result
+
+
+def _stop_sender(sender: threading.Thread, source: Source | None, sock: socket.socket) -> None:
+    if not sender.is_alive():
+        return
+    stop = getattr(source, "stop", None)
+    if stop is not None:
+        stop()
+    sender.join(0.5)
+    if sender.is_alive():
+        # Still sending, to a peer that does not read: cut the connection under it.
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sender.join(5)

@@ -17,12 +17,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from netassist.errors import NetassistError, explain
 from netassist.wire.codecs import PayloadMaker, check_encoding, escape_text
 from netassist.wire.record import Record, Recorder
 from netassist.wire.sockets import CHUNK, DEFAULT_LISTEN_HOST, format_address, listen_tcp
+from netassist.wire.stdin import StdinReader
 
 #: A client whose unsent output passes this is too slow for a broadcast and is dropped.
 BROADCAST_BUFFER_LIMIT = 8 * 1024 * 1024
@@ -98,6 +98,7 @@ class TcpListener:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full wake-up pipe already wakes the loop
         self._commands: deque[Callable[[], None]] = deque()
         self._host_inbuf = bytearray()
         self._stopping = False
@@ -405,20 +406,38 @@ def _take_lines(buffer: bytearray, end: bool = False) -> list[bytes]:
     return lines
 
 
-def pump_stdin(listener: TcpListener, maker: PayloadMaker, stream: BinaryIO) -> threading.Thread:
-    """Start a daemon thread that sends what is typed on ``stream`` to every client.
+class HostInput:
+    """What the host types, sent to every client from a thread of its own.
 
-    A thread, not the selector, reads the terminal: Windows cannot select on stdin.
+    A thread reads stdin because Windows cannot select on it; it reads through a
+    :class:`StdinReader`, so :meth:`stop` ends it even while it waits for input.
     """
 
-    def run() -> None:
+    def __init__(
+        self, listener: TcpListener, maker: PayloadMaker, reader: StdinReader | None = None
+    ) -> None:
+        self.listener = listener
+        self.maker = maker
+        self.reader = reader if reader is not None else StdinReader()
+        self.thread = threading.Thread(target=self._run, name="netassist-stdin", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
         try:
-            read = getattr(stream, "read1", stream.read)
-            maker.copy(lambda: read(CHUNK), listener.send_all)
-            listener.end_host_input()
+            self.maker.copy(self.reader.read, self.listener.send_all)
+            self.listener.end_host_input()
         except (NetassistError, OSError, ValueError) as exc:
             print(f"netassist: stdin: {exc}", file=sys.stderr, flush=True)
 
-    thread = threading.Thread(target=run, name="netassist-stdin", daemon=True)
-    thread.start()
-    return thread
+    def stop(self) -> None:
+        """Stop reading and wait for the thread (where the platform lets a read be ended)."""
+        self.reader.stop()
+        self.thread.join(1.0 if self.reader.stoppable else 0)
+        if not self.thread.is_alive():
+            self.reader.close()
+
+    def __enter__(self) -> HostInput:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
