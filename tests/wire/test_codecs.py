@@ -232,3 +232,28 @@ def test_a_huge_line_is_converted_with_little_held_back():
             converter.feed(unit * 8192, take)
         converter.end(take)
         assert biggest <= LINE_HOLD + len(expected) * 8192
+
+
+@pytest.mark.parametrize("name", ["rot13", "base64", "zlib", "undefined", "idna", "punycode"])
+def test_codecs_that_are_not_usable_text_encodings_are_refused(name):
+    with pytest.raises(UsageError, match="is not a text encoding netassist can use"):
+        check_encoding(name)
+
+
+_AWKWARD = ["utf-16", "utf-32", "utf-7", "cp424", "hz", "iso2022_jp", "cp500", "gbk"]
+
+
+@given(st.binary(max_size=64), st.integers(min_value=1, max_value=7))
+@pytest.mark.parametrize("encoding", _AWKWARD)
+def test_any_bytes_show_in_any_accepted_encoding_without_control_characters(encoding, data, step):
+    check_encoding(encoding)
+    decoder = StreamDecoder(encoding)
+    streamed = "".join(decoder.feed(data[i : i + step]) for i in range(0, len(data), step))
+    streamed += decoder.feed(b"", final=True)
+    for shown in (show_bytes(data, encoding), streamed):
+        assert not any((ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in shown)
+        assert not any(0xD800 <= ord(c) <= 0xDFFF for c in shown)
+
+
+def test_bytes_below_0x80_that_do_not_decode_show_as_hex():
+    assert show_bytes(b"\x77", "cp424") == "\\x77"

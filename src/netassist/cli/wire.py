@@ -203,6 +203,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+#: The longest wait a flag takes (select and sleep refuse much more): about eleven days.
+MAX_SECONDS = 1_000_000
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -210,6 +214,8 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most {MAX_SECONDS:,} s")
     return value
 
 

@@ -15,7 +15,7 @@ from netassist.errors import BadDataError, UsageError
 
 # C0 and C1 controls, DEL, soft hyphen, bidi marks and overrides, zero-width and other
 # invisible format characters, line/paragraph separators, BOM, and lone surrogates (which
-# is how `surrogateescape` carries bytes that did not decode).
+# is how bytes that did not decode are carried: see UNDECODABLE).
 _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
     "\ufeff\ufff9-\ufffb\ud800-\udfff]"
@@ -33,21 +33,53 @@ def _escape_char(match: re.Match[str]) -> str:
     if named is not None:
         return named
     code = ord(char)
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that did not decode
+    if 0xDC00 <= code <= 0xDCFF:  # a byte that did not decode
         return f"\\x{code - 0xDC00:02x}"
     if code <= 0xFF:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}"
 
 
+def _carry_undecodable(exc: UnicodeError) -> tuple[str, int]:
+    """Like ``surrogateescape``, but for every byte: EBCDIC, HZ or UTF-16 cut in the middle
+    fail on bytes below 0x80 too, and a peer's bytes must never stop the display."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return "".join(chr(0xDC00 + byte) for byte in exc.object[exc.start : exc.end]), exc.end
+
+
+#: The error handler that turns each undecodable byte into U+DC00 + byte (``\\xNN`` when shown).
+UNDECODABLE = "netassist.undecodable"
+codecs.register_error(UNDECODABLE, _carry_undecodable)
+_TRY_ENCODINGS = "try utf-8, gbk, gb18030, big5, shift_jis, latin-1"
+
+
 def check_encoding(name: str) -> str:
-    """Return the canonical name of a text encoding, or raise :class:`UsageError`."""
+    """Return the canonical name of a text encoding, or raise :class:`UsageError`.
+
+    Codecs that are not text encodings (``rot13``, ``base64``) and those that cannot show
+    undecodable bytes (``idna``, ``undefined``) are refused here, not met later as crashes.
+    """
     try:
-        return codecs.lookup(name).name
+        canonical = codecs.lookup(name).name
     except LookupError:
+        raise UsageError(f"unknown encoding {name!r} ({_TRY_ENCODINGS})") from None
+    try:
+        codecs.getincrementalencoder(canonical)("strict").encode("a\n", True)
+        b"a\n\xff".decode(canonical, UNDECODABLE)
+        "\udcff".encode(canonical, "backslashreplace")
+    except (LookupError, UnicodeError, TypeError, ValueError):
         raise UsageError(
-            f"unknown encoding {name!r} (try utf-8, gbk, gb18030, big5, shift_jis, latin-1)"
+            f"{name!r} is not a text encoding netassist can use ({_TRY_ENCODINGS})"
         ) from None
+    return canonical
+
+
+def _decode_shown(data: bytes, encoding: str) -> str:
+    try:
+        return data.decode(encoding, UNDECODABLE)
+    except UnicodeError:  # a codec that raises by itself (UTF-16 without its byte-order mark)
+        return "".join(chr(0xDC00 + byte) for byte in data)
 
 
 def escape_text(text: str, *, keep_lines: bool = False) -> str:
@@ -62,7 +94,7 @@ def escape_text(text: str, *, keep_lines: bool = False) -> str:
 
 def show_bytes(data: bytes, encoding: str = "utf-8", *, keep_lines: bool = False) -> str:
     """Decode ``data`` for display: text as text, every other byte as an escape."""
-    return escape_text(data.decode(encoding, "surrogateescape"), keep_lines=keep_lines)
+    return escape_text(_decode_shown(data, encoding), keep_lines=keep_lines)
 
 
 def decode_lossless(data: bytes, encoding: str = "utf-8") -> str:
@@ -81,12 +113,17 @@ class StreamDecoder:
     """
 
     def __init__(self, encoding: str = "utf-8") -> None:
-        self._decoder = codecs.getincrementaldecoder(encoding)("surrogateescape")
+        self._encoding = encoding
+        self._decoder = codecs.getincrementaldecoder(encoding)(UNDECODABLE)
         self._pending_cr = False
 
     def feed(self, data: bytes, *, final: bool = False) -> str:
         """Return the displayable text for ``data`` (and anything held back before it)."""
-        text = self._decoder.decode(data, final)
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeError:  # see _decode_shown; start again with the next chunk
+            self._decoder.reset()
+            text = _decode_shown(data, self._encoding)
         if self._pending_cr:
             text = "\r" + text
             self._pending_cr = False

@@ -121,9 +121,9 @@ def _replay_udp(
 
 
 def _sleep_until(moment: float) -> None:
-    delay = moment - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
+    # In slices: a recorded gap divided by a small --speed can exceed what sleep() takes.
+    while (delay := moment - time.monotonic()) > 0:
+        time.sleep(min(delay, 3600.0))
 
 
 def _half_close(sock: socket.socket) -> None:

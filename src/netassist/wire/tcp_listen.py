@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netassist.errors import NetassistError, explain
-from netassist.wire.codecs import PayloadMaker, check_encoding, escape_text
+from netassist.wire.codecs import PayloadMaker, check_encoding, show_bytes
 from netassist.wire.record import Record, Recorder
 from netassist.wire.sockets import CHUNK, DEFAULT_LISTEN_HOST, format_address, listen_tcp
 from netassist.wire.stdin import StdinReader
@@ -369,7 +369,7 @@ class TcpListener:
             self._queue(client, data)
 
     def _shown(self, line: bytes) -> str:
-        return escape_text(line.rstrip(b"\r").decode(self.encoding, "surrogateescape"))
+        return show_bytes(line.rstrip(b"\r"), self.encoding)
 
     def close(self) -> None:
         """Release the listening socket and every client."""
