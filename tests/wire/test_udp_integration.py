@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 
 import pytest
 
@@ -160,3 +161,86 @@ def test_many_senders_ipv6_library(tmp_path):
             assert result.replies[0].data == f"m{i}".encode()
         thread.join(20)
     assert sorted(seen) == sorted(f"m{i}".encode() for i in range(20))
+
+
+def test_send_bind_sends_from_the_port_the_peer_expects():
+    """The tutorial's chat binds one port and talks to another: its peer must answer from
+    the port the chat sends to, and to the port the chat bound."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as chat,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken,
+    ):
+        chat.bind(("127.0.0.1", 0))
+        chat.settimeout(20)
+        taken.bind(("127.0.0.1", 0))
+        ours = taken.getsockname()[1]
+        taken.close()  # a port that was free a moment ago, for netassist to bind
+        answered = []
+
+        def answer() -> None:
+            data, addr = chat.recvfrom(100)
+            answered.append(addr)
+            chat.sendto(b"hi back " + data, addr)
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        result = run_netassist(
+            "udp", "send", "127.0.0.1", str(chat.getsockname()[1]), "hello",
+            "--bind", f"127.0.0.1:{ours}", "--wait-reply", "5",
+        )  # fmt: skip
+        thread.join(20)
+    assert result.returncode == 0, result.stderr
+    assert answered == [("127.0.0.1", ours)]
+    assert result.stdout.decode().rstrip().endswith("(13 bytes): hi back hello")
+
+
+def test_send_bind_to_a_port_in_use_is_address_in_use():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        result = run_netassist("udp", "send", "127.0.0.1", "9", "x", "--bind", str(port))
+    err = result.stderr.decode()
+    assert result.returncode == 7, err
+    assert f"binding udp 127.0.0.1:{port}: address already in use" in err
+
+
+def test_listen_bind_answers_from_the_chosen_address(netassist):
+    listener = netassist(
+        "udp", "listen", "--bind", "127.0.0.2:0", "--reply", "ack", "--count", "1",
+        "--timeout", "20",
+    )  # fmt: skip
+    port = listener.port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        # Connected: only a reply from exactly 127.0.0.2:PORT is let through.
+        client.connect(("127.0.0.2", port))
+        client.settimeout(10)
+        client.send(b"hi")
+        assert client.recv(100) == b"ack"
+    code, out, err = listener.finish()
+    assert code == 0, err
+    assert "(2 bytes): hi" in out.decode()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--bind", "127.0.0.1:0", "127.0.0.1", "0"], "give the address once"),
+        ([], "give [HOST] PORT, or --bind HOST:PORT"),
+        (["--bind", "::1:9"], "in brackets"),
+    ],
+)
+def test_listen_address_given_twice_or_not_at_all(args, needle):
+    result = run_netassist("udp", "listen", *args, "--timeout", "1")
+    assert result.returncode == 2
+    assert needle in result.stderr.decode()
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_datagrams_to_a_closed_port_exit_6_whether_one_or_three(count):
+    port = free_port(socket.SOCK_DGRAM)
+    stdin = b"".join(b"line %d\n" % i for i in range(count))
+    result = run_netassist("udp", "send", "127.0.0.1", str(port), input=stdin)
+    err = result.stderr.decode()
+    assert result.returncode == 6, err
+    assert err.count("\n") == 1
+    assert f"sent to udp 127.0.0.1:{port}; the peer refused {count}" in err

@@ -41,17 +41,33 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="after each datagram wait this long for the answer and print it",
     )
     p.add_argument("--crlf", action="store_true", help="end lines with CRLF")
+    p.add_argument(
+        "--broadcast",
+        action="store_true",
+        help="allow a broadcast address as HOST (SO_BROADCAST); replies from any host count",
+    )
+    p.add_argument(
+        "--bind",
+        metavar="HOST:PORT",
+        help="send from this local address (PORT or :PORT is 127.0.0.1:PORT), so the peer "
+        "sees and answers the port it expects",
+    )
     _add_common(p, default_show="text")
     p.set_defaults(handler=udp_send, late_positional="message")
 
     p = udp_commands.add_parser(
         "listen",
         help="print every datagram that arrives",
-        usage="netassist udp listen [options] [HOST] PORT",
+        usage="netassist udp listen [options] ([HOST] PORT | --bind HOST:PORT)",
     )
-    _add_listen_address(p)
+    _add_listen_address(p, optional=True)
     p.add_argument("--echo", action="store_true", help="send each datagram back to its sender")
     p.add_argument("--reply", metavar="TEXT", help="answer each datagram with TEXT")
+    p.add_argument(
+        "--bind",
+        metavar="HOST:PORT",
+        help="listen on (and answer from) this address, instead of [HOST] PORT",
+    )
     p.add_argument("--count", type=_positive_int, metavar="N", help="stop after N datagrams")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument(
@@ -164,11 +180,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=replay)
 
 
-def _add_listen_address(p: argparse.ArgumentParser) -> None:
+def _add_listen_address(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
     p.add_argument(
         "address",
         metavar="[HOST] PORT",
-        nargs="+",
+        nargs="*" if optional else "+",
         help=f"where to listen (HOST defaults to {DEFAULT_LISTEN_HOST}; 0.0.0.0 or :: for all)",
     )
 
@@ -233,6 +249,29 @@ def _listen_address(parts: list[str]) -> tuple[str, int]:
     return host, parse_port(parts[-1], allow_zero=True)
 
 
+def _bind_address(text: str) -> tuple[str, int]:
+    """``--bind``'s ``HOST:PORT``, ``[V6]:PORT``, ``:PORT`` or ``PORT`` (127.0.0.1).
+
+    A placeholder until ``netassist.addresses`` parses addresses for every command.
+    """
+    host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"bad --bind {text!r}: write an IPv6 address in brackets, [::1]:PORT")
+    return host or DEFAULT_LISTEN_HOST, parse_port(port, allow_zero=True)
+
+
+def _udp_listen_address(args: argparse.Namespace) -> tuple[str, int]:
+    if args.bind is None:
+        if not args.address:
+            raise UsageError("give [HOST] PORT, or --bind HOST:PORT, to listen on")
+        return _listen_address(args.address)
+    if args.address:
+        raise UsageError("give the address once: [HOST] PORT or --bind HOST:PORT")
+    return _bind_address(args.bind)
+
+
 def _show(args: argparse.Namespace) -> str:
     if args.show:
         return args.show
@@ -286,13 +325,15 @@ def udp_send(args: argparse.Namespace) -> int:
             wait_reply=args.wait_reply,
             on_reply=show_reply,
             recorder=recorder,
+            broadcast=args.broadcast,
+            bind=_bind_address(args.bind) if args.bind is not None else None,
         )
     return ExitCode.OK
 
 
 def udp_listen(args: argparse.Namespace) -> int:
     """``netassist udp listen``."""
-    host, port = _listen_address(args.address)
+    host, port = _udp_listen_address(args)
     maker = PayloadMaker(hex_input=args.hex, encoding=args.encoding)
     reply = maker.from_text(args.reply) if args.reply is not None else None
     display = Display(_show(args), maker.encoding)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from netassist.errors import NetassistError, UsageError, explain
 from netassist.wire.record import Record
-from netassist.wire.sockets import connect_tcp, format_address, resolve
+from netassist.wire.sockets import connect_tcp, explain_denied, format_address, resolve
 
 
 @dataclass
@@ -114,7 +114,11 @@ def _replay_udp(
             try:
                 sock.sendto(record.data, sockaddr)
             except OSError as exc:
-                raise explain(exc, f"replaying to udp {format_address(sockaddr)}") from None
+                raise explain_denied(
+                    exc,
+                    f"replaying to udp {format_address(sockaddr)}",
+                    f"is {host} a broadcast address? replay sends to one host",
+                ) from None
             result.records += 1
             result.bytes_sent += len(record.data)
     return result
