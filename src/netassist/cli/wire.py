@@ -219,6 +219,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
+#: A client's unfinished line is shown after this many seconds without more of it.
+PARTIAL_LINE_WAIT = 1.0
 #: The longest wait a flag takes (select and sleep refuse much more): about eleven days.
 MAX_SECONDS = 1_000_000
 
@@ -272,13 +274,15 @@ def _udp_listen_address(args: argparse.Namespace) -> tuple[str, int]:
     return _bind_address(args.bind)
 
 
-def _show(args: argparse.Namespace) -> str:
+def _show(args: argparse.Namespace, *, many_peers: bool = False) -> str:
     if args.show:
         return args.show
     if args.hex:
         return "hex"
     if args.default_show == "auto":
-        return "text" if sys.stdout.isatty() else "raw"
+        # Raw bytes into a pipe, like nc; but several clients' bytes interleaved with no
+        # names say nothing, so with more than one possible they go as tagged lines.
+        return "text" if sys.stdout.isatty() or many_peers else "raw"
     return args.default_show
 
 
@@ -393,7 +397,7 @@ def tcp_listen(args: argparse.Namespace) -> int:
     """``netassist tcp listen``."""
     host, port = _listen_address(args.address)
     maker = PayloadMaker(hex_input=args.hex, crlf=args.crlf, encoding=args.encoding)
-    display = Display(_show(args), maker.encoding)
+    display = Display(_show(args, many_peers=args.keep_open or args.broadcast), maker.encoding)
     tagged = display.show != "raw"
 
     def opened(client: tcp.ListenerClient) -> None:
@@ -427,6 +431,7 @@ def tcp_listen(args: argparse.Namespace) -> int:
             on_data=received,
             on_close=closed,
             on_refused=refused,
+            on_tick=(lambda: display.flush_idle(PARTIAL_LINE_WAIT)) if tagged else None,
         ) as listener,
     ):
         display.status(f"listening on tcp {listener.address}")

@@ -57,8 +57,10 @@ class TcpListener:
     """Accepts TCP clients and serves them all from one selector loop.
 
     Callbacks (all run on the serving thread): ``on_open(client)``, ``on_data(client, data)``,
-    ``on_close(client, reason)`` and ``on_refused(peer)``. ``keep_open=False`` serves one
-    client and returns when it leaves, like ``nc -l``; ``broadcast`` implies ``keep_open``.
+    ``on_close(client, reason)`` and ``on_refused(peer)``; ``on_tick()`` runs after each
+    round of events and returns in how many seconds it wants to run again even if nothing
+    happens (``None``: not until something does). ``keep_open=False`` serves one client and
+    returns when it leaves, like ``nc -l``; ``broadcast`` implies ``keep_open``.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class TcpListener:
         on_data: Callable[[ListenerClient, bytes], None] | None = None,
         on_close: Callable[[ListenerClient, str], None] | None = None,
         on_refused: Callable[[str], None] | None = None,
+        on_tick: Callable[[], float | None] | None = None,
     ) -> None:
         if echo and broadcast:
             raise NetassistError("choose --echo or --broadcast, not both")
@@ -91,6 +94,7 @@ class TcpListener:
         self.on_data = on_data
         self.on_close = on_close
         self.on_refused = on_refused
+        self.on_tick = on_tick
         self.clients: dict[int, ListenerClient] = {}
         self.served = 0
         self._local = format_address(self.sock.getsockname())
@@ -147,13 +151,18 @@ class TcpListener:
         selector = self._selector
         selector.register(self.sock, selectors.EVENT_READ, "accept")
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        tick_at = None
         try:
             while not self._stopping:
                 if not self.keep_open and self.served and not self.clients:
                     break
-                wait = None if deadline is None else deadline - time.monotonic()
+                now = time.monotonic()
+                wait = None if deadline is None else deadline - now
                 if wait is not None and wait <= 0:
                     break
+                if tick_at is not None:
+                    until_tick = max(0.0, tick_at - now)
+                    wait = until_tick if wait is None else min(wait, until_tick)
                 for key, mask in selector.select(wait):
                     if key.data == "accept":
                         self._accept()
@@ -165,6 +174,9 @@ class TcpListener:
                             self._flush(client)
                         if mask & selectors.EVENT_READ and client.id in self.clients:
                             self._read(client)
+                if self.on_tick is not None:
+                    delay = self.on_tick()
+                    tick_at = None if delay is None else time.monotonic() + delay
         finally:
             for client in list(self.clients.values()):
                 self._drop(client, "listener stopped")
