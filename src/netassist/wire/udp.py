@@ -115,7 +115,7 @@ def send(
                     time.sleep(interval)
                 first = False
                 try:
-                    _send_one(sock, payload, None if not broadcast else sockaddr, result)
+                    _send_one(sock, payload, sockaddr if broadcast else None, result)
                 except OSError as exc:
                     raise _explain_send(exc, doing, host, broadcast) from None
                 result.sent += 1
