@@ -86,8 +86,11 @@ class StdinSource:
         self.reader = reader if reader is not None else StdinReader()
 
     def __call__(self, channel: Channel) -> None:
-        """Send everything read to ``channel``."""
-        self.maker.copy(self.reader.read, channel.send)
+        """Send everything read to ``channel``; the reader is closed at the end."""
+        try:
+            self.maker.copy(self.reader.read, channel.send)
+        finally:
+            self.reader.close()
 
     def stop(self) -> None:
         """End the input early; safe from any thread."""
