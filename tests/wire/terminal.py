@@ -7,6 +7,7 @@ import re
 import secrets
 import shlex
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,10 +24,12 @@ class Terminal:
         self.tmux = tmux
         self.workdir = workdir
         self.name = f"netassist-test-{os.getpid()}-{secrets.token_hex(4)}"
+        # A short path of its own (sockets allow about 100 characters), removed by close().
+        self.socket = Path(tempfile.gettempdir()) / f"{self.name}.sock"
 
     def _tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [self.tmux, "-L", self.name, *args], capture_output=True, text=True, check=check
+            [self.tmux, "-S", str(self.socket), *args], capture_output=True, text=True, check=check
         )
 
     def run(self, argv: list[str]) -> None:
@@ -58,5 +61,6 @@ class Terminal:
         self._tmux("send-keys", "-t", self.name, *keys)
 
     def close(self) -> None:
-        """Kill this test's tmux server and everything in it."""
+        """Kill this test's tmux server and everything in it, and remove its socket."""
         self._tmux("kill-server", check=False)
+        self.socket.unlink(missing_ok=True)
