@@ -42,3 +42,13 @@ def test_bad_line_names_file_and_line(tmp_path):
     path.write_text('{"ts": 1, "proto": "tcp"}\n')
     with pytest.raises(BadDataError, match=r"log.jsonl:1: not a netassist log record"):
         list(read_records(path))
+
+
+@pytest.mark.parametrize(
+    "line", [b"[1,2]", b"null", b"\xff\xfe\x00binary", b'{"ts": 1e400, "proto": "tcp"}']
+)
+def test_lines_that_are_not_records_are_bad_data(tmp_path, line):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(line + b"\n")
+    with pytest.raises(BadDataError, match=r"log\.jsonl:1: not a netassist log record"):
+        list(read_records(path))

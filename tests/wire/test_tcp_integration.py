@@ -44,8 +44,8 @@ def test_connect_to_nc_listener_binary_and_half_close(spawn, tmp_path):
     wait_bound(port)
     result = run_netassist("tcp", "connect", "127.0.0.1", str(port), input=payload)
     assert result.returncode == 0, result.stderr
-    _code, got, _ = receiver.finish()
-    assert got == payload
+    code, got, _ = receiver.finish()
+    assert (code, got) == (0, payload)
 
 
 def test_nc_client_to_listener_text_tagged(netassist):
@@ -104,7 +104,8 @@ def test_chinese_round_trip_in_encoding(netassist, encoding):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode() == text + "\n"
-    _code, out, _ = listener.finish()
+    code, out, _ = listener.finish()
+    assert code == 0
     assert out.decode().rstrip().endswith("] " + text)
 
 
@@ -150,8 +151,8 @@ def test_listener_log_and_replay_reproduce_bytes(netassist, tmp_path):
     for message in messages:
         args += ["--send", message]
     assert run_netassist(*args).returncode == 0
-    original = first.finish()[1]
-    assert original == "".join(messages).encode()
+    code, original, _ = first.finish()
+    assert (code, original) == (0, "".join(messages).encode())
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert next(r["event"] for r in records) == "open"
     assert {r["direction"] for r in records if r["event"] == "data"} == {"out"}
@@ -161,7 +162,7 @@ def test_listener_log_and_replay_reproduce_bytes(netassist, tmp_path):
     result = run_netassist("replay", str(log), "--to", "127.0.0.1", str(port), "--timing")
     assert result.returncode == 0, result.stderr
     assert "replayed 3 records" in result.stderr.decode(), log.read_text()
-    assert second.finish()[1] == original
+    assert second.finish()[:2] == (0, original)
 
 
 def test_udp_replay_reproduces_datagrams(netassist, tmp_path):
@@ -174,11 +175,13 @@ def test_udp_replay_reproduces_datagrams(netassist, tmp_path):
         ).returncode
         == 0
     )
-    sink.finish()
+    code, out, _ = sink.finish()
+    assert code == 0
+    assert [line.rsplit(": ", 1)[1] for line in out.decode().splitlines()] == ["a", "bb", "ccc"]
     replayed = netassist("udp", "listen", "0", "--count", "3", "--timeout", "20", "--show", "raw")
     port = replayed.port()
     assert run_netassist("replay", str(log), "--to", "127.0.0.1", str(port)).returncode == 0
-    assert replayed.finish()[1] == b"abbccc"
+    assert replayed.finish()[:2] == (0, b"abbccc")
 
 
 def test_keep_open_serves_clients_one_after_another(netassist):
@@ -196,7 +199,7 @@ def test_keep_open_serves_clients_one_after_another(netassist):
 
 def test_max_clients_refuses_the_extra_one(netassist):
     listener = netassist(
-        "tcp", "listen", "0", "--keep-open", "--max-clients", "1", "--timeout", "30"
+        "tcp", "listen", "0", "--keep-open", "--max-clients", "1", "--echo", "--timeout", "30"
     )
     port = listener.port()
     with socket.create_connection(("127.0.0.1", port)) as first:
@@ -206,7 +209,11 @@ def test_max_clients_refuses_the_extra_one(netassist):
             assert second.recv(10) == b""  # closed at once
         listener.expect_stderr("refused: already 1 clients")
         first.sendall(b"still here\n")
+        first.settimeout(10)
+        assert read_line(first) == b"still here"  # the first client is still served
+    listener.expect_stderr("disconnected")
     listener.popen.terminate()
+    assert "] still here\n" in listener.finish()[1].decode()
 
 
 def test_idle_timeout_exits_with_timeout_code(netassist):

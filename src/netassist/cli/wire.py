@@ -49,17 +49,33 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="after each datagram wait this long for the answer and print it",
     )
     p.add_argument("--crlf", action="store_true", help="end lines with CRLF")
+    p.add_argument(
+        "--broadcast",
+        action="store_true",
+        help="allow a broadcast address as HOST (SO_BROADCAST); replies from any host count",
+    )
+    p.add_argument(
+        "--bind",
+        metavar="HOST:PORT",
+        help="send from this local address (PORT or :PORT is 127.0.0.1:PORT), so the peer "
+        "sees and answers the port it expects",
+    )
     _add_common(p, default_show="text")
     p.set_defaults(handler=udp_send, late_positional="words")
 
     p = udp_commands.add_parser(
         "listen",
         help="print every datagram that arrives",
-        usage="netassist udp listen [options] [HOST] PORT",
+        usage="netassist udp listen [options] ([HOST] PORT | --bind HOST:PORT)",
     )
-    _add_listen_address(p)
+    _add_listen_address(p, optional=True)
     p.add_argument("--echo", action="store_true", help="send each datagram back to its sender")
     p.add_argument("--reply", metavar="TEXT", help="answer each datagram with TEXT")
+    p.add_argument(
+        "--bind",
+        metavar="HOST:PORT",
+        help="listen on (and answer from) this address, instead of [HOST] PORT",
+    )
     p.add_argument("--count", type=_positive_int, metavar="N", help="stop after N datagrams")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS", help="stop after SECONDS")
     p.add_argument(
@@ -184,11 +200,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=replay)
 
 
-def _add_listen_address(p: argparse.ArgumentParser) -> None:
+def _add_listen_address(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
     p.add_argument(
         "address",
         metavar="[HOST] PORT",
-        nargs="+",
+        nargs="*" if optional else "+",
         help="where to listen: PORT (on 127.0.0.1), HOST PORT, HOST:PORT or [V6]:PORT; "
         "0.0.0.0 or :: for every interface",
     )
@@ -224,6 +240,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+#: A client's unfinished line is shown after this many seconds without more of it.
+PARTIAL_LINE_WAIT = 1.0
+#: The longest wait a flag takes (select and sleep refuse much more): about eleven days.
+MAX_SECONDS = 1_000_000
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -231,6 +253,8 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most {MAX_SECONDS:,} s")
     return value
 
 
@@ -252,13 +276,37 @@ def _only_address(words: list[str], *, listening: bool = False) -> Address:
     return address
 
 
-def _show(args: argparse.Namespace) -> str:
+def _bind_address(text: str) -> Address:
+    """``--bind``'s address: any form :mod:`netassist.addresses` reads, port 0 allowed."""
+    return addresses.parse(text, listening=True)
+
+
+def _bind_pair(text: str | None) -> tuple[str, int] | None:
+    if text is None:
+        return None
+    address = _bind_address(text)
+    return address.host, address.port
+
+
+def _udp_listen_address(args: argparse.Namespace) -> Address:
+    if args.bind is None:
+        if not args.address:
+            raise UsageError("give [HOST] PORT, or --bind HOST:PORT, to listen on")
+        return _listen_address(args.address)
+    if args.address:
+        raise UsageError("give the address once: [HOST] PORT or --bind HOST:PORT")
+    return _bind_address(args.bind)
+
+
+def _show(args: argparse.Namespace, *, many_peers: bool = False) -> str:
     if args.show:
         return args.show
     if args.hex:
         return "hex"
     if args.default_show == "auto":
-        return "text" if sys.stdout.isatty() else "raw"
+        # Raw bytes into a pipe, like nc; but several clients' bytes interleaved with no
+        # names say nothing, so with more than one possible they go as tagged lines.
+        return "text" if sys.stdout.isatty() or many_peers else "raw"
     return args.default_show
 
 
@@ -284,13 +332,15 @@ def udp_send(args: argparse.Namespace) -> int:
             raise UsageError("--whole reads stdin; leave out MESSAGE")
         payloads = iter([maker.from_text(message)])
     elif args.whole:
-        data = sys.stdin.buffer.read()
-        payloads = iter([maker.from_text(maker.typed_text(data)) if maker.line_mode else data])
+        payloads = (
+            maker.from_text(maker.typed_text(data)) if maker.line_mode else data
+            for data in udp.read_lines(sys.stdin.buffer, whole=True)
+        )
     else:
         # One datagram per line; the line end is not part of the message unless --crlf asks.
         payloads = (
             maker.from_line(line if args.crlf else line.rstrip(b"\r\n"))
-            for line in sys.stdin.buffer
+            for line in udp.read_lines(sys.stdin.buffer)
         )
 
     def show_reply(reply: udp.Datagram) -> None:
@@ -306,13 +356,15 @@ def udp_send(args: argparse.Namespace) -> int:
             wait_reply=args.wait_reply,
             on_reply=show_reply,
             recorder=recorder,
+            broadcast=args.broadcast,
+            bind=_bind_pair(args.bind),
         )
     return ExitCode.OK
 
 
 def udp_listen(args: argparse.Namespace) -> int:
     """``netassist udp listen``."""
-    where = _listen_address(args.address)
+    where = _udp_listen_address(args)
     maker = PayloadMaker(hex_input=args.hex, encoding=args.encoding)
     reply = maker.from_text(args.reply) if args.reply is not None else None
     display = Display(_show(args), maker.encoding)
@@ -346,7 +398,7 @@ def tcp_connect(args: argparse.Namespace) -> int:
         payloads = [maker.from_text(text) for text in args.send]  # bad hex fails before connecting
         source = tcp.parts_source(payloads, args.file)
     else:
-        source = tcp.stdin_source(maker, sys.stdin.buffer)
+        source = tcp.stdin_source(maker)
     sock = tcp.connect(target.host, target.port, timeout=args.connect_timeout)
     with sock, _recorder(args) as recorder:
         peer = format_address(sock.getpeername())
@@ -372,17 +424,17 @@ def tcp_listen(args: argparse.Namespace) -> int:
     """``netassist tcp listen``."""
     where = _listen_address(args.address)
     maker = PayloadMaker(hex_input=args.hex, crlf=args.crlf, encoding=args.encoding)
-    display = Display(_show(args), maker.encoding)
+    display = Display(_show(args, many_peers=args.keep_open or args.broadcast), maker.encoding)
     tagged = display.show != "raw"
 
-    def opened(client: tcp.Client) -> None:
+    def opened(client: tcp.ListenerClient) -> None:
         if not args.quiet:
             display.status(f"[{client.peer}] connected")
 
-    def received(client: tcp.Client, data: bytes) -> None:
+    def received(client: tcp.ListenerClient, data: bytes) -> None:
         display.stream(client.id, data, client.tag if tagged else None)
 
-    def closed(client: tcp.Client, reason: str) -> None:
+    def closed(client: tcp.ListenerClient, reason: str) -> None:
         display.end_stream(client.id)
         if not args.quiet:
             display.status(f"[{client.peer}] disconnected: {reason}")
@@ -406,12 +458,12 @@ def tcp_listen(args: argparse.Namespace) -> int:
             on_data=received,
             on_close=closed,
             on_refused=refused,
+            on_tick=(lambda: display.flush_idle(PARTIAL_LINE_WAIT)) if tagged else None,
         ) as listener,
     ):
         display.status(f"listening on tcp {listener.address}")
-        if sys.stdin is not None and not sys.stdin.closed:
-            tcp.pump_stdin(listener, maker, sys.stdin.buffer)
-        listener.serve(timeout=args.timeout)
+        with tcp.HostInput(listener, maker):
+            listener.serve(timeout=args.timeout)
     return ExitCode.OK
 
 

@@ -15,6 +15,8 @@ from netassist.wire.codecs import StreamDecoder, check_encoding, show_bytes
 from netassist.wire.hexdump import hexdump
 
 SHOW_MODES = ("text", "hex", "both", "raw")
+#: A tagged line is shown at this length even without its newline, so memory stays bounded.
+MAX_LINE = 64 * 1024
 
 
 def clock(ts: float) -> str:
@@ -45,6 +47,9 @@ class Display:
         self._lock = threading.Lock()
         self._decoders: dict[object, StreamDecoder] = {}
         self._offsets: dict[object, int] = {}
+        self._tags: dict[object, str] = {}
+        # Per tagged stream: the text of its unfinished line, and when that last grew.
+        self._partial: dict[object, tuple[str, float]] = {}
 
     def _write(self, text: str, flush: bool = True) -> None:
         self._out.write(text.encode(self._term_encoding, "backslashreplace"))
@@ -83,7 +88,11 @@ class Display:
                 self._write(f"{head}: {show_bytes(data, self.encoding)}\n", flush)
 
     def stream(self, key: object, data: bytes, tag: str | None = None) -> None:
-        """Show the next chunk of a stream; ``tag`` (``[addr:port]``) prefixes each line."""
+        """Show the next chunk of a stream; ``tag`` (``[addr:port]``) prefixes each line.
+
+        With a tag, text is shown by whole lines: a line that arrives in pieces waits for
+        its end (see :meth:`flush_idle` and :meth:`end_stream` for one that never ends).
+        """
         with self._lock:
             if self.show == "raw":
                 self._out.write(data)
@@ -95,11 +104,8 @@ class Display:
                 if decoder is None:
                     decoder = self._decoders[key] = StreamDecoder(self.encoding)
                 text = decoder.feed(data)
-                if tag is not None and text:
-                    lines = text.split("\n")
-                    if lines[-1] == "":
-                        lines.pop()
-                    text = "".join(f"{tag} {line}\n" for line in lines)
+                if tag is not None:
+                    text = self._whole_lines(key, tag, text)
                 parts.append(text)
             if self.show in ("hex", "both"):
                 offset = self._offsets.get(key, 0)
@@ -110,12 +116,46 @@ class Display:
                 parts.append(dump)
             self._write("".join(parts))
 
+    def _whole_lines(self, key: object, tag: str, text: str) -> str:
+        self._tags[key] = tag
+        start, _since = self._partial.pop(key, ("", 0.0))
+        *lines, rest = (start + text).split("\n")
+        if len(rest) >= MAX_LINE:
+            lines.append(rest)
+            rest = ""
+        if rest:
+            self._partial[key] = (rest, time.monotonic())
+        return "".join(f"{tag} {line}\n" for line in lines)
+
+    def flush_idle(self, wait: float) -> float | None:
+        """Show each unfinished tagged line that has not grown for ``wait`` seconds.
+
+        Returns in how many seconds the next one will be due (``None``: none is waiting),
+        for a caller that calls this again then.
+        """
+        with self._lock:
+            now = time.monotonic()
+            due = [key for key, (_rest, since) in self._partial.items() if now - since >= wait]
+            if due:
+                self._write("".join(self._take_partial(key) for key in due))
+            if not self._partial:
+                return None
+            oldest = min(since for _rest, since in self._partial.values())
+            return max(0.0, oldest + wait - now)
+
+    def _take_partial(self, key: object, more: str = "") -> str:
+        rest = self._partial.pop(key, ("", 0.0))[0] + more
+        return f"{self._tags[key]} {rest}\n" if rest else ""
+
     def end_stream(self, key: object) -> None:
-        """Forget a finished stream, flushing any character it left incomplete."""
+        """Forget a finished stream, flushing any character or line it left incomplete."""
         with self._lock:
             decoder = self._decoders.pop(key, None)
             self._offsets.pop(key, None)
             if decoder is not None and self.show in ("text", "both"):
                 rest = decoder.feed(b"", final=True)
+                if key in self._tags:
+                    rest = self._take_partial(key, rest)
+                    del self._tags[key]
                 if rest:
                     self._write(rest if rest.endswith("\n") else rest + "\n")

@@ -26,6 +26,10 @@ from netassist.wire.codecs import decode_lossless
 
 EVENTS = ("open", "data", "close")
 DIRECTIONS = ("in", "out")
+#: The longest line a log can hold: a 256 KiB read as hex and as escaped text, with room.
+MAX_RECORD = 4 * 1024 * 1024
+#: Records are stamped after 1970 and before the year 5000.
+_LATEST = 95_617_584_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +69,18 @@ class Record:
     def from_json(cls, line: str) -> Record:
         """Parse one JSON line; raise ``ValueError`` or ``KeyError`` when it is not a record."""
         obj = json.loads(line)
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
         data = bytes.fromhex(obj.get("hex", ""))
         if obj["event"] not in EVENTS or obj["direction"] not in DIRECTIONS:
             raise ValueError("unknown event or direction")
         if obj["proto"] not in ("tcp", "udp"):
             raise ValueError("unknown proto")
+        ts = float(obj["ts"])
+        if not 0 <= ts < _LATEST:
+            raise ValueError("time out of range")
         return cls(
-            ts=float(obj["ts"]),
+            ts=ts,
             proto=obj["proto"],
             event=obj["event"],
             direction=obj["direction"],
@@ -118,18 +127,26 @@ class Recorder:
 
 
 def read_records(path: str | Path) -> Iterator[Record]:
-    """Yield the records of a log file in order; a bad line raises :class:`BadDataError`."""
+    """Yield the records of a log file in order; a bad line raises :class:`BadDataError`.
+
+    Anything that is not a log (a binary file, JSON of another shape) is a bad line, read
+    no further than :data:`MAX_RECORD` bytes.
+    """
     try:
-        handle = open(path, encoding="utf-8")  # noqa: SIM115
+        handle = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise explain(exc, f"opening log {path}") from None
     with handle:
-        for number, line in enumerate(handle, 1):
+        number = 0
+        while line := handle.readline(MAX_RECORD + 1):
+            number += 1
             if not line.strip():
                 continue
             try:
-                yield Record.from_json(line)
-            except (ValueError, KeyError, TypeError):
+                if len(line) > MAX_RECORD:
+                    raise ValueError("line too long")
+                yield Record.from_json(line.decode("utf-8"))
+            except (ValueError, KeyError, TypeError, OverflowError):  # UnicodeError too
                 raise BadDataError(
                     f"{path}:{number}: not a netassist log record (was it written by --log?)"
                 ) from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from netassist.errors import NetassistError, UsageError, explain
 from netassist.wire.record import Record
-from netassist.wire.sockets import connect_tcp, format_address, resolve
+from netassist.wire.sockets import connect_tcp, explain_denied, format_address, resolve
 
 
 @dataclass
@@ -114,16 +114,20 @@ def _replay_udp(
             try:
                 sock.sendto(record.data, sockaddr)
             except OSError as exc:
-                raise explain(exc, f"replaying to udp {format_address(sockaddr)}") from None
+                raise explain_denied(
+                    exc,
+                    f"replaying to udp {format_address(sockaddr)}",
+                    f"is {host} a broadcast address? replay sends to one host",
+                ) from None
             result.records += 1
             result.bytes_sent += len(record.data)
     return result
 
 
 def _sleep_until(moment: float) -> None:
-    delay = moment - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
+    # In slices: a recorded gap divided by a small --speed can exceed what sleep() takes.
+    while (delay := moment - time.monotonic()) > 0:
+        time.sleep(min(delay, 3600.0))
 
 
 def _half_close(sock: socket.socket) -> None:

@@ -6,9 +6,11 @@ import os
 import socket
 from typing import Any
 
-from netassist.errors import explain
+from netassist.errors import ExitCode, NetassistError, explain
 
 DEFAULT_LISTEN_HOST = "127.0.0.1"
+#: How much one read from a socket, a file or stdin takes at most.
+CHUNK = 256 * 1024
 
 
 def format_address(address: Any) -> str:
@@ -19,18 +21,29 @@ def format_address(address: Any) -> str:
     return str(address)
 
 
-def resolve(host: str, port: int, socktype: int, *, proto: str) -> list[tuple]:
-    """All ``(family, type, proto, canonname, sockaddr)`` for ``host``, IPv4/IPv6/names."""
+def resolve(host: str, port: int, socktype: int, *, proto: str, family: int = 0) -> list[tuple]:
+    """All ``(family, type, proto, canonname, sockaddr)`` for ``host``, IPv4/IPv6/names
+    (only of ``family`` when it is given)."""
     try:
-        return socket.getaddrinfo(host, port, type=socktype)
+        return socket.getaddrinfo(host, port, family, socktype)
     except (OSError, UnicodeError) as exc:
         if isinstance(exc, UnicodeError):
             exc = socket.gaierror(str(exc))
         raise explain(exc, f"looking up {host!r} for {proto}") from None
 
 
-def _bound(host: str, port: int, socktype: int, proto: str) -> socket.socket:
-    family, _, _, _, sockaddr = resolve(host, port, socktype, proto=proto)[0]
+def explain_denied(exc: BaseException, doing: str, hint: str | None) -> NetassistError:
+    """:func:`explain`, with a permission-denied hint that fits what was being done."""
+    if isinstance(exc, PermissionError):
+        return NetassistError(
+            f"{doing}: permission denied" + (f" ({hint})" if hint else ""),
+            ExitCode.PERMISSION_DENIED,
+        )
+    return explain(exc, doing)
+
+
+def _bound(host: str, port: int, socktype: int, proto: str, family: int = 0) -> socket.socket:
+    family, _, _, _, sockaddr = resolve(host, port, socktype, proto=proto, family=family)[0]
     sock = socket.socket(family, socktype)
     try:
         if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
@@ -43,13 +56,14 @@ def _bound(host: str, port: int, socktype: int, proto: str) -> socket.socket:
         sock.bind(sockaddr)
     except OSError as exc:
         sock.close()
-        raise explain(exc, f"binding {proto} {format_address(sockaddr)}") from None
+        low = "ports below 1024 need root; try a port above 1024" if 0 < port < 1024 else None
+        raise explain_denied(exc, f"binding {proto} {format_address(sockaddr)}", low) from None
     return sock
 
 
-def bind_udp(host: str, port: int) -> socket.socket:
-    """A UDP socket bound to ``host:port`` (port 0: any free port)."""
-    return _bound(host, port, socket.SOCK_DGRAM, "udp")
+def bind_udp(host: str, port: int, family: int = 0) -> socket.socket:
+    """A UDP socket bound to ``host:port`` (port 0: any free port), of ``family`` if given."""
+    return _bound(host, port, socket.SOCK_DGRAM, "udp", family)
 
 
 def listen_tcp(host: str, port: int, backlog: int = 128) -> socket.socket:
@@ -81,4 +95,4 @@ def connect_tcp(host: str, port: int, timeout: float | None = None) -> socket.so
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
     assert last is not None
-    raise explain(last, where) from None
+    raise explain_denied(last, where, "a firewall may refuse it") from None

@@ -7,19 +7,28 @@ not resolve) instead of waiting forever.
 
 from __future__ import annotations
 
+import errno
 import selectors
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
-from netassist.errors import TimeoutExpired, explain
+from netassist.errors import BadDataError, ExitCode, NetassistError, TimeoutExpired, explain
 from netassist.wire.record import Record, Recorder
-from netassist.wire.sockets import DEFAULT_LISTEN_HOST, bind_udp, format_address, resolve
+from netassist.wire.sockets import (
+    DEFAULT_LISTEN_HOST,
+    bind_udp,
+    explain_denied,
+    format_address,
+    resolve,
+)
 
 MAX_DATAGRAM = 65535
 RECEIVE_BUFFER = 4 * 1024 * 1024
+#: Input longer than this cannot become one datagram (65,507 bytes at most), even as hex.
+MAX_INPUT = 1024 * 1024
 
 
 class Datagram(NamedTuple):
@@ -32,11 +41,31 @@ class Datagram(NamedTuple):
 
 @dataclass
 class SendResult:
-    """What :func:`send` did: datagrams sent, and the replies that came back."""
+    """What :func:`send` did: datagrams sent, the replies that came back, and how many got
+    none (``unanswered``) or were refused (an ICMP "port unreachable": nothing listens)."""
 
     sent: int = 0
     replies: list[Datagram] = field(default_factory=list)
     unanswered: int = 0
+    refused: int = 0
+
+
+class SendFailed(NetassistError):
+    """Some datagrams were refused or got no reply; :attr:`result` says what was done."""
+
+    def __init__(self, message: str, exit_code: ExitCode, result: SendResult) -> None:
+        super().__init__(message, exit_code)
+        self.result = result
+
+
+#: After the last datagram, how long an ICMP "port unreachable" may take to come back and
+#: still be counted (replies and refusals within --wait-reply are always seen).
+REFUSAL_GRACE = 0.05
+# An ICMP answer to an earlier datagram is reported by the next send, which then sends
+# nothing; the send is tried again, this many times at most.
+_SEND_ATTEMPTS = 8
+# Windows reports an ICMP "port unreachable" on UDP as a reset connection.
+_REFUSED = (ConnectionRefusedError, ConnectionResetError)
 
 
 def send(
@@ -49,22 +78,35 @@ def send(
     wait_reply: float | None = None,
     on_reply: Callable[[Datagram], None] | None = None,
     recorder: Recorder | None = None,
+    broadcast: bool = False,
+    bind: tuple[str, int] | None = None,
 ) -> SendResult:
     """Send each payload ``repeat`` times to ``host:port``, ``interval`` seconds apart.
 
     With ``wait_reply``, wait up to that many seconds after each datagram for an answer and
-    pass it to ``on_reply``; when some datagram got none, :class:`TimeoutExpired` is raised
-    after all were sent. The socket is connected, so only the target's answers count and an
-    ICMP "port unreachable" shows up as a refused connection instead of silence.
+    pass it to ``on_reply``. Every datagram is sent even when the target refuses them (an
+    ICMP "port unreachable": nothing listens there); after the last one, refusals raise
+    :class:`SendFailed` with the connection-refused exit code, and datagrams that got no
+    reply raise it with the timeout code.
+
+    The socket is connected, so only the target's answers count and a refusal shows up
+    instead of silence; with ``broadcast`` (``SO_BROADCAST``, needed to send to a broadcast
+    address) it is not, and replies from any host count. ``bind`` sends from that local
+    ``(host, port)``, so the peer sees (and answers) a port it expects.
     """
     family, socktype, proto, _, sockaddr = resolve(host, port, socket.SOCK_DGRAM, proto="udp")[0]
     target = format_address(sockaddr)
+    doing = f"sending to udp {target}"
     result = SendResult()
-    with socket.socket(family, socktype, proto) as sock:
+    sock = bind_udp(*bind, family=family) if bind else socket.socket(family, socktype, proto)
+    with sock:
         try:
-            sock.connect(sockaddr)
+            if broadcast:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            else:
+                sock.connect(sockaddr)
         except OSError as exc:
-            raise explain(exc, f"sending to udp {target}") from None
+            raise _explain_send(exc, doing, host, broadcast, sock if bind else None) from None
         local = format_address(sock.getsockname())
         first = True
         for payload in payloads:
@@ -73,45 +115,139 @@ def send(
                     time.sleep(interval)
                 first = False
                 try:
-                    sock.send(payload)
+                    _send_one(sock, payload, sockaddr if broadcast else None, result)
                 except OSError as exc:
-                    raise explain(exc, f"sending to udp {target}") from None
+                    raise _explain_send(exc, doing, host, broadcast) from None
                 result.sent += 1
                 if recorder:
                     recorder.write(
                         Record(time.time(), "udp", "data", "out", local, target, payload)
                     )
                 if wait_reply is not None:
-                    reply = _await_reply(sock, wait_reply, target)
-                    if reply is None:
-                        result.unanswered += 1
-                        continue
-                    result.replies.append(reply)
-                    if recorder:
-                        recorder.write(
-                            Record(reply.ts, "udp", "data", "in", local, target, reply.data)
-                        )
-                    if on_reply:
-                        on_reply(reply)
-    if result.unanswered:
-        raise TimeoutExpired(
-            f"no reply from udp {target} within {wait_reply:g} s to {result.unanswered} of "
-            f"{result.sent} datagrams (is anything answering? raise --wait-reply to wait longer)"
-        )
+                    _take_reply(sock, wait_reply, target, result, local, recorder, on_reply)
+        if wait_reply is None and result.sent and not broadcast:
+            result.refused += _late_refusal(sock, REFUSAL_GRACE)
+    _raise_shortfall(result, target, wait_reply)
     return result
 
 
-def _await_reply(sock: socket.socket, seconds: float, target: str) -> Datagram | None:
+def _send_one(
+    sock: socket.socket, payload: bytes, sockaddr: tuple | None, result: SendResult
+) -> None:
+    for _ in range(_SEND_ATTEMPTS):
+        try:
+            if sockaddr is None:
+                sock.send(payload)
+            else:
+                sock.sendto(payload, sockaddr)
+            return
+        except _REFUSED:  # an earlier datagram's refusal; this one is not sent yet
+            result.refused += 1
+    raise ConnectionRefusedError(errno.ECONNREFUSED, "connection refused")
+
+
+def _take_reply(
+    sock: socket.socket,
+    seconds: float,
+    target: str,
+    result: SendResult,
+    local: str,
+    recorder: Recorder | None,
+    on_reply: Callable[[Datagram], None] | None,
+) -> None:
     sock.settimeout(seconds)
     try:
-        data = sock.recv(MAX_DATAGRAM)
+        data, addr = sock.recvfrom(MAX_DATAGRAM)
     except TimeoutError:
-        return None
+        result.unanswered += 1
+        return
+    except _REFUSED:
+        result.refused += 1
+        return
     except OSError as exc:
         raise explain(exc, f"waiting for a reply from udp {target}") from None
     finally:
         sock.settimeout(None)
-    return Datagram(data, target, time.time())
+    reply = Datagram(data, format_address(addr), time.time())
+    result.replies.append(reply)
+    if recorder:
+        recorder.write(Record(reply.ts, "udp", "data", "in", local, reply.peer, reply.data))
+    if on_reply:
+        on_reply(reply)
+
+
+def _late_refusal(sock: socket.socket, grace: float) -> int:
+    """1 if an ICMP refusal of the last datagram arrives within ``grace`` seconds, else 0."""
+    sock.settimeout(grace)
+    try:
+        sock.recv(MAX_DATAGRAM, socket.MSG_PEEK)
+    except _REFUSED:
+        return 1
+    except OSError:  # the time ran out (or a reply came, which nobody waits for)
+        return 0
+    finally:
+        sock.settimeout(None)
+    return 0
+
+
+def _explain_send(
+    exc: OSError, doing: str, host: str, broadcast: bool, bound: socket.socket | None = None
+) -> NetassistError:
+    if bound is not None and exc.errno == errno.EINVAL:
+        local = format_address(bound.getsockname())
+        return NetassistError(
+            f"{doing} from {local}: that local address cannot reach it (bind to an address "
+            "of this machine on the way there, or 0.0.0.0)",
+            ExitCode.NETWORK,
+        )
+    if broadcast:
+        return explain_denied(exc, doing, "a firewall may refuse it")
+    return explain_denied(
+        exc, doing, f"is {host} a broadcast address? add --broadcast to send to it"
+    )
+
+
+def _raise_shortfall(result: SendResult, target: str, wait_reply: float | None) -> None:
+    if result.refused:
+        sent = f"{result.sent} datagram{'' if result.sent == 1 else 's'} sent to udp {target}"
+        message = (
+            f"{sent}; the peer refused {result.refused}: connection refused, nothing listens "
+            "on that port (is the listener running, on this port?)"
+        )
+        if result.unanswered:
+            message += f"; {result.unanswered} more got no reply within {wait_reply:g} s"
+        raise SendFailed(message, ExitCode.CONNECTION_REFUSED, result)
+    if result.unanswered:
+        raise SendFailed(
+            f"no reply from udp {target} within {wait_reply:g} s to {result.unanswered} of "
+            f"{result.sent} datagrams (is anything answering? raise --wait-reply to wait "
+            "longer)",
+            ExitCode.TIMEOUT,
+            result,
+        )
+
+
+def read_lines(stream: BinaryIO, *, whole: bool = False) -> Iterator[bytes]:
+    """The lines of ``stream`` (each with its line end), or all of it as one when ``whole``.
+
+    Input longer than :data:`MAX_INPUT` raises :class:`BadDataError` once that much is read,
+    so a line with no end in sight never fills memory.
+    """
+    number = 0
+    while True:
+        data = stream.read(MAX_INPUT + 1) if whole else stream.readline(MAX_INPUT + 1)
+        if not data and not whole:  # empty input with --whole is one empty datagram
+            return
+        number += 1
+        if len(data) > MAX_INPUT:
+            where = "the input" if whole else f"line {number} of the input"
+            raise BadDataError(
+                f"{where} is over {MAX_INPUT // 1024} KiB, more than one datagram can carry "
+                "(65,507 bytes at most); send it over tcp instead"
+            )
+        yield data
+        if whole:
+            return
 
 
 class UdpListener:
