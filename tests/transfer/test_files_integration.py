@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from netassist.transfer import protocol as p
+from netassist.transfer import protocol
 from netassist.transfer.client import Client, TransferError
 from netassist.transfer.server import FileServer
 from tests.conftest import run_netassist
@@ -212,7 +212,7 @@ def test_hostile_names_never_reach_the_canary(shared, server):
             with pytest.raises(TransferError) as info:
                 client.request("get", name)
             assert "not_found" in str(info.value) or "bad_request" in str(info.value)
-        assert client.request("get", "ok.txt").type is p.FrameType.FILE
+        assert client.request("get", "ok.txt").type is protocol.FrameType.FILE
 
 
 def test_fifty_clients_at_once(shared, server, tmp_path):
@@ -263,13 +263,13 @@ class HostileServer:
     def _serve(self) -> None:
         conn, _ = self.sock.accept()
         self.sock.close()  # one client per double
-        reader = p.Reader()
+        reader = protocol.Reader()
         with conn, contextlib.suppress(OSError):  # the refusing client may reset it
             while data := conn.recv(65536):
                 reader.feed(data)
                 while (event := reader.next_event()) is not None:
-                    if event.type is p.FrameType.HELLO:
-                        conn.sendall(p.encode(p.FrameType.HELLO, {"version": 1}))
+                    if event.type is protocol.FrameType.HELLO:
+                        conn.sendall(protocol.encode(protocol.FrameType.HELLO, {"version": 1}))
                     else:
                         conn.sendall(self.reply(event.body))
 
@@ -283,15 +283,19 @@ def file_frame(path: str, data: bytes, digest: str | None = None) -> bytes:
         "sha256": digest or hashlib.sha256(data).hexdigest(),
         "mtime_ns": 0,
     }
-    return p.encode(p.FrameType.FILE, header) + data
+    return protocol.encode(protocol.FrameType.FILE, header) + data
 
 
 def ls_file(body: dict) -> bytes:
-    return p.encode(p.FrameType.REPLY, {"path": body["path"], "type": "file", "entries": []})
+    return protocol.encode(
+        protocol.FrameType.REPLY, {"path": body["path"], "type": "file", "entries": []}
+    )
 
 
 def ls_dir(body: dict) -> bytes:
-    return p.encode(p.FrameType.REPLY, {"path": body["path"], "type": "directory", "entries": []})
+    return protocol.encode(
+        protocol.FrameType.REPLY, {"path": body["path"], "type": "directory", "entries": []}
+    )
 
 
 @pytest.mark.parametrize(
@@ -305,7 +309,7 @@ def ls_dir(body: dict) -> bytes:
             lambda b: (
                 ls_dir(b)
                 if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [{"path": "../evil.txt"}]})
+                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "../evil.txt"}]})
             ),
             "dangerous name",
         ),
@@ -313,7 +317,7 @@ def ls_dir(body: dict) -> bytes:
             lambda b: (
                 ls_dir(b)
                 if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [{"path": "/etc/evil"}]})
+                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "/etc/evil"}]})
             ),
             "dangerous name",
         ),
@@ -321,7 +325,7 @@ def ls_dir(body: dict) -> bytes:
             lambda b: (
                 ls_dir(b)
                 if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [{"path": "C:\\evil"}]})
+                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "C:\\evil"}]})
             ),
             "dangerous name",
         ),
@@ -329,7 +333,7 @@ def ls_dir(body: dict) -> bytes:
             lambda b: (
                 ls_dir(b)
                 if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [{"path": "a\x1b[2J"}]})
+                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "a\x1b[2J"}]})
             ),
             "dangerous name",
         ),
@@ -337,7 +341,9 @@ def ls_dir(body: dict) -> bytes:
             lambda b: (
                 ls_dir(b)
                 if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [], "folders": ["../evil.txt"]})
+                else protocol.encode(
+                    protocol.FrameType.REPLY, {"files": [], "folders": ["../evil.txt"]}
+                )
             ),
             "dangerous folder name",
         ),
@@ -383,7 +389,7 @@ def test_a_name_listed_twice_never_replaces_the_first_copy(tmp_path):
             return ls_dir(body)
         if body["path"] == "folder":
             listing = {"files": [{"path": "dup.txt"}, {"path": "dup.txt"}], "folders": []}
-            return p.encode(p.FrameType.REPLY, listing)
+            return protocol.encode(protocol.FrameType.REPLY, listing)
         return file_frame(body["path"], next(contents))
 
     hostile = HostileServer(reply)
@@ -548,24 +554,26 @@ def test_a_file_changed_while_it_is_sent_is_detected(shared, server):
     path = shared / "moving.bin"
     path.write_bytes(os.urandom(64 << 20))
     sock = socket.create_connection(("127.0.0.1", port_of(server)))
-    reader = p.Reader()
+    reader = protocol.Reader()
 
-    def frame() -> p.Frame:
+    def frame() -> protocol.Frame:
         while (event := reader.next_event()) is None or isinstance(
-            event, p.StreamData | p.StreamEnd
+            event, protocol.StreamData | protocol.StreamEnd
         ):
             if event is None:
                 reader.feed(sock.recv(1 << 20))
         return event
 
     with sock:
-        sock.sendall(p.encode(p.FrameType.HELLO, {"version": 1}))
+        sock.sendall(protocol.encode(protocol.FrameType.HELLO, {"version": 1}))
         frame()
         sock.sendall(
-            p.encode(p.FrameType.REQUEST, {"op": "get", "path": "moving.bin", "offset": 0})
+            protocol.encode(
+                protocol.FrameType.REQUEST, {"op": "get", "path": "moving.bin", "offset": 0}
+            )
         )
         announced = frame()
-        assert announced.type is p.FrameType.FILE and announced.body["sha256"] is None
+        assert announced.type is protocol.FrameType.FILE and announced.body["sha256"] is None
         # The server cannot have sent 64 MiB into socket buffers yet: change the file now.
         reader.feed(sock.recv(1 << 20))
         with open(path, "r+b") as handle:
@@ -573,5 +581,5 @@ def test_a_file_changed_while_it_is_sent_is_detected(shared, server):
             handle.write(b"changed!")
         os.utime(path, ns=(time.time_ns(), time.time_ns()))
         last = frame()
-    assert last.type is p.FrameType.ERROR
+    assert last.type is protocol.FrameType.ERROR
     assert last.body["code"] == "changed"

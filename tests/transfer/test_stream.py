@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from netassist.transfer import protocol as p
+from netassist.transfer import protocol
 from netassist.transfer.digest import POOL, THREAD_THRESHOLD, BackgroundHasher, HashRange
 from netassist.transfer.stream import StreamCut, receive_stream
 
@@ -30,11 +30,11 @@ def test_background_hasher_hashes_blocks_in_order():
 def _stream(payload: bytes, *, cut_after: int | None = None, tail: bytes = b""):
     """A reader that has seen the FILE frame, and the socket the stream then arrives on."""
     ours, theirs = socket.socketpair()
-    frame = p.encode(p.FrameType.FILE, {"length": len(payload)})
+    frame = protocol.encode(protocol.FrameType.FILE, {"length": len(payload)})
     first = 1000  # some stream bytes arrive with the frame, as they do in practice
-    reader = p.Reader()
+    reader = protocol.Reader()
     reader.feed(frame + payload[:first])
-    assert isinstance(reader.next_event(), p.Frame)
+    assert isinstance(reader.next_event(), protocol.Frame)
 
     def send():
         end = len(payload) if cut_after is None else cut_after

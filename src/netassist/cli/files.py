@@ -1,4 +1,4 @@
-"""``netassist files serve|ls|get``: file transfer over the netassist transfer protocol."""
+"""``netassist files serve|ls|get|put``: file transfer over the netassist transfer protocol."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 
 from netassist.cli.progress import TransferProgress
 from netassist.errors import ExitCode, UsageError
-from netassist.transfer import protocol as p
 from netassist.transfer.client import Client, client_tls, shown
+from netassist.transfer.protocol import DEFAULT_PORT
 from netassist.wire.sockets import parse_port
 
 
@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     s.add_argument(
         "directory", metavar="DIR", nargs="?", default=".", help="the folder (default: here)"
     )
-    s.add_argument("-b", "--bind", default=f"127.0.0.1:{p.DEFAULT_PORT}", metavar="HOST:PORT")
+    s.add_argument("-b", "--bind", default=f"127.0.0.1:{DEFAULT_PORT}", metavar="HOST:PORT")
     s.add_argument(
         "--token",
         default=os.environ.get("NETASSIST_TOKEN"),
@@ -86,11 +86,11 @@ def _server_address(text: str, *, listening: bool = False) -> tuple[str, int]:
     """``HOST``, ``HOST:PORT`` or ``[V6]:PORT``; a listener may ask for port 0 (any)."""
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        return host, parse_port(rest.lstrip(":"), allow_zero=listening) if rest else p.DEFAULT_PORT
+        return host, parse_port(rest.lstrip(":"), allow_zero=listening) if rest else DEFAULT_PORT
     if text.count(":") == 1:
         host, port = text.split(":")
         return host, parse_port(port, allow_zero=listening)
-    return text, p.DEFAULT_PORT
+    return text, DEFAULT_PORT
 
 
 def _client_tls(args: argparse.Namespace):

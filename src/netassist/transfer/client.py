@@ -14,9 +14,9 @@ from stat import S_ISREG
 
 from netassist.errors import ExitCode, NetassistError, explain
 from netassist.paths import PathRefused, check_relative, relative_parts
-from netassist.transfer import protocol as p
+from netassist.transfer import protocol
 from netassist.transfer.digest import prefix_digest
-from netassist.transfer.stream import StreamCut, receive_stream
+from netassist.transfer.stream import StreamCut, open_no_follow, receive_stream
 from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import connect_tcp, format_address
 
@@ -24,9 +24,6 @@ RECV_BLOCK = 1 << 20
 PIPELINE = 32  # file requests in flight while a folder downloads
 PUT_STEP = 8 << 20  # bytes sent between two progress reports
 PART = ".part"
-# A .part that is a link was not made by us: O_NOFOLLOW refuses it rather than write through.
-_PART_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
-_RESUME_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class TransferError(NetassistError):
@@ -67,7 +64,7 @@ class Client:
     def __init__(
         self,
         host: str,
-        port: int = p.DEFAULT_PORT,
+        port: int = protocol.DEFAULT_PORT,
         *,
         token: str | None = None,
         timeout: float = 30.0,
@@ -91,16 +88,16 @@ class Client:
                 raise TransferError(
                     f"{self.peer}: TLS failed ({exc}); is the server using TLS?"
                 ) from None
-        self.reader = p.Reader()
+        self.reader = protocol.Reader()
         self._inbox = bytearray(RECV_BLOCK)
         self._inbox_view = memoryview(self._inbox)
         try:
-            hello = {"version": p.VERSION}
+            hello = {"version": protocol.VERSION}
             if token is not None:
                 hello["token"] = token
-            self.sock.sendall(p.encode(p.FrameType.HELLO, hello))
+            self.sock.sendall(protocol.encode(protocol.FrameType.HELLO, hello))
             answer = self._frame()
-            if answer.type is not p.FrameType.HELLO:
+            if answer.type is not protocol.FrameType.HELLO:
                 raise TransferError(f"{self.peer} did not greet us as a netassist file server")
         except BaseException:
             self.sock.close()
@@ -130,21 +127,21 @@ class Client:
             )
         return self._inbox_view[:count]
 
-    def _frame(self) -> p.Frame:
+    def _frame(self) -> protocol.Frame:
         while True:
             try:
                 event = self.reader.next_event()
-            except p.ProtocolError as exc:
+            except protocol.ProtocolError as exc:
                 raise TransferError(f"{self.peer} broke the protocol: {exc}") from None
-            if isinstance(event, p.Frame):
-                if event.type is p.FrameType.ERROR:
+            if isinstance(event, protocol.Frame):
+                if event.type is protocol.FrameType.ERROR:
                     code = str(event.body.get("code", "error"))
                     message = shown(str(event.body.get("message", "")))
                     exit_code = {
-                        p.ErrorCode.NOT_FOUND: ExitCode.FILE,
-                        p.ErrorCode.EXISTS: ExitCode.FILE,
-                        p.ErrorCode.AUTH: ExitCode.PERMISSION_DENIED,
-                        p.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
+                        protocol.ErrorCode.NOT_FOUND: ExitCode.FILE,
+                        protocol.ErrorCode.EXISTS: ExitCode.FILE,
+                        protocol.ErrorCode.AUTH: ExitCode.PERMISSION_DENIED,
+                        protocol.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
                     }.get(code, ExitCode.NETWORK)
                     raise TransferError(f"{self.peer}: {message} ({code})", exit_code)
                 return event
@@ -152,9 +149,11 @@ class Client:
                 raise TransferError(f"{self.peer} sent data nobody asked for")
             self.reader.feed(self._recv())
 
-    def request(self, op: str, path: str, **extra: object) -> p.Frame:
+    def request(self, op: str, path: str, **extra: object) -> protocol.Frame:
         """Send a request and return the answer frame."""
-        self.sock.sendall(p.encode(p.FrameType.REQUEST, {"op": op, "path": path, **extra}))
+        self.sock.sendall(
+            protocol.encode(protocol.FrameType.REQUEST, {"op": op, "path": path, **extra})
+        )
         return self._frame()
 
     def ls(self, path: str = "") -> list[dict]:
@@ -197,7 +196,7 @@ class Client:
             return [self.get_file(answer_path, local, force=force, on_progress=on_progress)]
         frame = self.request("get", answer_path)
         files = frame.body.get("files")
-        if frame.type is not p.FrameType.REPLY or not isinstance(files, list):
+        if frame.type is not protocol.FrameType.REPLY or not isinstance(files, list):
             raise TransferError(f"{self.peer} answered get with neither a file nor a folder")
         if on_total is not None:
             on_total(
@@ -348,7 +347,9 @@ class Client:
             offset = answer.body.get("offset")
             if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= size:
                 raise TransferError(f"{self.peer} answered the upload with a bad offset")
-            self.sock.sendall(p.encode(p.FrameType.FILE, {"path": remote, "length": size - offset}))
+            self.sock.sendall(
+                protocol.encode(protocol.FrameType.FILE, {"path": remote, "length": size - offset})
+            )
             position = offset
             while position < size:
                 # In steps, so a progress bar moves; each step still goes by sendfile.
@@ -364,10 +365,10 @@ class Client:
             raise TransferError(f"{self.peer} did not confirm {shown(remote)!r}")
         return Result(remote, local, size, size - offset, offset, digest)
 
-    def _file_frame(self, remote: str) -> p.Frame:
+    def _file_frame(self, remote: str) -> protocol.Frame:
         """The answer to a get of ``remote``, which must be a FILE frame."""
         frame = self._frame()
-        if frame.type is not p.FrameType.FILE:
+        if frame.type is not protocol.FrameType.FILE:
             raise TransferError(
                 f"{self.peer} answered {shown(remote)!r} with something other than a file"
             )
@@ -386,7 +387,7 @@ class Client:
         held = 0 if fresh else _regular_size(part)
         prefix = _hash_file(part) if held else None
         request = {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix}
-        return p.encode(p.FrameType.REQUEST, request), held
+        return protocol.encode(protocol.FrameType.REQUEST, request), held
 
     def _target(self, out_dir: str, relative: str) -> str:
         """The local path for ``relative``, made sure to stay inside ``out_dir``, even
@@ -420,7 +421,7 @@ class Client:
 
     def _receive(
         self,
-        frame: p.Frame,
+        frame: protocol.Frame,
         remote: str,
         local: str,
         force: bool,
@@ -455,9 +456,11 @@ class Client:
         report = on_progress and (lambda n: on_progress(remote, offset + n, size))
         # A non-zero offset is what the .part held when it was asked for (checked above).
         resuming = bool(offset)
-        # A plain descriptor: for a small file, open() costs as much as the rest of it.
+        # A plain descriptor: for a small file, open() costs as much as the rest of it. A .part
+        # that is a link was not made by us: it is refused rather than written through.
+        flags = os.O_RDWR if resuming else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            fd = os.open(part, _RESUME_FLAGS if resuming else _PART_FLAGS, 0o666)
+            fd = open_no_follow(part, flags)
         except OSError as exc:
             raise explain(exc, f"opening {part}") from None
         try:
@@ -467,15 +470,18 @@ class Client:
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
             self._receive_stream(_Sink(fd, part), hasher, length, report)
-            if times:
+            if times and os.utime in os.supports_fd:
                 os.utime(fd, ns=times)
+                times = None
         finally:
             os.close(fd)
+        if times:  # where a descriptor's times cannot be set (Windows), the path's are
+            os.utime(part, ns=times)
         self.reader.next_event()  # the end of the stream
         if digest is None:  # the server hashed while sending: the digest follows the data
             trailer = self._frame()
             digest = trailer.body.get("sha256")
-            if trailer.type is not p.FrameType.REPLY or not isinstance(digest, str):
+            if trailer.type is not protocol.FrameType.REPLY or not isinstance(digest, str):
                 raise TransferError(f"{self.peer} sent no digest for {shown(remote)!r}")
         got = hasher.hexdigest()
         if got != digest:

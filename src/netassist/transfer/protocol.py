@@ -102,16 +102,6 @@ class Reader:
         """Add received bytes."""
         self._buffer += data
 
-    @property
-    def in_stream(self) -> bool:
-        """Whether the next bytes belong to an announced raw stream."""
-        return self._in_stream
-
-    @property
-    def stream_left(self) -> int:
-        """Raw bytes still to come in the current stream."""
-        return self._stream_left
-
     def next_event(self) -> Frame | StreamData | StreamEnd | None:
         """The next event, or None when more bytes are needed."""
         buffer = self._buffer

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 from netassist.corking import corked
 from netassist.paths import PathRefused, check_segment, resolve_real, split_path
-from netassist.transfer import protocol as p
-from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, prefix_digest
-from netassist.transfer.stream import StreamCut, receive_stream
+from netassist.transfer import protocol
+from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, positional_reads, prefix_digest
+from netassist.transfer.stream import StreamCut, open_flags, open_no_follow, receive_stream
 from netassist.wire.sockets import format_address, listen_tcp
 
 log = logging.getLogger("netassist.files")
@@ -55,7 +55,7 @@ class FileServer:
         self,
         root: str,
         host: str = "127.0.0.1",
-        port: int = p.DEFAULT_PORT,
+        port: int = protocol.DEFAULT_PORT,
         *,
         token: str | None = None,
         max_clients: int = 64,
@@ -105,7 +105,9 @@ class FileServer:
 
     def _refuse_busy(self, conn: socket.socket) -> None:
         try:
-            conn.sendall(p.error(p.ErrorCode.BUSY, "too many clients; try again later"))
+            conn.sendall(
+                protocol.error(protocol.ErrorCode.BUSY, "too many clients; try again later")
+            )
         except OSError:
             pass
         conn.close()
@@ -126,7 +128,7 @@ class FileServer:
                     # Answers held for a batch still go out when a later request fails.
                     with contextlib.suppress(OSError):
                         session.flush()
-        except (OSError, p.ProtocolError) as exc:
+        except (OSError, protocol.ProtocolError) as exc:
             log.info("%s: %s", peer, exc)
         finally:
             self._slots.release()
@@ -155,7 +157,7 @@ class Session:
     def __init__(self, server: FileServer, conn: socket.socket) -> None:
         self.server = server
         self.conn = conn
-        self.reader = p.Reader()
+        self.reader = protocol.Reader()
         self._held: list[bytes] = []  # answers not sent yet (see _answer)
         self._held_size = 0
 
@@ -183,13 +185,13 @@ class Session:
         if self._held:
             self._send(b"")
 
-    def read_frame(self) -> p.Frame | None:
+    def read_frame(self) -> protocol.Frame | None:
         while True:
             event = self.reader.next_event()
-            if isinstance(event, p.Frame):
+            if isinstance(event, protocol.Frame):
                 return event
             if event is not None:
-                raise p.ProtocolError("a client may not send raw data here")
+                raise protocol.ProtocolError("a client may not send raw data here")
             self.flush()  # nothing held may wait for a request the client will not send
             data = self.conn.recv(65536)
             if not data:
@@ -200,28 +202,39 @@ class Session:
         hello = self.read_frame()
         if hello is None:
             return
-        if hello.type is not p.FrameType.HELLO or hello.body.get("version") != p.VERSION:
-            self._send(p.error(p.ErrorCode.VERSION, f"this server speaks version {p.VERSION}"))
+        if (
+            hello.type is not protocol.FrameType.HELLO
+            or hello.body.get("version") != protocol.VERSION
+        ):
+            self._send(
+                protocol.error(
+                    protocol.ErrorCode.VERSION, f"this server speaks version {protocol.VERSION}"
+                )
+            )
             return
         token = self.server.token
         given = hello.body.get("token")
         if token is not None and not (
             isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
         ):
-            self._send(p.error(p.ErrorCode.AUTH, "wrong or missing token"))
+            self._send(protocol.error(protocol.ErrorCode.AUTH, "wrong or missing token"))
             return
         self._send(
-            p.encode(
-                p.FrameType.HELLO,
-                {"version": p.VERSION, "server": "netassist", "upload": self.server.allow_upload},
+            protocol.encode(
+                protocol.FrameType.HELLO,
+                {
+                    "version": protocol.VERSION,
+                    "server": "netassist",
+                    "upload": self.server.allow_upload,
+                },
             )
         )
         while (frame := self.read_frame()) is not None:
-            if frame.type is not p.FrameType.REQUEST:
-                raise p.ProtocolError("expected a request")
+            if frame.type is not protocol.FrameType.REQUEST:
+                raise protocol.ProtocolError("expected a request")
             op, path = frame.body.get("op"), frame.body.get("path", "")
             if not isinstance(path, str):
-                self._send(p.error(p.ErrorCode.BAD_REQUEST, "path must be a string"))
+                self._send(protocol.error(protocol.ErrorCode.BAD_REQUEST, "path must be a string"))
                 continue
             try:
                 if op == "ls":
@@ -231,18 +244,23 @@ class Session:
                 elif op == "put":
                     self.put(path, frame.body)
                 else:
-                    self._send(p.error(p.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}"))
+                    self._send(
+                        protocol.error(protocol.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}")
+                    )
             except PathRefused:
                 # Not found and refused look the same: a refusal must not reveal what exists.
-                self._send(p.error(p.ErrorCode.NOT_FOUND, f"no such file or folder: {path}"))
+                self._send(
+                    protocol.error(protocol.ErrorCode.NOT_FOUND, f"no such file or folder: {path}")
+                )
 
     def put(self, path: str, body: dict) -> None:
         """Receive a file into ``path``: never over an existing one, resumable, verified."""
         server = self.server
         if not server.allow_upload:
             self._send(
-                p.error(
-                    p.ErrorCode.REFUSED, "this server is read-only (start it with --allow-upload)"
+                protocol.error(
+                    protocol.ErrorCode.REFUSED,
+                    "this server is read-only (start it with --allow-upload)",
                 )
             )
             return
@@ -253,11 +271,16 @@ class Session:
             and size >= 0
             and isinstance(digest, str)
         ):
-            self._send(p.error(p.ErrorCode.BAD_REQUEST, "put needs a size and a sha256"))
+            self._send(
+                protocol.error(protocol.ErrorCode.BAD_REQUEST, "put needs a size and a sha256")
+            )
             return
         if server.max_upload is not None and size > server.max_upload:
             self._send(
-                p.error(p.ErrorCode.TOO_LARGE, f"files above {server.max_upload} bytes are refused")
+                protocol.error(
+                    protocol.ErrorCode.TOO_LARGE,
+                    f"files above {server.max_upload} bytes are refused",
+                )
             )
             return
         segments = split_path(path)
@@ -266,16 +289,16 @@ class Session:
         folder = _make_folders(server.root, segments[:-1])
         target = os.path.join(folder, segments[-1])
         if os.path.lexists(target):
-            self._send(p.error(p.ErrorCode.EXISTS, f"{path} exists on the server"))
+            self._send(protocol.error(protocol.ErrorCode.EXISTS, f"{path} exists on the server"))
             return
         # A hidden name: the resolver never serves a half-received upload to anyone.
         part = os.path.join(folder, f".{segments[-1]}.netassist-part")
         try:
-            # O_NOFOLLOW: a link planted under the .part name would lead the upload anywhere.
-            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+            # Never through a link: one planted under the .part name would lead the upload anywhere.
+            fd = open_no_follow(part, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             log.warning("upload of %s refused: %s: %s", path, part, exc)
-            self._send(p.error(p.ErrorCode.REFUSED, f"{path} cannot be written here"))
+            self._send(protocol.error(protocol.ErrorCode.REFUSED, f"{path} cannot be written here"))
             return
         held = os.fstat(fd).st_size
         if held > size:
@@ -284,33 +307,47 @@ class Session:
             hasher = prefix_digest(out, held)
             out.seek(held)
             out.truncate()
-            self._send(p.encode(p.FrameType.REPLY, {"path": path, "offset": held}))
+            self._send(protocol.encode(protocol.FrameType.REPLY, {"path": path, "offset": held}))
             announce = self.read_frame()
             if announce is None:
                 return  # gone: the .part stays for a later resume
-            if announce.type is not p.FrameType.FILE or announce.body.get("length") != size - held:
-                raise p.ProtocolError("expected the announced file data")
+            if (
+                announce.type is not protocol.FrameType.FILE
+                or announce.body.get("length") != size - held
+            ):
+                raise protocol.ProtocolError("expected the announced file data")
             self._receive(out, hasher, size - held)
         self.reader.next_event()  # the end of the stream
         if hasher.hexdigest() != digest:
             os.remove(part)
             self._send(
-                p.error(p.ErrorCode.BAD_REQUEST, "the data did not match its SHA-256; nothing kept")
+                protocol.error(
+                    protocol.ErrorCode.BAD_REQUEST,
+                    "the data did not match its SHA-256; nothing kept",
+                )
             )
             return
         if os.path.lexists(target):
-            self._send(p.error(p.ErrorCode.EXISTS, f"{path} appeared on the server meanwhile"))
+            self._send(
+                protocol.error(
+                    protocol.ErrorCode.EXISTS, f"{path} appeared on the server meanwhile"
+                )
+            )
             return
         os.rename(part, target)
         if isinstance(mtime_ns, int) and not isinstance(mtime_ns, bool):
             os.utime(target, ns=(mtime_ns, mtime_ns))
-        self._send(p.encode(p.FrameType.REPLY, {"path": path, "size": size, "sha256": digest}))
+        self._send(
+            protocol.encode(
+                protocol.FrameType.REPLY, {"path": path, "size": size, "sha256": digest}
+            )
+        )
 
     def _receive(self, out, hasher, length: int) -> None:
         try:
             receive_stream(self.conn, self.reader, out, hasher, length)
         except StreamCut:
-            raise p.ProtocolError("the client left in the middle of an upload") from None
+            raise protocol.ProtocolError("the client left in the middle of an upload") from None
 
     def ls(self, path: str) -> None:
         real, st = resolve_real(self.server.root, path)
@@ -319,7 +356,11 @@ class Session:
         else:
             entries = [_entry(name, child) for name, child in _children(real, self.server.root)]
         kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
-        self._send(p.encode(p.FrameType.REPLY, {"path": path, "type": kind, "entries": entries}))
+        self._send(
+            protocol.encode(
+                protocol.FrameType.REPLY, {"path": path, "type": kind, "entries": entries}
+            )
+        )
 
     def get(self, path: str, body: dict) -> None:
         real, st = resolve_real(self.server.root, path)
@@ -331,18 +372,22 @@ class Session:
                     {"path": relative, "size": child.st_size, "mtime_ns": child.st_mtime_ns}
                 )
                 if len(files) > MAX_LISTED_FILES:
-                    self._send(p.error(p.ErrorCode.TOO_LARGE, "folder has too many files"))
+                    self._send(
+                        protocol.error(protocol.ErrorCode.TOO_LARGE, "folder has too many files")
+                    )
                     return
             reply = {"path": path, "type": "directory", "files": files, "folders": folders}
-            self._send(p.encode(p.FrameType.REPLY, reply))
+            self._send(protocol.encode(protocol.FrameType.REPLY, reply))
             return
         offset = body.get("offset", 0)
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            self._send(p.error(p.ErrorCode.BAD_REQUEST, "offset must be a whole number"))
+            self._send(
+                protocol.error(protocol.ErrorCode.BAD_REQUEST, "offset must be a whole number")
+            )
             return
         # A bare descriptor: a file object (its own fstat, its set-up) costs more than a small
         # file takes to send. Large and resumed files get an unbuffered one on top of it.
-        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(real, open_flags(os.O_RDONLY))
         try:
             self._send_file(path, body, real, fd, offset)
         finally:
@@ -370,10 +415,10 @@ class Session:
         if digest is None and not offset and size <= SMALL_SEND:
             # A small file unknown to the cache: read and hash it first, so its digest rides
             # in the announcement (no trailer frame to build and parse).
-            small = os.pread(fd, size, 0)
+            small = _read_at(fd, size, 0)
             if len(small) != size or _changed_since(fd, st):
                 message = f"{path} changed while it was read; try again"
-                self._send(p.error(p.ErrorCode.CHANGED, message))
+                self._send(protocol.error(protocol.ErrorCode.CHANGED, message))
                 return
             digest = hashlib.sha256(small).hexdigest()
             self.server.digests.remember(real, st, digest)
@@ -385,13 +430,13 @@ class Session:
             "sha256": digest,
             "mtime_ns": st.st_mtime_ns,
         }
-        announce = p.encode(p.FrameType.FILE, header)
+        announce = protocol.encode(protocol.FrameType.FILE, header)
         if digest is not None and size - offset <= SMALL_SEND:
             # A small file with a known digest: with its announcement in one send (no
             # sendfile set-up, one syscall fewer).
-            data = small if small is not None else os.pread(fd, size - offset, offset)
+            data = small if small is not None else _read_at(fd, size - offset, offset)
             if len(data) != size - offset:
-                raise p.ProtocolError(f"{path} shrank while it was sent")
+                raise protocol.ProtocolError(f"{path} shrank while it was sent")
             self._answer(announce + data)
             return
         assert handle is not None  # every path below is a large file or a resumed one
@@ -401,7 +446,7 @@ class Session:
                 self._send(announce)
                 sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
             if sent != size - offset:
-                raise p.ProtocolError(f"{path} shrank while it was sent")
+                raise protocol.ProtocolError(f"{path} shrank while it was sent")
             return
         # An unknown digest: hash while sending (one pass over the file, not two) and send it
         # in a trailer. The announcement rides with the first block and the last block waits
@@ -414,22 +459,22 @@ class Session:
             # The bytes sent were hashed as sent, so the digest would match a mixed file: say
             # it changed instead, and cache nothing.
             message = f"{path} changed while it was sent; try again"
-            self._send(pending + p.error(p.ErrorCode.CHANGED, message))
+            self._send(pending + protocol.error(protocol.ErrorCode.CHANGED, message))
             return
         digest = hasher.hexdigest()
         self.server.digests.remember(real, st, digest)
-        trailer = p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest})
+        trailer = protocol.encode(protocol.FrameType.REPLY, {"path": path, "sha256": digest})
         self._send(pending + trailer)
 
     def _send_hashed(self, handle, hasher, announce: bytes, left: int, path: str) -> bytes:
         """Send ``left`` bytes of ``handle`` (after ``announce``) while hashing them; the
         last block is returned unsent, to go out with what follows it."""
-        if left < THREAD_THRESHOLD:
+        if left < THREAD_THRESHOLD or not positional_reads():
             pending = announce
             while left > 0:
                 block = handle.read(min(SEND_BLOCK, left))
                 if not block:
-                    raise p.ProtocolError(f"{path} shrank while it was sent")
+                    raise protocol.ProtocolError(f"{path} shrank while it was sent")
                 hasher.update(block)
                 left -= len(block)
                 if left:
@@ -452,8 +497,21 @@ class Session:
             raise
         hashed = hashing.wait()
         if sent != left or hashed != left:
-            raise p.ProtocolError(f"{path} shrank while it was sent")
+            raise protocol.ProtocolError(f"{path} shrank while it was sent")
         return b""
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes of ``fd`` from ``offset`` (fewer only at the end of the file):
+    ``os.pread`` where it exists, a seek and reads elsewhere (Windows)."""
+    if positional_reads():
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    pieces = []
+    while size > 0 and (piece := os.read(fd, size)):
+        pieces.append(piece)
+        size -= len(piece)
+    return b"".join(pieces)
 
 
 def _changed_since(fd: int, st: os.stat_result) -> bool:

@@ -6,7 +6,10 @@ receives and writes the next block.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+import stat
 from collections.abc import Callable
 
 from netassist.transfer.digest import BLOCK, THREAD_THRESHOLD, BackgroundHasher
@@ -15,6 +18,41 @@ from netassist.transfer.protocol import Reader
 
 class StreamCut(Exception):
     """The peer closed the connection before the whole stream arrived."""
+
+
+def open_flags(flags: int) -> int:
+    """``flags`` and what a private binary descriptor needs where the system has it:
+    ``O_CLOEXEC`` (no child inherits it) and ``O_BINARY`` (Windows: no newline translation).
+    Looked up on each call, not at import: each is missing somewhere."""
+    return flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def open_no_follow(path: str, flags: int, mode: int = 0o666) -> int:
+    """Open ``path`` (a partial file) with ``flags``, refusing a symbolic link there: anyone
+    who can write into the folder could plant one to lead the data anywhere. ``O_NOFOLLOW``
+    where the system has it; elsewhere a look before the open and a check after it that the
+    file opened is the one looked at."""
+    nofollow = getattr(os, "O_NOFOLLOW", None)
+    if nofollow is not None:
+        return os.open(path, open_flags(flags) | nofollow, mode)
+    refused = OSError(errno.ELOOP, "a symbolic link is in the way", path)
+    try:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise refused
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, open_flags(flags), mode)
+    try:
+        now, opened = os.lstat(path), os.fstat(fd)
+        if stat.S_ISLNK(now.st_mode) or (now.st_dev, now.st_ino) != (
+            opened.st_dev,
+            opened.st_ino,
+        ):
+            raise refused
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def receive_stream(
