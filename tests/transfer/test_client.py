@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
 
 import pytest
 
@@ -54,12 +53,3 @@ def test_settle_without_hard_links_still_refuses_to_replace(part, tmp_path, monk
     with pytest.raises(TransferError):
         client._settle(str(again), str(tmp_path / "file.txt"), force=False)
     assert (tmp_path / "file.txt").read_text() == "arrived"
-
-
-def test_sink_writes_every_byte(tmp_path):
-    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
-    try:
-        client._Sink(fd, str(tmp_path / "out")).write(memoryview(b"x" * 100_000)[10:])
-    finally:
-        os.close(fd)
-    assert (tmp_path / "out").read_bytes() == b"x" * 99_990

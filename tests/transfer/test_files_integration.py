@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ from netassist.transfer.client import Client, TransferError
 from netassist.transfer.server import FileServer
 from tests.conftest import run_netassist
 from tests.test_paths import HOSTILE
+from tests.transfer.peers import HostileServer
 
 pytestmark = pytest.mark.integration
 CANARY = b"CANARY-files-must-never-be-served"
@@ -247,31 +247,6 @@ def test_token_is_required_when_set(shared, tmp_path):
             assert client.ls("") == []
     finally:
         srv.stop()
-
-
-class HostileServer:
-    """A test double speaking the protocol, answering every get with what ``reply`` says."""
-
-    def __init__(self, reply) -> None:
-        self.reply = reply
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        conn, _ = self.sock.accept()
-        self.sock.close()  # one client per double
-        reader = protocol.Reader()
-        with conn, contextlib.suppress(OSError):  # the refusing client may reset it
-            while data := conn.recv(65536):
-                reader.feed(data)
-                while (event := reader.next_event()) is not None:
-                    if event.type is protocol.FrameType.HELLO:
-                        conn.sendall(protocol.encode(protocol.FrameType.HELLO, {"version": 1}))
-                    else:
-                        conn.sendall(self.reply(event.body))
 
 
 def file_frame(path: str, data: bytes, digest: str | None = None) -> bytes:

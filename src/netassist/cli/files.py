@@ -9,8 +9,9 @@ import sys
 import time
 
 from netassist.cli.progress import TransferProgress
-from netassist.errors import ExitCode, UsageError
-from netassist.transfer.client import Client, client_tls, shown
+from netassist.cli.wire import _positive_float, _positive_int
+from netassist.errors import ExitCode, NetassistError, UsageError, explain
+from netassist.transfer.client import Client, client_tls, sendable, shown
 from netassist.transfer.protocol import DEFAULT_PORT
 from netassist.wire.sockets import parse_port
 
@@ -32,7 +33,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=os.environ.get("NETASSIST_TOKEN"),
         help="a shared secret clients must give",
     )
-    s.add_argument("--max-clients", type=int, default=64)
+    s.add_argument(
+        "--max-clients",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="clients served at once (default 64)",
+    )
     s.add_argument("--allow-upload", action="store_true", help="accept files sent with put")
     s.add_argument("--tls-cert", metavar="FILE", help="serve over TLS with this certificate (PEM)")
     s.add_argument(
@@ -78,6 +85,13 @@ def register(commands: argparse._SubParsersAction) -> None:
             metavar="FILE",
             help="trust this CA or self-signed certificate (implies --tls)",
         )
+        c.add_argument(
+            "--timeout",
+            type=_positive_float,
+            default=30.0,
+            metavar="SECONDS",
+            help="give up when the server stays silent this long (default 30)",
+        )
         c.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
         c.set_defaults(handler={"ls": ls, "get": get, "put": put}[name])
 
@@ -91,6 +105,24 @@ def _server_address(text: str, *, listening: bool = False) -> tuple[str, int]:
         host, port = text.split(":")
         return host, parse_port(port, allow_zero=listening)
     return text, DEFAULT_PORT
+
+
+def _output_folder(path: str) -> None:
+    """Make sure ``-o`` is a folder (created where missing) before anything is fetched."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"-o {path}: this is a file, not a folder; give the folder to fetch into")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        error = explain(exc, f"creating the folder {path} (-o)")
+        if error.exit_code is not ExitCode.PERMISSION_DENIED:
+            error.exit_code = ExitCode.FILE
+        raise error from None
+
+
+def _client(args: argparse.Namespace) -> Client:
+    host, port = _server_address(args.server)
+    return Client(host, port, token=args.token, tls=_client_tls(args), timeout=args.timeout)
 
 
 def _client_tls(args: argparse.Namespace):
@@ -130,28 +162,35 @@ def serve(args: argparse.Namespace) -> int:
 
 def ls(args: argparse.Namespace) -> int:
     """``netassist files ls``."""
-    host, port = _server_address(args.server)
-    with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
+    with _client(args) as client:
         entries = client.ls(args.path)
     if args.json:
         print(json.dumps(entries, ensure_ascii=False))
         return ExitCode.OK
     for entry in entries:
         mark = "/" if entry.get("type") == "directory" else ""
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(entry.get("mtime_ns", 0)) / 1e9))
+        when = _when(entry["mtime_ns"])
         size = "" if mark else str(entry.get("size", ""))
         print(f"{size:>12}  {when}  {shown(str(entry.get('name')))}{mark}")
     return ExitCode.OK
 
 
+def _when(mtime_ns: int) -> str:
+    """A modification time as ls shows it (``?`` for one this system cannot show)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime_ns / 1e9))
+    except (OverflowError, OSError, ValueError):
+        return "?".center(16)
+
+
 def get(args: argparse.Namespace) -> int:
     """``netassist files get``."""
-    host, port = _server_address(args.server)
+    _output_folder(args.output)
     started = time.monotonic()
     results = []
     progress = TransferProgress(enabled=not (args.quiet or args.json))
     try:
-        with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
+        with _client(args) as client:
             for remote in args.remote:
                 results += client.get(
                     remote,
@@ -182,19 +221,20 @@ def get(args: argparse.Namespace) -> int:
 
 def put(args: argparse.Namespace) -> int:
     """``netassist files put``."""
-    host, port = _server_address(args.server)
     locals_ = list(args.local)
     remote_dir = args.to or ""
     if not args.to and len(locals_) > 1 and not os.path.exists(locals_[-1]):
         remote_dir = locals_.pop()
     for path in locals_:
         if not os.path.exists(path):
-            raise UsageError(f"{path!r} does not exist here")
+            raise NetassistError(f"{path}: no such file or folder here", ExitCode.FILE)
+        if not os.path.isdir(path):
+            sendable(path)  # a device or a FIFO is refused before anything is sent
     started = time.monotonic()
     results = []
     progress = TransferProgress(enabled=not (args.quiet or args.json))
     try:
-        with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
+        with _client(args) as client:
             for path in locals_:
                 results += client.put(
                     path, remote_dir, on_progress=progress.update, on_total=progress.total

@@ -3,20 +3,29 @@ and only after the SHA-256 the server announced matches what arrived."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import itertools
+import json
 import os
 import ssl
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from stat import S_ISREG
+from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 
-from netassist.errors import ExitCode, NetassistError, explain
+from netassist.errors import ExitCode, NetassistError, TimeoutExpired, UsageError, explain
 from netassist.paths import PathRefused, check_relative, relative_parts
 from netassist.transfer import protocol
 from netassist.transfer.digest import prefix_digest
-from netassist.transfer.stream import StreamCut, open_no_follow, receive_stream
+from netassist.transfer.stream import (
+    FileSink,
+    StreamCut,
+    WriteFailed,
+    open_no_follow,
+    receive_stream,
+)
 from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import connect_tcp, format_address
 
@@ -71,6 +80,7 @@ class Client:
         tls: ssl.SSLContext | None = None,
     ):
         self.peer = format_address((host, port))
+        self.timeout = timeout
         self.sock = connect_tcp(host, port, timeout)
         self.sock.settimeout(timeout)
         if tls is not None:
@@ -95,7 +105,7 @@ class Client:
             hello = {"version": protocol.VERSION}
             if token is not None:
                 hello["token"] = token
-            self.sock.sendall(protocol.encode(protocol.FrameType.HELLO, hello))
+            self._send(protocol.encode(protocol.FrameType.HELLO, hello))
             answer = self._frame()
             if answer.type is not protocol.FrameType.HELLO:
                 raise TransferError(f"{self.peer} did not greet us as a netassist file server")
@@ -113,13 +123,29 @@ class Client:
         """End the connection."""
         self.sock.close()
 
+    def _network_error(self, exc: OSError, doing: str) -> NetassistError:
+        """``exc`` met while ``doing`` something with the server, as one line; a timeout
+        says how long was waited and how to wait longer."""
+        if isinstance(exc, TimeoutError):
+            return TimeoutExpired(
+                f"{doing} {self.peer}: nothing moved for {self.timeout:g} s "
+                "(the server may be stuck or gone; --timeout SECONDS waits longer)"
+            )
+        return explain(exc, f"{doing} {self.peer}")
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise self._network_error(exc, "sending to") from None
+
     def _recv(self) -> memoryview:
         # Into one reused buffer: a fresh 1 MiB bytes object per call cost more than the
         # answers to a batch of small files take to arrive.
         try:
             count = self.sock.recv_into(self._inbox)
         except OSError as exc:
-            raise explain(exc, f"receiving from {self.peer}") from None
+            raise self._network_error(exc, "receiving from") from None
         if not count:
             raise TransferError(
                 f"{self.peer} closed the connection in the middle of a transfer "
@@ -151,9 +177,7 @@ class Client:
 
     def request(self, op: str, path: str, **extra: object) -> protocol.Frame:
         """Send a request and return the answer frame."""
-        self.sock.sendall(
-            protocol.encode(protocol.FrameType.REQUEST, {"op": op, "path": path, **extra})
-        )
+        self._send(protocol.encode(protocol.FrameType.REQUEST, {"op": op, "path": path, **extra}))
         return self._frame()
 
     def ls(self, path: str = "") -> list[dict]:
@@ -165,6 +189,13 @@ class Client:
         entries, kind = body.get("entries"), body.get("type")
         if not isinstance(entries, list) or kind not in ("file", "directory"):
             raise TransferError(f"{self.peer} answered ls with no entries")
+        for entry in entries:
+            if not _valid_entry(entry):
+                raise TransferError(
+                    f"{self.peer} broke the protocol: a listing entry "
+                    f"{shown(json.dumps(entry, ensure_ascii=False)[:120])} is not "
+                    '{"name": text, "type": "file"|"directory", "size": bytes, "mtime_ns": time}'
+                )
         return kind, entries
 
     def get(
@@ -244,7 +275,7 @@ class Client:
                         frame, held = self._request_for(remote_name, local, fresh)
                         frames.append(frame)
                         pending.append((remote_name, local, held))
-                    self.sock.sendall(b"".join(frames))
+                    self._send(b"".join(frames))
             if not pending:
                 return results
             remote_name, local, held = pending.popleft()
@@ -283,8 +314,17 @@ class Client:
         the stream, so the next frame stays on the socket."""
         try:
             return receive_stream(self.sock, self.reader, out, hasher, length, progress)
+        except WriteFailed as exc:
+            error = explain(exc.error, f"writing {exc.path}")
+            room = "free some space and " if exc.error.errno == errno.ENOSPC else ""
+            raise NetassistError(
+                f"{error}; {exc.path} keeps what arrived: {room}run again to resume",
+                ExitCode.PERMISSION_DENIED
+                if error.exit_code is ExitCode.PERMISSION_DENIED
+                else ExitCode.FILE,
+            ) from None
         except OSError as exc:
-            raise explain(exc, f"receiving from {self.peer}") from None
+            raise self._network_error(exc, "receiving from") from None
         except StreamCut:
             raise TransferError(
                 f"{self.peer} closed the connection in the middle of a transfer "
@@ -305,8 +345,9 @@ class Client:
         local = os.path.abspath(local)
         base = os.path.basename(local.rstrip(os.sep))
         if not os.path.isdir(local):
+            size = sendable(local).st_size
             if on_total is not None:
-                on_total(os.path.getsize(local))
+                on_total(size)
             remote = "/".join(x for x in (remote_dir.strip("/"), base) if x)
             return [self.put_file(local, remote, on_progress=on_progress)]
         plan = []
@@ -314,6 +355,7 @@ class Client:
             dirs.sort()
             for name in sorted(files):
                 path = os.path.join(folder, name)
+                sendable(path)  # before the first byte goes: a FIFO inside would hang it
                 relative = os.path.relpath(path, os.path.dirname(local)).replace(os.sep, "/")
                 plan.append((path, "/".join(x for x in (remote_dir.strip("/"), relative) if x)))
         if on_total is not None:
@@ -335,26 +377,32 @@ class Client:
             raise NetassistError(
                 f"bad remote name {shown(remote)!r}: {exc}", ExitCode.USAGE
             ) from None
+        sendable(local)  # opening a FIFO would wait for a writer, forever
         try:
             handle = open(local, "rb")  # noqa: SIM115
         except OSError as exc:
             raise explain(exc, f"opening {local}") from None
         with handle:
             st = os.fstat(handle.fileno())
+            if not S_ISREG(st.st_mode):  # replaced since the look above
+                raise _not_sendable(local, st)
             size = st.st_size
             digest = prefix_digest(handle, size).hexdigest()
             answer = self.request("put", remote, size=size, sha256=digest, mtime_ns=st.st_mtime_ns)
             offset = answer.body.get("offset")
             if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= size:
                 raise TransferError(f"{self.peer} answered the upload with a bad offset")
-            self.sock.sendall(
+            self._send(
                 protocol.encode(protocol.FrameType.FILE, {"path": remote, "length": size - offset})
             )
             position = offset
             while position < size:
                 # In steps, so a progress bar moves; each step still goes by sendfile.
                 step = size - position if on_progress is None else min(PUT_STEP, size - position)
-                sent = self.sock.sendfile(handle, position, step)
+                try:
+                    sent = self.sock.sendfile(handle, position, step)
+                except OSError as exc:
+                    raise self._network_error(exc, "sending to") from None
                 if not sent:
                     raise TransferError(f"{local} shrank while it was sent")
                 position += sent
@@ -377,7 +425,7 @@ class Client:
     def _ask(self, remote: str, local: str) -> int:
         """Request ``remote``, offering what ``local.part`` already holds; returns that size."""
         frame, held = self._request_for(remote, local)
-        self.sock.sendall(frame)
+        self._send(frame)
         return held
 
     def _request_for(self, remote: str, local: str, fresh: bool = False) -> tuple[bytes, int]:
@@ -452,7 +500,7 @@ class Client:
         part = local + PART
         hasher = hashlib.sha256()
         mtime_ns = body.get("mtime_ns")
-        times = (mtime_ns, mtime_ns) if isinstance(mtime_ns, int) else None
+        times = (mtime_ns, mtime_ns) if _valid_time(mtime_ns) else None
         report = on_progress and (lambda n: on_progress(remote, offset + n, size))
         # A non-zero offset is what the .part held when it was asked for (checked above).
         resuming = bool(offset)
@@ -469,14 +517,14 @@ class Client:
                     hasher = prefix_digest(held_part, offset)
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
-            self._receive_stream(_Sink(fd, part), hasher, length, report)
+            self._receive_stream(FileSink(fd, part), hasher, length, report)
             if times and os.utime in os.supports_fd:
-                os.utime(fd, ns=times)
+                _set_times(fd, times)
                 times = None
         finally:
             os.close(fd)
         if times:  # where a descriptor's times cannot be set (Windows), the path's are
-            os.utime(part, ns=times)
+            _set_times(part, times)
         self.reader.next_event()  # the end of the stream
         if digest is None:  # the server hashed while sending: the digest follows the data
             trailer = self._frame()
@@ -496,26 +544,6 @@ class Client:
         except OSError as exc:
             raise explain(exc, f"renaming {part} to {local}") from None
         return Result(remote, local, size, length, offset, got)
-
-
-class _Sink:
-    """Writes all of each buffer to the file descriptor of ``path`` (what receive_stream
-    needs of a file); a failure (a full disk) names the file, not the connection."""
-
-    __slots__ = ("fd", "path")
-
-    def __init__(self, fd: int, path: str) -> None:
-        self.fd = fd
-        self.path = path
-
-    def write(self, data) -> None:
-        """Write every byte of ``data``, however many calls it takes."""
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.fd, view) :]
-        except OSError as exc:
-            raise explain(exc, f"writing {self.path}") from None
 
 
 def _settle(part: str, local: str, force: bool) -> None:
@@ -541,6 +569,57 @@ def _settle(part: str, local: str, force: bool) -> None:
     raise TransferError(
         f"{local} exists; use --force to replace it (what arrived is kept as {part})",
         ExitCode.FILE,
+    )
+
+
+def sendable(path: str) -> os.stat_result:
+    """The stat of ``path`` if it is a regular file (only those are sent: a device has no
+    end and a FIFO waits for a writer); a usage error naming it otherwise."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise explain(exc, f"opening {path}") from None
+    if not S_ISREG(st.st_mode):
+        raise _not_sendable(path, st)
+    return st
+
+
+def _not_sendable(path: str, st: os.stat_result) -> NetassistError:
+    kinds = (
+        (S_ISCHR, "a character device"),
+        (S_ISBLK, "a block device"),
+        (S_ISFIFO, "a FIFO"),
+        (S_ISSOCK, "a socket"),
+        (S_ISDIR, "a folder"),
+    )
+    kind = next((name for test, name in kinds if test(st.st_mode)), "not a regular file")
+    return UsageError(f"{path} is {kind}: only regular files and folders can be sent")
+
+
+def _valid_time(value: object) -> bool:
+    """Whether ``value`` is a time in nanoseconds that a file system can be given."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 63
+
+
+def _set_times(target: int | str, times: tuple[int, int]) -> None:
+    """Give the received file the server's modification time, where its file system can
+    hold it (the data is what was verified: a time it cannot take is left as it is)."""
+    with contextlib.suppress(OSError, OverflowError, ValueError):
+        os.utime(target, ns=times)
+
+
+def _valid_entry(entry: object) -> bool:
+    """Whether one entry of an ls answer has the fields the protocol promises."""
+    if not isinstance(entry, dict):
+        return False
+    size = entry.get("size")
+    return (
+        isinstance(entry.get("name"), str)
+        and entry.get("type") in ("file", "directory")
+        and isinstance(size, int)
+        and not isinstance(size, bool)
+        and size >= 0
+        and _valid_time(entry.get("mtime_ns"))
     )
 
 

@@ -17,7 +17,42 @@ from netassist.transfer.protocol import Reader
 
 
 class StreamCut(Exception):
-    """The peer closed the connection before the whole stream arrived."""
+    """The peer closed the connection before the whole stream arrived; ``received`` says
+    how many of its bytes did (all written and hashed)."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"the stream stopped after {received} bytes")
+        self.received = received
+
+
+class WriteFailed(Exception):
+    """The file a stream goes into could not take it (a full disk): the peer is not to
+    blame. ``error`` is the OSError, ``path`` the file."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(f"writing {path}: {error.strerror or error}")
+        self.path = path
+        self.error = error
+
+
+class FileSink:
+    """Writes all of each buffer to the descriptor ``fd`` of the file ``path`` (what
+    :func:`receive_stream` needs of a file); a failure is :class:`WriteFailed`."""
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, fd: int, path: str) -> None:
+        self.fd = fd
+        self.path = path
+
+    def write(self, data) -> None:
+        """Write every byte of ``data``, however many calls it takes."""
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            raise WriteFailed(self.path, exc) from None
 
 
 def open_flags(flags: int) -> int:
@@ -65,8 +100,9 @@ def receive_stream(
 ) -> int:
     """Copy exactly ``length`` stream bytes (first those ``reader`` already holds, then the
     socket's) into ``out`` and ``hasher``. It never reads past the stream, so the next frame
-    stays on the socket. Raises StreamCut if the peer leaves early; OSError passes through.
-    Whatever happens, every byte received has been hashed when it returns."""
+    stays on the socket. Raises StreamCut if the peer leaves early; OSError (of the socket)
+    and the errors of ``out`` pass through. Whatever happens, every byte received has been
+    hashed when it returns."""
     received = 0
     held = reader.take_stream(length)
     if held:
@@ -82,7 +118,7 @@ def receive_stream(
         while received < length:
             count = sock.recv_into(buffer, min(BLOCK, length - received))
             if not count:
-                raise StreamCut
+                raise StreamCut(received)
             chunk = view[:count]
             out.write(chunk)
             hasher.update(chunk)
@@ -98,7 +134,7 @@ def receive_stream(
             count = sock.recv_into(block, min(BLOCK, length - received))
             if not count:
                 background.hash(block, 0)
-                raise StreamCut
+                raise StreamCut(received)
             out.write(memoryview(block)[:count])
             background.hash(block, count)
             reader.consumed_stream(count)
