@@ -41,7 +41,8 @@ def shared(tmp_path):
 
 @pytest.fixture
 def server(shared):
-    srv = FileServer(str(shared), "127.0.0.1", 0, max_clients=64)
+    # Every client of these tests comes from 127.0.0.1: one address may use every slot.
+    srv = FileServer(str(shared), "127.0.0.1", 0, max_clients=64, max_per_address=64)
     thread = threading.Thread(target=srv.serve, daemon=True)
     thread.start()
     yield srv

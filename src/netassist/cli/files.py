@@ -11,6 +11,7 @@ import time
 from netassist.cli.progress import TransferProgress
 from netassist.cli.wire import _positive_float, _positive_int
 from netassist.errors import ExitCode, NetassistError, UsageError, explain
+from netassist.transfer.admission import HANDSHAKE_TIMEOUT
 from netassist.transfer.client import Client, client_tls, sendable, shown
 from netassist.transfer.protocol import DEFAULT_PORT
 from netassist.wire.sockets import parse_port
@@ -39,6 +40,21 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=64,
         metavar="N",
         help="clients served at once (default 64)",
+    )
+    s.add_argument(
+        "--max-per-address",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="clients served at once from one address (default 16)",
+    )
+    s.add_argument(
+        "--handshake-timeout",
+        type=_positive_float,
+        default=HANDSHAKE_TIMEOUT,
+        metavar="SECONDS",
+        help="a connection that has not finished its handshake by then is closed "
+        f"(default {HANDSHAKE_TIMEOUT:g})",
     )
     s.add_argument("--allow-upload", action="store_true", help="accept files sent with put")
     s.add_argument("--tls-cert", metavar="FILE", help="serve over TLS with this certificate (PEM)")
@@ -144,6 +160,8 @@ def serve(args: argparse.Namespace) -> int:
         port,
         token=args.token,
         max_clients=args.max_clients,
+        max_per_address=args.max_per_address,
+        handshake_timeout=args.handshake_timeout,
         allow_upload=args.allow_upload,
         tls=tls,
     )

@@ -74,6 +74,7 @@ class StreamEnd:
 
 
 STREAM_END = StreamEnd()
+_FRAME_TYPES = frozenset(FrameType)
 
 
 def encode(frame_type: FrameType, body: dict) -> bytes:
@@ -117,6 +118,12 @@ class Reader:
             self._stream_left -= take
             return StreamData(data)
         if len(buffer) < HEADER.size:
+            # Said at once, not after 8 bytes: a peer speaking something else (a name sent
+            # as in the tutorial) may never send 8.
+            if buffer[:2] != MAGIC[: len(buffer)]:
+                raise ProtocolError("not a netassist transfer peer (bad magic)")
+            if len(buffer) > 2 and buffer[2] not in _FRAME_TYPES:
+                raise ProtocolError(f"unknown frame type {buffer[2]}")
             return None
         magic, kind, flags, length = HEADER.unpack_from(buffer)
         if magic != MAGIC:

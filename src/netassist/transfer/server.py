@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from netassist.corking import corked
 from netassist.paths import PathRefused, check_segment, resolve_real, split_path
 from netassist.transfer import protocol
+from netassist.transfer.admission import HANDSHAKE_TIMEOUT, Admission, Ticket
 from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, positional_reads, prefix_digest
 from netassist.transfer.stream import StreamCut, open_flags, open_no_follow, receive_stream
 from netassist.wire.sockets import format_address, listen_tcp
@@ -25,6 +26,7 @@ SEND_BLOCK = 1 << 20
 SMALL_SEND = 64 << 10  # up to this, a file with a known digest goes out with one send
 HOLD_LIMIT = 256 << 10  # answers held for one send are sent once they reach this
 MAX_LISTED_FILES = 100_000
+IDLE_TIMEOUT = 300  # seconds a session may stay silent between requests
 
 
 class DigestCache:
@@ -49,7 +51,11 @@ class DigestCache:
 
 
 class FileServer:
-    """Serves ``root`` to file-transfer clients, one thread each, at most ``max_clients``."""
+    """Serves ``root`` to file-transfer clients, one thread each.
+
+    Who may hold a connection is :class:`~netassist.transfer.admission.Admission`'s call:
+    at most ``max_clients`` sessions, ``max_per_address`` of them from one address, and a
+    handshake within ``handshake_timeout`` seconds of the accept."""
 
     def __init__(
         self,
@@ -59,6 +65,8 @@ class FileServer:
         *,
         token: str | None = None,
         max_clients: int = 64,
+        max_per_address: int = 16,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
         allow_upload: bool = False,
         max_upload: int | None = None,
         tls: ssl.SSLContext | None = None,
@@ -70,10 +78,14 @@ class FileServer:
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"{root} is not a folder")
         self.token = token
+        self.admission = Admission(
+            max_sessions=max_clients,
+            per_address=max_per_address,
+            handshake_timeout=handshake_timeout,
+        )
         self.sock = listen_tcp(host, port)
         self.digests = DigestCache()
-        self._slots = threading.BoundedSemaphore(max_clients)
-        self._stopping = False
+        self._stopped = threading.Event()
 
     @property
     def address(self) -> str:
@@ -82,56 +94,70 @@ class FileServer:
 
     def serve(self) -> None:
         """Accept clients until :meth:`stop`."""
-        while not self._stopping:
+        threading.Thread(target=self._watch, name="netassist-files-deadlines", daemon=True).start()
+        while not self._stopped.is_set():
             try:
                 conn, addr = self.sock.accept()
             except OSError:
-                if self._stopping:
+                if self._stopped.is_set():
                     return
                 continue
-            if not self._slots.acquire(blocking=False):
-                self._refuse_busy(conn)
-                continue
-            threading.Thread(target=self._client, args=(conn, addr), daemon=True).start()
+            ticket, evicted = self.admission.arrive(addr[0])
+            ticket.conn, ticket.peer = conn, format_address(addr)
+            for old in evicted:
+                self._cut(old)
+            threading.Thread(target=self._client, args=(conn, ticket), daemon=True).start()
 
     def stop(self) -> None:
         """Stop accepting; clients in progress finish on their own threads."""
-        self._stopping = True
+        self._stopped.set()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
 
-    def _refuse_busy(self, conn: socket.socket) -> None:
-        try:
-            conn.sendall(
-                protocol.error(protocol.ErrorCode.BUSY, "too many clients; try again later")
-            )
-        except OSError:
-            pass
-        conn.close()
+    def _watch(self) -> None:
+        """End the connections whose handshake is overdue, until the server stops."""
+        while not self._stopped.wait(0.25):
+            for ticket in self.admission.overdue():
+                self._cut(ticket)
 
-    def _client(self, conn: socket.socket, addr: object) -> None:
-        peer = format_address(addr)
+    def _cut(self, ticket: Ticket) -> None:
+        """End a pending connection the admission dropped (from any thread: its own thread,
+        blocked in a read, sees the end and leaves)."""
+        log.info("%s dropped: %s", ticket.peer, ticket.dropped)
+        with contextlib.suppress(OSError):
+            # The socket's own shutdown, under a TLS layer too: the handshake in progress
+            # on the other thread then fails instead of waiting.
+            socket.socket.shutdown(ticket.conn, socket.SHUT_RDWR)
+
+    def _client(self, conn: socket.socket, ticket: Ticket) -> None:
+        peer = ticket.peer
         try:
-            conn.settimeout(300)
+            # A backstop only: the deadline watch ends a slow handshake sooner.
+            conn.settimeout(self.admission.handshake_timeout + 1)
             # Small frames must not wait for the peer's delayed ACK (Nagle): 40 ms per file.
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
-                conn = self.tls.wrap_socket(conn, server_side=True)  # the handshake, on this thread
-            with conn:
-                session = Session(self, conn)
-                try:
-                    session.run()
-                finally:
-                    # Answers held for a batch still go out when a later request fails.
-                    with contextlib.suppress(OSError):
-                        session.flush()
+                conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+                ticket.conn = conn  # what the deadline watch shuts down from now on
+                conn.do_handshake()  # on this thread, within the handshake deadline
+            session = Session(self, conn, peer)
+            try:
+                if session.handshake(ticket):
+                    conn.settimeout(IDLE_TIMEOUT)
+                    session.serve()
+            finally:
+                # Answers held for a batch still go out when a later request fails.
+                with contextlib.suppress(OSError):
+                    session.flush()
         except (OSError, protocol.ProtocolError) as exc:
-            log.info("%s: %s", peer, exc)
+            if ticket.dropped is None:  # a dropped one was said already
+                log.info("%s: %s", peer, exc)
         finally:
-            self._slots.release()
+            conn.close()  # now, whoever else still holds the socket (the ticket does)
+            self.admission.leave(ticket)
 
 
 def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
@@ -154,9 +180,10 @@ def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
 class Session:
     """One client connection: handshake, then requests until it closes."""
 
-    def __init__(self, server: FileServer, conn: socket.socket) -> None:
+    def __init__(self, server: FileServer, conn: socket.socket, peer: str = "") -> None:
         self.server = server
         self.conn = conn
+        self.peer = peer
         self.reader = protocol.Reader()
         self._held: list[bytes] = []  # answers not sent yet (see _answer)
         self._held_size = 0
@@ -199,26 +226,34 @@ class Session:
             self.reader.feed(data)
 
     def run(self) -> None:
+        """The handshake, then requests until the client leaves."""
+        if self.handshake():
+            self.serve()
+
+    def handshake(self, ticket: Ticket | None = None) -> bool:
+        """Read the client's HELLO and answer it; with a ``ticket``, the session also needs
+        the admission's consent. Whether requests may follow."""
         hello = self.read_frame()
         if hello is None:
-            return
+            return False
         if (
             hello.type is not protocol.FrameType.HELLO
             or hello.body.get("version") != protocol.VERSION
         ):
-            self._send(
-                protocol.error(
-                    protocol.ErrorCode.VERSION, f"this server speaks version {protocol.VERSION}"
-                )
+            self._refuse(
+                protocol.ErrorCode.VERSION, f"this server speaks version {protocol.VERSION}"
             )
-            return
+            return False
         token = self.server.token
         given = hello.body.get("token")
         if token is not None and not (
             isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
         ):
-            self._send(protocol.error(protocol.ErrorCode.AUTH, "wrong or missing token"))
-            return
+            self._refuse(protocol.ErrorCode.AUTH, "wrong or missing token")
+            return False
+        if ticket is not None and (busy := self.server.admission.admit(ticket)) is not None:
+            self._refuse(protocol.ErrorCode.BUSY, f"{busy}; try again later")
+            return False
         self._send(
             protocol.encode(
                 protocol.FrameType.HELLO,
@@ -229,6 +264,15 @@ class Session:
                 },
             )
         )
+        return True
+
+    def _refuse(self, code: str, message: str) -> None:
+        """Tell the client why it is refused, and the log."""
+        log.info("%s refused: %s", self.peer, message)
+        self._send(protocol.error(code, message))
+
+    def serve(self) -> None:
+        """Answer requests until the client leaves."""
         while (frame := self.read_frame()) is not None:
             if frame.type is not protocol.FrameType.REQUEST:
                 raise protocol.ProtocolError("expected a request")
