@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import threading
 import time
 
@@ -15,7 +14,8 @@ from netassist.errors import ExitCode
 from netassist.transfer import protocol
 from netassist.transfer.server import FileServer
 from tests.cli.test_failures_integration import assert_one_line_failure
-from tests.conftest import need, run_netassist
+from tests.conftest import run_netassist
+from tests.transfer import tmpfs
 from tests.transfer.peers import HostileServer
 
 pytestmark = pytest.mark.integration
@@ -117,19 +117,8 @@ def test_a_silent_server_times_out_with_the_flag_named():
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 1 MiB tmpfs of its own (we are root in CI), unmounted afterwards."""
-    mount = need("mount")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    made = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    try:
+    with tmpfs.small_disk(tmp_path / "disk") as disk:
         yield disk
-    finally:
-        subprocess.run([need("umount"), str(disk)], check=True)
 
 
 def test_a_full_disk_during_get_is_a_file_error_and_keeps_the_part(address, small_disk):

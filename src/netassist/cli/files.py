@@ -9,6 +9,7 @@ import sys
 import time
 
 from netassist.cli.progress import TransferProgress
+from netassist.cli.server import configure_logging
 from netassist.cli.wire import _positive_float, _positive_int
 from netassist.errors import ExitCode, NetassistError, UsageError, explain
 from netassist.transfer.admission import HANDSHAKE_TIMEOUT
@@ -57,6 +58,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         f"(default {HANDSHAKE_TIMEOUT:g})",
     )
     s.add_argument("--allow-upload", action="store_true", help="accept files sent with put")
+    s.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no line per connection, transfer and refusal on stderr (warnings still)",
+    )
     s.add_argument("--tls-cert", metavar="FILE", help="serve over TLS with this certificate (PEM)")
     s.add_argument(
         "--tls-key", metavar="FILE", help="the certificate's private key, if not in --tls-cert"
@@ -152,6 +158,7 @@ def serve(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.directory):
         raise UsageError(f"{args.directory!r} is not a folder")
+    configure_logging("warning" if args.quiet else "info")
     host, port = _server_address(args.bind, listening=True)
     tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     server = FileServer(

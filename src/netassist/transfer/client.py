@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import os
+import select
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from netassist.wire.sockets import connect_tcp, format_address
 
 RECV_BLOCK = 1 << 20
 PIPELINE = 32  # file requests in flight while a folder downloads
-PUT_STEP = 8 << 20  # bytes sent between two progress reports
+PUT_STEP = 8 << 20  # bytes sent between two looks at progress and at the server's answer
 PART = ".part"
 
 
@@ -168,6 +169,7 @@ class Client:
                         protocol.ErrorCode.EXISTS: ExitCode.FILE,
                         protocol.ErrorCode.AUTH: ExitCode.PERMISSION_DENIED,
                         protocol.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
+                        protocol.ErrorCode.NO_SPACE: ExitCode.ERROR,
                     }.get(code, ExitCode.NETWORK)
                     raise TransferError(f"{self.peer}: {message} ({code})", exit_code)
                 return event
@@ -395,23 +397,58 @@ class Client:
             self._send(
                 protocol.encode(protocol.FrameType.FILE, {"path": remote, "length": size - offset})
             )
-            position = offset
-            while position < size:
-                # In steps, so a progress bar moves; each step still goes by sendfile.
-                step = size - position if on_progress is None else min(PUT_STEP, size - position)
-                try:
-                    sent = self.sock.sendfile(handle, position, step)
-                except OSError as exc:
-                    raise self._network_error(exc, "sending to") from None
-                if not sent:
-                    raise TransferError(f"{local} shrank while it was sent")
-                position += sent
-                if on_progress is not None:
-                    on_progress(remote, position, size)
+            try:
+                self._send_data(handle, local, remote, offset, size, on_progress)
+            except TransferError:
+                raise  # the server's own word (a full disk), which says what it kept
+            except NetassistError as exc:
+                raise NetassistError(
+                    f"{exc}; the server keeps what arrived of {shown(remote)!r}: "
+                    "run again to resume",
+                    exc.exit_code,
+                ) from None
         done = self._frame()
         if done.body.get("sha256") != digest:
             raise TransferError(f"{self.peer} did not confirm {shown(remote)!r}")
         return Result(remote, local, size, size - offset, offset, digest)
+
+    def _send_data(
+        self,
+        handle,
+        local: str,
+        remote: str,
+        position: int,
+        size: int,
+        on_progress: Callable[[str, int, int], None] | None,
+    ) -> None:
+        """Send ``handle`` from ``position`` to ``size`` in steps (each by sendfile), so that
+        a progress bar moves and an answer the server sends before the end (its disk is
+        full) stops the upload within a step, instead of after the whole file."""
+        while position < size:
+            try:
+                sent = self.sock.sendfile(handle, position, min(PUT_STEP, size - position))
+            except OSError as exc:
+                raise self._network_error(exc, "sending to") from None
+            if not sent:
+                raise TransferError(f"{local} shrank while it was sent")
+            position += sent
+            if on_progress is not None:
+                on_progress(remote, position, size)
+            if position < size and self._answer_waiting():
+                early = self._frame()  # an ERROR frame raises here
+                raise TransferError(
+                    f"{self.peer} answered {shown(remote)!r} before the data was all sent "
+                    f"({early.type.name})"
+                )
+
+    def _answer_waiting(self) -> bool:
+        """Whether the server has said something that has not been read yet."""
+        if self.reader.buffered:
+            return True
+        pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted, not read
+        if pending is not None and pending():
+            return True
+        return bool(select.select([self.sock], [], [], 0)[0])
 
     def _file_frame(self, remote: str) -> protocol.Frame:
         """The answer to a get of ``remote``, which must be a FILE frame."""

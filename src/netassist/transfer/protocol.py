@@ -47,6 +47,7 @@ class ErrorCode:
     VERSION = "version"
     BUSY = "busy"
     CHANGED = "changed"
+    NO_SPACE = "no_space"
 
 
 class ProtocolError(Exception):

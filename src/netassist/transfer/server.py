@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
 import logging
@@ -11,14 +12,24 @@ import socket
 import ssl
 import stat
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from netassist.corking import corked
 from netassist.paths import PathRefused, check_segment, resolve_real, split_path
 from netassist.transfer import protocol
 from netassist.transfer.admission import HANDSHAKE_TIMEOUT, Admission, Ticket
 from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, positional_reads, prefix_digest
-from netassist.transfer.stream import StreamCut, open_flags, open_no_follow, receive_stream
+from netassist.transfer.stream import (
+    FileSink,
+    StreamCut,
+    WriteFailed,
+    open_flags,
+    open_no_follow,
+    receive_stream,
+)
+from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import format_address, listen_tcp
 
 log = logging.getLogger("netassist.files")
@@ -27,6 +38,7 @@ SMALL_SEND = 64 << 10  # up to this, a file with a known digest goes out with on
 HOLD_LIMIT = 256 << 10  # answers held for one send are sent once they reach this
 MAX_LISTED_FILES = 100_000
 IDLE_TIMEOUT = 300  # seconds a session may stay silent between requests
+DRAIN_TIME = 10.0  # seconds to read an upload the server refused halfway, before closing
 
 
 class DigestCache:
@@ -177,6 +189,18 @@ def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
     return context
 
 
+class _Over(Exception):
+    """The session ends here; the log has said why."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """Where an upload resumed and the digest of everything it now holds."""
+
+    offset: int
+    hasher: object
+
+
 class Session:
     """One client connection: handshake, then requests until it closes."""
 
@@ -264,48 +288,60 @@ class Session:
                 },
             )
         )
+        log.info("%s connected%s", self.peer, " (TLS)" if self.server.tls else "")
         return True
 
-    def _refuse(self, code: str, message: str) -> None:
-        """Tell the client why it is refused, and the log."""
-        log.info("%s refused: %s", self.peer, message)
+    def _refuse(self, code: str, message: str, what: str = "", why: str = "") -> None:
+        """Tell the client why it is refused, and the log (``why``, for the log only, says
+        more than the client may know)."""
+        log.info(
+            "%s %srefused: %s%s",
+            self.peer,
+            f"{what} " if what else "",
+            escape_text(message),
+            f" ({why})" if why else "",
+        )
         self._send(protocol.error(code, message))
 
     def serve(self) -> None:
         """Answer requests until the client leaves."""
+        handlers = {"ls": self.ls, "get": self.get, "put": self.put}
         while (frame := self.read_frame()) is not None:
             if frame.type is not protocol.FrameType.REQUEST:
                 raise protocol.ProtocolError("expected a request")
             op, path = frame.body.get("op"), frame.body.get("path", "")
-            if not isinstance(path, str):
-                self._send(protocol.error(protocol.ErrorCode.BAD_REQUEST, "path must be a string"))
+            what = f"{escape_text(str(op))} {escape_text(str(path)) or '/'}"
+            handler = handlers.get(op) if isinstance(path, str) else None
+            if handler is None:
+                problem = "path must be a string" if op in handlers else f"unknown operation {op!r}"
+                self._refuse(protocol.ErrorCode.BAD_REQUEST, problem, what)
                 continue
             try:
-                if op == "ls":
-                    self.ls(path)
-                elif op == "get":
-                    self.get(path, frame.body)
-                elif op == "put":
-                    self.put(path, frame.body)
-                else:
-                    self._send(
-                        protocol.error(protocol.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}")
-                    )
-            except PathRefused:
+                handler(path, frame.body)
+            except PathRefused as exc:
                 # Not found and refused look the same: a refusal must not reveal what exists.
-                self._send(
-                    protocol.error(protocol.ErrorCode.NOT_FOUND, f"no such file or folder: {path}")
+                self._refuse(
+                    protocol.ErrorCode.NOT_FOUND, f"no such file or folder: {path}", what, str(exc)
                 )
+            except _Over:
+                return  # the log has said why
+            except (OSError, protocol.ProtocolError) as exc:
+                log.info("%s %s: failed: %s", self.peer, what, exc)
+                return
+
+    def _done(self, what: str, text: str) -> None:
+        """One line in the log for a request served."""
+        log.info("%s %s: %s", self.peer, what, text)
 
     def put(self, path: str, body: dict) -> None:
         """Receive a file into ``path``: never over an existing one, resumable, verified."""
         server = self.server
+        what = f"put {escape_text(path)}"
         if not server.allow_upload:
-            self._send(
-                protocol.error(
-                    protocol.ErrorCode.REFUSED,
-                    "this server is read-only (start it with --allow-upload)",
-                )
+            self._refuse(
+                protocol.ErrorCode.REFUSED,
+                "this server is read-only (start it with --allow-upload)",
+                what,
             )
             return
         size, digest, mtime_ns = body.get("size"), body.get("sha256"), body.get("mtime_ns")
@@ -315,16 +351,13 @@ class Session:
             and size >= 0
             and isinstance(digest, str)
         ):
-            self._send(
-                protocol.error(protocol.ErrorCode.BAD_REQUEST, "put needs a size and a sha256")
-            )
+            self._refuse(protocol.ErrorCode.BAD_REQUEST, "put needs a size and a sha256", what)
             return
         if server.max_upload is not None and size > server.max_upload:
-            self._send(
-                protocol.error(
-                    protocol.ErrorCode.TOO_LARGE,
-                    f"files above {server.max_upload} bytes are refused",
-                )
+            self._refuse(
+                protocol.ErrorCode.TOO_LARGE,
+                f"files above {server.max_upload} bytes are refused",
+                what,
             )
             return
         segments = split_path(path)
@@ -333,7 +366,7 @@ class Session:
         folder = _make_folders(server.root, segments[:-1])
         target = os.path.join(folder, segments[-1])
         if os.path.lexists(target):
-            self._send(protocol.error(protocol.ErrorCode.EXISTS, f"{path} exists on the server"))
+            self._refuse(protocol.ErrorCode.EXISTS, f"{path} exists on the server", what)
             return
         # A hidden name: the resolver never serves a half-received upload to anyone.
         part = os.path.join(folder, f".{segments[-1]}.netassist-part")
@@ -341,59 +374,111 @@ class Session:
             # Never through a link: one planted under the .part name would lead the upload anywhere.
             fd = open_no_follow(part, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            log.warning("upload of %s refused: %s: %s", path, part, exc)
-            self._send(protocol.error(protocol.ErrorCode.REFUSED, f"{path} cannot be written here"))
+            log.warning("%s %s: cannot open %s: %s", self.peer, what, part, exc)
+            self._refuse(protocol.ErrorCode.REFUSED, f"{path} cannot be written here", what)
             return
-        held = os.fstat(fd).st_size
-        if held > size:
-            held = 0
-        with open(fd, "r+b") as out:
-            hasher = prefix_digest(out, held)
-            out.seek(held)
-            out.truncate()
-            self._send(protocol.encode(protocol.FrameType.REPLY, {"path": path, "offset": held}))
-            announce = self.read_frame()
-            if announce is None:
-                return  # gone: the .part stays for a later resume
-            if (
-                announce.type is not protocol.FrameType.FILE
-                or announce.body.get("length") != size - held
-            ):
-                raise protocol.ProtocolError("expected the announced file data")
-            self._receive(out, hasher, size - held)
-        self.reader.next_event()  # the end of the stream
-        if hasher.hexdigest() != digest:
+        started = time.monotonic()
+        try:
+            held = self._receive_upload(fd, part, path, what, size)
+        finally:
+            os.close(fd)
+        if held.hasher.hexdigest() != digest:
             os.remove(part)
-            self._send(
-                protocol.error(
-                    protocol.ErrorCode.BAD_REQUEST,
-                    "the data did not match its SHA-256; nothing kept",
-                )
+            self._refuse(
+                protocol.ErrorCode.BAD_REQUEST,
+                "the data did not match its SHA-256; nothing kept",
+                what,
+                "the partial upload was removed",
             )
             return
         if os.path.lexists(target):
-            self._send(
-                protocol.error(
-                    protocol.ErrorCode.EXISTS, f"{path} appeared on the server meanwhile"
-                )
+            self._refuse(
+                protocol.ErrorCode.EXISTS,
+                f"{path} appeared on the server meanwhile (what arrived is kept there, "
+                "hidden, for a later put)",
+                what,
             )
             return
         os.rename(part, target)
         if isinstance(mtime_ns, int) and not isinstance(mtime_ns, bool):
-            os.utime(target, ns=(mtime_ns, mtime_ns))
+            with contextlib.suppress(OSError, OverflowError, ValueError):
+                os.utime(target, ns=(mtime_ns, mtime_ns))
         self._send(
             protocol.encode(
                 protocol.FrameType.REPLY, {"path": path, "size": size, "sha256": digest}
             )
         )
+        resumed = f" (resumed from {held.offset:,})" if held.offset else ""
+        took = time.monotonic() - started
+        self._done(
+            what, f"received {size - held.offset:,} bytes{resumed} in {took:.2f} s, verified"
+        )
 
-    def _receive(self, out, hasher, length: int) -> None:
+    def _receive_upload(self, fd: int, part: str, path: str, what: str, size: int) -> _Held:
+        """Offer the client what ``part`` (open as ``fd``) already holds, then receive the
+        rest into it. Whatever stops it early, the log and the client hear what became of
+        the part: kept for a resume when the client left, removed when it could not be
+        written (a full disk must not stay filled by it)."""
+        held = os.fstat(fd).st_size
+        if held > size:
+            held = 0
+        with open(fd, "rb", buffering=0, closefd=False) as reading:
+            hasher = prefix_digest(reading, held)
+        os.ftruncate(fd, held)
+        os.lseek(fd, held, os.SEEK_SET)
+        self._send(protocol.encode(protocol.FrameType.REPLY, {"path": path, "offset": held}))
+        announce = self.read_frame()
+        if announce is None:
+            self._done(what, f"the client left before the data; kept {part} ({held:,} bytes)")
+            raise _Over
+        if announce.type is not protocol.FrameType.FILE or announce.body.get("length") != (
+            size - held
+        ):
+            raise protocol.ProtocolError("expected the announced file data")
         try:
-            receive_stream(self.conn, self.reader, out, hasher, length)
-        except StreamCut:
-            raise protocol.ProtocolError("the client left in the middle of an upload") from None
+            receive_stream(self.conn, self.reader, FileSink(fd, part), hasher, size - held)
+        except WriteFailed as failed:
+            got = os.fstat(fd).st_size
+            os.remove(part)
+            reason = (failed.error.strerror or str(failed.error)).lower()
+            log.warning(
+                "%s %s: %s after %s bytes; removed the partial upload %s",
+                self.peer,
+                what,
+                reason,
+                f"{got:,}",
+                part,
+            )
+            code = (
+                protocol.ErrorCode.NO_SPACE
+                if failed.error.errno == errno.ENOSPC
+                else protocol.ErrorCode.REFUSED
+            )
+            message = f"the server could not store {path}: {reason}; the partial upload was removed"
+            self._send(protocol.error(code, message))
+            self._drain()
+            raise _Over from None
+        except (StreamCut, OSError) as exc:
+            why = "the client left" if isinstance(exc, StreamCut) else f"failed ({exc})"
+            got = os.fstat(fd).st_size
+            self._done(what, f"{why} after {got:,} of {size:,} bytes; kept {part} for a resume")
+            raise _Over from None
+        self.reader.next_event()  # the end of the stream
+        return _Held(held, hasher)
 
-    def ls(self, path: str) -> None:
+    def _drain(self, seconds: float = DRAIN_TIME) -> None:
+        """Read and drop what the client still sends after it was told to stop (the rest of
+        its upload), for up to ``seconds``: closing on unread data would reset the
+        connection, and the client would see a reset instead of the reason."""
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(OSError):
+            while (left := deadline - time.monotonic()) > 0:
+                self.conn.settimeout(left)
+                if not self.conn.recv(1 << 16):
+                    return
+
+    def ls(self, path: str, body: dict) -> None:
+        """Answer an ls: the entries of a folder, or the one entry of a file."""
         real, st = resolve_real(self.server.root, path)
         if not stat.S_ISDIR(st.st_mode):
             entries = [_entry(os.path.basename(real), st)]
@@ -405,8 +490,12 @@ class Session:
                 protocol.FrameType.REPLY, {"path": path, "type": kind, "entries": entries}
             )
         )
+        count = len(entries)
+        self._done(f"ls {escape_text(path) or '/'}", f"{count} entr{'y' if count == 1 else 'ies'}")
 
     def get(self, path: str, body: dict) -> None:
+        """Answer a get: a folder's list of files and folders, or a file's bytes."""
+        what = f"get {escape_text(path) or '/'}"
         real, st = resolve_real(self.server.root, path)
         if stat.S_ISDIR(st.st_mode):
             files = []
@@ -416,30 +505,36 @@ class Session:
                     {"path": relative, "size": child.st_size, "mtime_ns": child.st_mtime_ns}
                 )
                 if len(files) > MAX_LISTED_FILES:
-                    self._send(
-                        protocol.error(protocol.ErrorCode.TOO_LARGE, "folder has too many files")
-                    )
+                    self._refuse(protocol.ErrorCode.TOO_LARGE, "folder has too many files", what)
                     return
             reply = {"path": path, "type": "directory", "files": files, "folders": folders}
             self._send(protocol.encode(protocol.FrameType.REPLY, reply))
+            self._done(what, f"a folder of {len(files)} files and {len(folders)} folders")
             return
         offset = body.get("offset", 0)
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            self._send(
-                protocol.error(protocol.ErrorCode.BAD_REQUEST, "offset must be a whole number")
-            )
+            self._refuse(protocol.ErrorCode.BAD_REQUEST, "offset must be a whole number", what)
             return
         # A bare descriptor: a file object (its own fstat, its set-up) costs more than a small
         # file takes to send. Large and resumed files get an unbuffered one on top of it.
+        started = time.monotonic()
         fd = os.open(real, open_flags(os.O_RDONLY))
         try:
-            self._send_file(path, body, real, fd, offset)
+            sent = self._send_file(path, body, real, fd, offset)
         finally:
             os.close(fd)
+        if sent is not None:
+            length, start = sent
+            resumed = f" (resumed from {start:,})" if start else ""
+            took = time.monotonic() - started
+            self._done(what, f"sent {length:,} bytes{resumed} in {took:.2f} s")
 
-    def _send_file(self, path: str, body: dict, real: str, fd: int, offset: int) -> None:
+    def _send_file(
+        self, path: str, body: dict, real: str, fd: int, offset: int
+    ) -> tuple[int, int] | None:
         """Answer a get of the file open as ``fd`` from ``offset`` (the resolver's ``real``
-        path keys the digest cache)."""
+        path keys the digest cache). Returns how many bytes went from which offset, or None
+        when the file changed while it was read (the client is told)."""
         st = os.fstat(fd)  # what is announced and sent is this, not later changes
         size = st.st_size
         digest = self.server.digests.known(real, st)
@@ -462,8 +557,8 @@ class Session:
             small = _read_at(fd, size, 0)
             if len(small) != size or _changed_since(fd, st):
                 message = f"{path} changed while it was read; try again"
-                self._send(protocol.error(protocol.ErrorCode.CHANGED, message))
-                return
+                self._refuse(protocol.ErrorCode.CHANGED, message, f"get {escape_text(path)}")
+                return None
             digest = hashlib.sha256(small).hexdigest()
             self.server.digests.remember(real, st, digest)
         header = {
@@ -482,7 +577,7 @@ class Session:
             if len(data) != size - offset:
                 raise protocol.ProtocolError(f"{path} shrank while it was sent")
             self._answer(announce + data)
-            return
+            return size - offset, offset
         assert handle is not None  # every path below is a large file or a resumed one
         if digest is not None:
             # A known digest: the data can go without passing through this process.
@@ -491,7 +586,7 @@ class Session:
                 sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
             if sent != size - offset:
                 raise protocol.ProtocolError(f"{path} shrank while it was sent")
-            return
+            return size - offset, offset
         # An unknown digest: hash while sending (one pass over the file, not two) and send it
         # in a trailer. The announcement rides with the first block and the last block waits
         # for the trailer, so a small file goes out in a single send.
@@ -503,12 +598,14 @@ class Session:
             # The bytes sent were hashed as sent, so the digest would match a mixed file: say
             # it changed instead, and cache nothing.
             message = f"{path} changed while it was sent; try again"
+            log.info("%s get %s refused: %s", self.peer, escape_text(path), message)
             self._send(pending + protocol.error(protocol.ErrorCode.CHANGED, message))
-            return
+            return None
         digest = hasher.hexdigest()
         self.server.digests.remember(real, st, digest)
         trailer = protocol.encode(protocol.FrameType.REPLY, {"path": path, "sha256": digest})
         self._send(pending + trailer)
+        return size - offset, offset
 
     def _send_hashed(self, handle, hasher, announce: bytes, left: int, path: str) -> bytes:
         """Send ``left`` bytes of ``handle`` (after ``announce``) while hashing them; the
