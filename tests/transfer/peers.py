@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 import threading
+from pathlib import Path
 
 from netassist.transfer import protocol
+from tests.conftest import need
 
 
 class HostileServer:
@@ -32,3 +35,32 @@ class HostileServer:
                         conn.sendall(protocol.encode(protocol.FrameType.HELLO, {"version": 1}))
                     else:
                         conn.sendall(self.reply(event.body))
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key, made by openssl
+    in ``folder`` (the test is skipped without openssl)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            need("openssl"),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

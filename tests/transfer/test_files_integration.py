@@ -17,7 +17,7 @@ from netassist.transfer.client import Client, TransferError
 from netassist.transfer.server import FileServer
 from tests.conftest import run_netassist
 from tests.test_paths import HOSTILE
-from tests.transfer.peers import HostileServer
+from tests.transfer.peers import HostileServer, self_signed
 
 pytestmark = pytest.mark.integration
 CANARY = b"CANARY-files-must-never-be-served"
@@ -415,11 +415,30 @@ def test_put_files_and_folders_verified(upload_server, shared, tmp_path):
     ).read_bytes()
     assert (shared / "inbox" / "相册 #1" / "empty").read_bytes() == b""
     assert (shared / "inbox" / "single.txt").read_text() == "one"
-    again = run_netassist(
-        "files", "put", f"127.0.0.1:{port_of(upload_server)}", str(single), "inbox"
+    address = f"127.0.0.1:{port_of(upload_server)}"
+    again = run_netassist("files", "put", address, str(single), "inbox")  # the same bytes
+    assert again.returncode == 0, again.stderr
+    assert "0 file(s), 0 bytes sent" in again.stderr.decode()
+    assert "1 already there" in again.stderr.decode()
+    single.write_text("two")
+    differs = run_netassist("files", "put", address, str(single), "inbox")
+    assert differs.returncode == 11
+    assert "exists on the server and differs (put --force replaces it)" in differs.stderr.decode()
+    assert (shared / "inbox" / "single.txt").read_text() == "one"
+    forced = run_netassist("files", "put", address, str(single), "inbox", "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)[0]["received"] == 3
+    assert (shared / "inbox" / "single.txt").read_text() == "two"
+    folder = run_netassist("files", "put", address, str(single), "inbox/相册 #1", "--force")
+    assert folder.returncode == 0  # into the folder, as a new file
+    (tmp_path / "相册 #1").write_text("a file named like the folder")
+    over_folder = run_netassist(
+        "files", "put", address, str(tmp_path / "相册 #1"), "inbox", "--force"
     )
-    assert again.returncode == 11
-    assert "exists on the server" in again.stderr.decode()
+    assert (
+        over_folder.returncode == 11 and "is a folder on the server" in over_folder.stderr.decode()
+    )
+    assert not [p for p in shared.rglob(".*netassist-part")]
 
 
 def test_put_refused_by_a_read_only_server(server, tmp_path):
@@ -474,34 +493,7 @@ def test_put_never_writes_through_a_link_planted_as_its_part_file(upload_server,
 
 
 def test_tls_with_a_self_signed_certificate(shared, tmp_path, netassist):
-    from tests.conftest import need
-
-    openssl = need("openssl")
-    import subprocess
-
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     (shared / "secret.txt").write_text("over TLS")
     proc = netassist(
         "files",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 from netassist.cli.progress import TransferProgress
 from netassist.cli.server import configure_logging
@@ -86,6 +88,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                 help="files or folders; a last name that does not exist here is the remote folder",
             )
             c.add_argument("--to", metavar="REMOTE_DIR", help="the remote folder, said explicitly")
+            c.add_argument(
+                "--force", action="store_true", help="replace files that differ on the server"
+            )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         else:
             c.add_argument("remote", metavar="REMOTE", nargs="+")
@@ -145,6 +150,27 @@ def _output_folder(path: str) -> None:
 def _client(args: argparse.Namespace) -> Client:
     host, port = _server_address(args.server)
     return Client(host, port, token=args.token, tls=_client_tls(args), timeout=args.timeout)
+
+
+@contextlib.contextmanager
+def _transfer(args: argparse.Namespace) -> Iterator[tuple[Client, TransferProgress]]:
+    """A connected client and the progress bars of a get or put. Ctrl-C says what became
+    of the file in the middle, and that running again resumes it."""
+    progress = TransferProgress(enabled=not (args.quiet or args.json))
+    client = None
+    try:
+        with _client(args) as client:
+            yield client, progress
+    except KeyboardInterrupt:
+        kept = ""
+        if client is not None and client.receiving:
+            kept = f": {client.receiving} keeps what arrived"
+        elif client is not None and client.sending:
+            kept = f": the server keeps what arrived of {shown(client.sending)!r}"
+        again = ", and running the same command again resumes" if kept else ""
+        raise NetassistError(f"interrupted{kept}{again}", ExitCode.INTERRUPTED) from None
+    finally:
+        progress.close()  # the bars go before any line is said
 
 
 def _client_tls(args: argparse.Namespace):
@@ -213,19 +239,15 @@ def get(args: argparse.Namespace) -> int:
     _output_folder(args.output)
     started = time.monotonic()
     results = []
-    progress = TransferProgress(enabled=not (args.quiet or args.json))
-    try:
-        with _client(args) as client:
-            for remote in args.remote:
-                results += client.get(
-                    remote,
-                    args.output,
-                    force=args.force,
-                    on_progress=progress.update,
-                    on_total=progress.total,
-                )
-    finally:
-        progress.close()
+    with _transfer(args) as (client, progress):
+        for remote in args.remote:
+            results += client.get(
+                remote,
+                args.output,
+                force=args.force,
+                on_progress=progress.update,
+                on_total=progress.total,
+            )
     took = max(time.monotonic() - started, 1e-9)
     received = sum(r.received for r in results)
     if args.json:
@@ -257,23 +279,25 @@ def put(args: argparse.Namespace) -> int:
             sendable(path)  # a device or a FIFO is refused before anything is sent
     started = time.monotonic()
     results = []
-    progress = TransferProgress(enabled=not (args.quiet or args.json))
-    try:
-        with _client(args) as client:
-            for path in locals_:
-                results += client.put(
-                    path, remote_dir, on_progress=progress.update, on_total=progress.total
-                )
-    finally:
-        progress.close()
+    with _transfer(args) as (client, progress):
+        for path in locals_:
+            results += client.put(
+                path,
+                remote_dir,
+                force=args.force,
+                on_progress=progress.update,
+                on_total=progress.total,
+            )
     if args.json:
         print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
     elif not args.quiet:
         sent = sum(r.received for r in results)
         took = max(time.monotonic() - started, 1e-9)
+        already = sum(r.skipped for r in results)
         print(
-            f"{len(results)} file(s), {sent:,} bytes sent in {took:.2f} s, "
-            "all verified by the server",
+            f"{len(results) - already} file(s), {sent:,} bytes sent in {took:.2f} s, "
+            "all verified by the server"
+            + (f"; {already} already there (the same SHA-256)" if already else ""),
             file=sys.stderr,
         )
     return ExitCode.OK

@@ -102,6 +102,12 @@ class Client:
         self.reader = protocol.Reader()
         self._inbox = bytearray(RECV_BLOCK)
         self._inbox_view = memoryview(self._inbox)
+        self._greeted = False
+        self._first_bytes = b""  # what the server said first, to tell what it is
+        #: The file in the middle of a transfer, for a caller that is interrupted: the
+        #: local .part of a get, or the remote name of a put.
+        self.receiving: str | None = None
+        self.sending: str | None = None
         try:
             hello = {"version": protocol.VERSION}
             if token is not None:
@@ -110,6 +116,7 @@ class Client:
             answer = self._frame()
             if answer.type is not protocol.FrameType.HELLO:
                 raise TransferError(f"{self.peer} did not greet us as a netassist file server")
+            self._greeted = True
         except BaseException:
             self.sock.close()
             raise
@@ -146,19 +153,46 @@ class Client:
         try:
             count = self.sock.recv_into(self._inbox)
         except OSError as exc:
+            if not self._greeted and isinstance(exc, ConnectionError):
+                raise self._not_a_file_server() from None
             raise self._network_error(exc, "receiving from") from None
         if not count:
+            if not self._greeted:
+                raise self._not_a_file_server()
             raise TransferError(
                 f"{self.peer} closed the connection in the middle of a transfer "
                 "(run again to resume)"
             )
+        if not self._greeted and len(self._first_bytes) < 64:
+            self._first_bytes += bytes(self._inbox_view[: 64 - len(self._first_bytes)])
         return self._inbox_view[:count]
+
+    def _not_a_file_server(self) -> TransferError:
+        """What to say of a peer that did not answer our HELLO as a netassist file server,
+        from what it said first (if anything)."""
+        first = self._first_bytes
+        if first[:1] in (b"\x15", b"\x16"):  # a TLS record: an alert, or a handshake
+            return TransferError(
+                f"{self.peer} speaks TLS: connect with --tls "
+                "(or --tls-ca FILE for a self-signed certificate)"
+            )
+        if first:
+            said = shown(first.decode("latin-1"))
+            return TransferError(
+                f"{self.peer} is not a netassist file server (it answered {said!r}...)"
+            )
+        return TransferError(
+            f"{self.peer} closed the connection without answering our greeting: it is not "
+            "a netassist file server (or it wants TLS: --tls)"
+        )
 
     def _frame(self) -> protocol.Frame:
         while True:
             try:
                 event = self.reader.next_event()
             except protocol.ProtocolError as exc:
+                if not self._greeted:
+                    raise self._not_a_file_server() from None
                 raise TransferError(f"{self.peer} broke the protocol: {exc}") from None
             if isinstance(event, protocol.Frame):
                 if event.type is protocol.FrameType.ERROR:
@@ -338,10 +372,12 @@ class Client:
         local: str,
         remote_dir: str = "",
         *,
+        force: bool = False,
         on_progress: Callable[[str, int, int], None] | None = None,
         on_total: Callable[[int], None] | None = None,
     ) -> list[Result]:
-        """Send a local file, or a folder with everything in it, into ``remote_dir``.
+        """Send a local file, or a folder with everything in it, into ``remote_dir``;
+        ``force`` replaces files that differ on the server.
 
         ``on_total`` and ``on_progress`` are called as for :meth:`get`."""
         local = os.path.abspath(local)
@@ -351,7 +387,7 @@ class Client:
             if on_total is not None:
                 on_total(size)
             remote = "/".join(x for x in (remote_dir.strip("/"), base) if x)
-            return [self.put_file(local, remote, on_progress=on_progress)]
+            return [self.put_file(local, remote, force=force, on_progress=on_progress)]
         plan = []
         for folder, dirs, files in os.walk(local):
             dirs.sort()
@@ -362,17 +398,23 @@ class Client:
                 plan.append((path, "/".join(x for x in (remote_dir.strip("/"), relative) if x)))
         if on_total is not None:
             on_total(sum(os.path.getsize(path) for path, _ in plan))
-        return [self.put_file(path, remote, on_progress=on_progress) for path, remote in plan]
+        return [
+            self.put_file(path, remote, force=force, on_progress=on_progress)
+            for path, remote in plan
+        ]
 
     def put_file(
         self,
         local: str,
         remote: str,
         *,
+        force: bool = False,
         on_progress: Callable[[str, int, int], None] | None = None,
     ) -> Result:
         """Send one file to the remote name ``remote`` (resuming a partial upload);
-        ``on_progress(remote, done, size)`` follows it."""
+        ``on_progress(remote, done, size)`` follows it. A file already there with the same
+        SHA-256 is not sent again (its Result is ``skipped``); one that differs is an error,
+        or replaced with ``force``."""
         try:
             check_relative(remote)
         except PathRefused as exc:
@@ -390,7 +432,16 @@ class Client:
                 raise _not_sendable(local, st)
             size = st.st_size
             digest = prefix_digest(handle, size).hexdigest()
-            answer = self.request("put", remote, size=size, sha256=digest, mtime_ns=st.st_mtime_ns)
+            extra = {"force": True} if force else {}
+            self.sending = remote  # from here on, the server may hold a partial copy
+            answer = self.request(
+                "put", remote, size=size, sha256=digest, mtime_ns=st.st_mtime_ns, **extra
+            )
+            if answer.body.get("already") is True:
+                self.sending = None
+                if answer.body.get("sha256") != digest:
+                    raise TransferError(f"{self.peer} claimed {shown(remote)!r} is already there")
+                return Result(remote, local, size, 0, 0, digest, skipped=True)
             offset = answer.body.get("offset")
             if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= size:
                 raise TransferError(f"{self.peer} answered the upload with a bad offset")
@@ -408,6 +459,7 @@ class Client:
                     exc.exit_code,
                 ) from None
         done = self._frame()
+        self.sending = None
         if done.body.get("sha256") != digest:
             raise TransferError(f"{self.peer} did not confirm {shown(remote)!r}")
         return Result(remote, local, size, size - offset, offset, digest)
@@ -548,6 +600,7 @@ class Client:
             fd = open_no_follow(part, flags)
         except OSError as exc:
             raise explain(exc, f"opening {part}") from None
+        self.receiving = part
         try:
             if resuming:
                 with open(fd, "rb", buffering=0, closefd=False) as held_part:
@@ -580,6 +633,7 @@ class Client:
             _settle(part, local, force)
         except OSError as exc:
             raise explain(exc, f"renaming {part} to {local}") from None
+        self.receiving = None
         return Result(remote, local, size, length, offset, got)
 
 

@@ -48,6 +48,7 @@ class ErrorCode:
     BUSY = "busy"
     CHANGED = "changed"
     NO_SPACE = "no_space"
+    TLS_REQUIRED = "tls_required"
 
 
 class ProtocolError(Exception):

@@ -144,6 +144,15 @@ class FileServer:
             # on the other thread then fails instead of waiting.
             socket.socket.shutdown(ticket.conn, socket.SHUT_RDWR)
 
+    def _tls_required(self, conn: socket.socket, peer: str) -> None:
+        """Tell a client that spoke the protocol without TLS to a TLS server, in the clear,
+        so that it can say which option is missing."""
+        message = "this server speaks TLS: connect with --tls (or --tls-ca FILE)"
+        log.info("%s refused: it spoke without TLS", peer)
+        conn.sendall(protocol.error(protocol.ErrorCode.TLS_REQUIRED, message))
+        conn.shutdown(socket.SHUT_WR)
+        drain(conn, 2.0)  # its HELLO, unread, would turn our close into a reset
+
     def _client(self, conn: socket.socket, ticket: Ticket) -> None:
         peer = ticket.peer
         try:
@@ -152,6 +161,12 @@ class FileServer:
             # Small frames must not wait for the peer's delayed ACK (Nagle): 40 ms per file.
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
+                first = conn.recv(1, socket.MSG_PEEK)
+                if not first:
+                    return  # gone (or dropped) before a byte
+                if first == protocol.MAGIC[:1]:
+                    self._tls_required(conn, peer)
+                    return
                 conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
                 ticket.conn = conn  # what the deadline watch shuts down from now on
                 conn.do_handshake()  # on this thread, within the handshake deadline
@@ -208,6 +223,7 @@ class Session:
         self.server = server
         self.conn = conn
         self.peer = peer
+        self.first_bytes = b""  # what the client sent first, to tell what it is
         self.reader = protocol.Reader()
         self._held: list[bytes] = []  # answers not sent yet (see _answer)
         self._held_size = 0
@@ -247,6 +263,8 @@ class Session:
             data = self.conn.recv(65536)
             if not data:
                 return None
+            if not self.first_bytes:
+                self.first_bytes = data[:64]
             self.reader.feed(data)
 
     def run(self) -> None:
@@ -257,7 +275,11 @@ class Session:
     def handshake(self, ticket: Ticket | None = None) -> bool:
         """Read the client's HELLO and answer it; with a ``ticket``, the session also needs
         the admission's consent. Whether requests may follow."""
-        hello = self.read_frame()
+        try:
+            hello = self.read_frame()
+        except protocol.ProtocolError:
+            log.info("%s refused: %s", self.peer, self._stranger())
+            return False
         if hello is None:
             return False
         if (
@@ -290,6 +312,15 @@ class Session:
         )
         log.info("%s connected%s", self.peer, " (TLS)" if self.server.tls else "")
         return True
+
+    def _stranger(self) -> str:
+        """What a client that does not speak this protocol seems to be, from its first
+        bytes (for the log)."""
+        first = self.first_bytes
+        if first[:1] == b"\x16":
+            return "a TLS client, and this server has no --tls-cert"
+        said = escape_text(first[:40].decode("utf-8", "replace"))
+        return f"not a netassist client (it sent {said!r})"
 
     def _refuse(self, code: str, message: str, what: str = "", why: str = "") -> None:
         """Tell the client why it is refused, and the log (``why``, for the log only, says
@@ -334,7 +365,8 @@ class Session:
         log.info("%s %s: %s", self.peer, what, text)
 
     def put(self, path: str, body: dict) -> None:
-        """Receive a file into ``path``: never over an existing one, resumable, verified."""
+        """Receive a file into ``path``: resumable, verified, and over an existing file only
+        when the client says ``force`` (one with the same SHA-256 is already there)."""
         server = self.server
         what = f"put {escape_text(path)}"
         if not server.allow_upload:
@@ -365,9 +397,20 @@ class Session:
             raise PathRefused("no name")
         folder = _make_folders(server.root, segments[:-1])
         target = os.path.join(folder, segments[-1])
+        force = body.get("force") is True
         if os.path.lexists(target):
-            self._refuse(protocol.ErrorCode.EXISTS, f"{path} exists on the server", what)
-            return
+            if self._already_there(target, size, digest):
+                reply = {"path": path, "size": size, "sha256": digest, "already": True}
+                self._send(protocol.encode(protocol.FrameType.REPLY, reply))
+                self._done(what, "already there (the same SHA-256); nothing sent")
+                return
+            if os.path.isdir(target):
+                self._refuse(protocol.ErrorCode.EXISTS, f"{path} is a folder on the server", what)
+                return
+            if not force:
+                message = f"{path} exists on the server and differs (put --force replaces it)"
+                self._refuse(protocol.ErrorCode.EXISTS, message, what)
+                return
         # A hidden name: the resolver never serves a half-received upload to anyone.
         part = os.path.join(folder, f".{segments[-1]}.netassist-part")
         try:
@@ -391,15 +434,23 @@ class Session:
                 "the partial upload was removed",
             )
             return
-        if os.path.lexists(target):
+        if force:
+            try:
+                os.replace(part, target)  # a file, or a link itself: never what it points to
+            except IsADirectoryError:
+                message = f"{path} became a folder on the server meanwhile; nothing replaced"
+                self._refuse(protocol.ErrorCode.EXISTS, message, what, "the upload is kept hidden")
+                return
+        elif os.path.lexists(target):
             self._refuse(
                 protocol.ErrorCode.EXISTS,
                 f"{path} appeared on the server meanwhile (what arrived is kept there, "
-                "hidden, for a later put)",
+                "hidden, for a later put --force)",
                 what,
             )
             return
-        os.rename(part, target)
+        else:
+            os.rename(part, target)
         if isinstance(mtime_ns, int) and not isinstance(mtime_ns, bool):
             with contextlib.suppress(OSError, OverflowError, ValueError):
                 os.utime(target, ns=(mtime_ns, mtime_ns))
@@ -410,9 +461,31 @@ class Session:
         )
         resumed = f" (resumed from {held.offset:,})" if held.offset else ""
         took = time.monotonic() - started
+        replaced = ", replacing the file there" if force else ""
         self._done(
-            what, f"received {size - held.offset:,} bytes{resumed} in {took:.2f} s, verified"
+            what,
+            f"received {size - held.offset:,} bytes{resumed} in {took:.2f} s, verified{replaced}",
         )
+
+    def _already_there(self, target: str, size: int, digest: str) -> bool:
+        """Whether ``target`` is a regular file of ``size`` bytes with SHA-256 ``digest``
+        (hashed only when the size matches; the digest cache remembers it)."""
+        try:
+            st = os.lstat(target)
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return False
+        known = self.server.digests.known(target, st)
+        if known is None:
+            try:
+                with open(target, "rb") as handle:
+                    known = prefix_digest(handle, size).hexdigest()
+            except OSError:
+                return False
+            if not _changed_since_path(target, st):
+                self.server.digests.remember(target, st, known)
+        return hmac.compare_digest(known, digest)
 
     def _receive_upload(self, fd: int, part: str, path: str, what: str, size: int) -> _Held:
         """Offer the client what ``part`` (open as ``fd``) already holds, then receive the
@@ -456,7 +529,7 @@ class Session:
             )
             message = f"the server could not store {path}: {reason}; the partial upload was removed"
             self._send(protocol.error(code, message))
-            self._drain()
+            drain(self.conn, DRAIN_TIME)
             raise _Over from None
         except (StreamCut, OSError) as exc:
             why = "the client left" if isinstance(exc, StreamCut) else f"failed ({exc})"
@@ -465,17 +538,6 @@ class Session:
             raise _Over from None
         self.reader.next_event()  # the end of the stream
         return _Held(held, hasher)
-
-    def _drain(self, seconds: float = DRAIN_TIME) -> None:
-        """Read and drop what the client still sends after it was told to stop (the rest of
-        its upload), for up to ``seconds``: closing on unread data would reset the
-        connection, and the client would see a reset instead of the reason."""
-        deadline = time.monotonic() + seconds
-        with contextlib.suppress(OSError):
-            while (left := deadline - time.monotonic()) > 0:
-                self.conn.settimeout(left)
-                if not self.conn.recv(1 << 16):
-                    return
 
     def ls(self, path: str, body: dict) -> None:
         """Answer an ls: the entries of a folder, or the one entry of a file."""
@@ -642,6 +704,18 @@ class Session:
         return b""
 
 
+def drain(conn: socket.socket, seconds: float) -> None:
+    """Read and drop what the client still sends after it was told to stop (the rest of an
+    upload, a HELLO), for up to ``seconds`` or until it closes: closing on unread data would
+    reset the connection, and the client would see a reset instead of the reason."""
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(OSError):
+        while (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            if not conn.recv(1 << 16):
+                return
+
+
 def _read_at(fd: int, size: int, offset: int) -> bytes:
     """Up to ``size`` bytes of ``fd`` from ``offset`` (fewer only at the end of the file):
     ``os.pread`` where it exists, a seek and reads elsewhere (Windows)."""
@@ -653,6 +727,15 @@ def _read_at(fd: int, size: int, offset: int) -> bytes:
         pieces.append(piece)
         size -= len(piece)
     return b"".join(pieces)
+
+
+def _changed_since_path(path: str, st: os.stat_result) -> bool:
+    """Whether the file at ``path`` is not the one ``st`` described any more."""
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return True
+    return (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _changed_since(fd: int, st: os.stat_result) -> bool:
