@@ -65,6 +65,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="no line per connection, transfer and refusal on stderr (warnings still)",
     )
+    s.add_argument(
+        "--plain",
+        action="store_true",
+        help="speak the tutorial's protocol instead (a client sends a name, gets the file's "
+        "bytes, and the connection closes): read-only, no token, no TLS, nothing verified",
+    )
     s.add_argument("--tls-cert", metavar="FILE", help="serve over TLS with this certificate (PEM)")
     s.add_argument(
         "--tls-key", metavar="FILE", help="the certificate's private key, if not in --tls-cert"
@@ -102,6 +108,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                 help="where to put them (default: here)",
             )
             c.add_argument("--force", action="store_true", help="replace files that exist")
+            c.add_argument(
+                "--plain",
+                action="store_true",
+                help="fetch from a server of the tutorial's protocol (send the name, receive "
+                "until it closes): files only, not verified, not resumable",
+            )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         c.add_argument("--token", default=os.environ.get("NETASSIST_TOKEN"))
         c.add_argument(
@@ -184,6 +196,8 @@ def serve(args: argparse.Namespace) -> int:
 
     if not os.path.isdir(args.directory):
         raise UsageError(f"{args.directory!r} is not a folder")
+    if args.plain:
+        _plain_alone(args, "--allow-upload", "--token", "--tls-cert")
     configure_logging("warning" if args.quiet else "info")
     host, port = _server_address(args.bind, listening=True)
     tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
@@ -197,10 +211,11 @@ def serve(args: argparse.Namespace) -> int:
         handshake_timeout=args.handshake_timeout,
         allow_upload=args.allow_upload,
         tls=tls,
+        plain=args.plain,
     )
+    kind = " (TLS)" if tls else " (plain: the tutorial's protocol, read-only)" if args.plain else ""
     print(
-        f"listening on tcp {server.address}{' (TLS)' if tls else ''}, "
-        f"sharing {os.path.abspath(args.directory)}",
+        f"listening on tcp {server.address}{kind}, sharing {os.path.abspath(args.directory)}",
         file=sys.stderr,
         flush=True,
     )
@@ -234,9 +249,49 @@ def _when(mtime_ns: int) -> str:
         return "?".center(16)
 
 
+def _plain_alone(args: argparse.Namespace, *options: str) -> None:
+    """Refuse ``options`` given with --plain: the tutorial's protocol has no room for them."""
+    given = [o for o in options if getattr(args, o.lstrip("-").replace("-", "_"))]
+    if given:
+        where = " (NETASSIST_TOKEN is set)" if "--token" in given else ""
+        raise UsageError(
+            f"--plain speaks the tutorial's protocol, which has no {' or '.join(given)}{where}"
+        )
+
+
+def _get_plain(args: argparse.Namespace) -> int:
+    """``netassist files get --plain``: one connection per name."""
+    from netassist.transfer.plain import fetch_plain
+
+    _plain_alone(args, "--token", "--tls", "--tls-ca")
+    host, port = _server_address(args.server)
+    started = time.monotonic()
+    results = []
+    progress = TransferProgress(enabled=not (args.quiet or args.json))
+    try:
+        for remote in args.remote:
+            results.append(
+                fetch_plain(
+                    host,
+                    port,
+                    remote,
+                    args.output,
+                    force=args.force,
+                    timeout=args.timeout,
+                    on_progress=progress.update,
+                )
+            )
+    finally:
+        progress.close()
+    _report_get(args, results, started, "plain: not verified (no digest in that protocol)")
+    return ExitCode.OK
+
+
 def get(args: argparse.Namespace) -> int:
     """``netassist files get``."""
     _output_folder(args.output)
+    if args.plain:
+        return _get_plain(args)
     started = time.monotonic()
     results = []
     with _transfer(args) as (client, progress):
@@ -248,6 +303,12 @@ def get(args: argparse.Namespace) -> int:
                 on_progress=progress.update,
                 on_total=progress.total,
             )
+    _report_get(args, results, started, "all verified")
+    return ExitCode.OK
+
+
+def _report_get(args: argparse.Namespace, results: list, started: float, checked: str) -> None:
+    """The JSON results, or the summary line, of a get."""
     took = max(time.monotonic() - started, 1e-9)
     received = sum(r.received for r in results)
     if args.json:
@@ -257,13 +318,11 @@ def get(args: argparse.Namespace) -> int:
         resumed = sum(1 for r in results if r.resumed_from)
         print(
             f"{len(results) - skipped} file(s), {received:,} bytes in {took:.2f} s "
-            f"({received / took / 1e6:.1f} MB/s), "
-            f"all verified"
+            f"({received / took / 1e6:.1f} MB/s), {checked}"
             + (f"; {skipped} existing skipped (--force replaces)" if skipped else "")
             + (f"; {resumed} resumed" if resumed else ""),
             file=sys.stderr,
         )
-    return ExitCode.OK
 
 
 def put(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 HANDSHAKE_TIMEOUT = 5.0  # seconds from accept to a finished handshake
+IDLE_TIMEOUT = 300.0  # seconds a session may stay silent (between requests, or not reading)
 
 
 @dataclass(eq=False)

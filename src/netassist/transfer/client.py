@@ -132,14 +132,7 @@ class Client:
         self.sock.close()
 
     def _network_error(self, exc: OSError, doing: str) -> NetassistError:
-        """``exc`` met while ``doing`` something with the server, as one line; a timeout
-        says how long was waited and how to wait longer."""
-        if isinstance(exc, TimeoutError):
-            return TimeoutExpired(
-                f"{doing} {self.peer}: nothing moved for {self.timeout:g} s "
-                "(the server may be stuck or gone; --timeout SECONDS waits longer)"
-            )
-        return explain(exc, f"{doing} {self.peer}")
+        return network_error(exc, f"{doing} {self.peer}", self.timeout)
 
     def _send(self, data: bytes) -> None:
         try:
@@ -179,11 +172,13 @@ class Client:
         if first:
             said = shown(first.decode("latin-1"))
             return TransferError(
-                f"{self.peer} is not a netassist file server (it answered {said!r}...)"
+                f"{self.peer} is not a netassist file server (it answered {said!r}...; "
+                "for one that takes a bare name, as the tutorial's does, use --plain)"
             )
         return TransferError(
             f"{self.peer} closed the connection without answering our greeting: it is not "
-            "a netassist file server (or it wants TLS: --tls)"
+            "a netassist file server (one that takes a bare name, as the tutorial's does, "
+            "needs --plain; one that wants TLS, --tls)"
         )
 
     def _frame(self) -> protocol.Frame:
@@ -351,13 +346,9 @@ class Client:
         try:
             return receive_stream(self.sock, self.reader, out, hasher, length, progress)
         except WriteFailed as exc:
-            error = explain(exc.error, f"writing {exc.path}")
             room = "free some space and " if exc.error.errno == errno.ENOSPC else ""
-            raise NetassistError(
-                f"{error}; {exc.path} keeps what arrived: {room}run again to resume",
-                ExitCode.PERMISSION_DENIED
-                if error.exit_code is ExitCode.PERMISSION_DENIED
-                else ExitCode.FILE,
+            raise write_error(
+                exc, f"{exc.path} keeps what arrived: {room}run again to resume"
             ) from None
         except OSError as exc:
             raise self._network_error(exc, "receiving from") from None
@@ -630,14 +621,14 @@ class Client:
                 ExitCode.BAD_DATA,
             )
         try:
-            _settle(part, local, force)
+            settle_part(part, local, force)
         except OSError as exc:
             raise explain(exc, f"renaming {part} to {local}") from None
         self.receiving = None
         return Result(remote, local, size, length, offset, got)
 
 
-def _settle(part: str, local: str, force: bool) -> None:
+def settle_part(part: str, local: str, force: bool) -> None:
     """Give the verified ``part`` its final name ``local``; an existing file there is
     replaced only with ``force``, even one that appeared during the transfer."""
     if force:
@@ -660,6 +651,27 @@ def _settle(part: str, local: str, force: bool) -> None:
     raise TransferError(
         f"{local} exists; use --force to replace it (what arrived is kept as {part})",
         ExitCode.FILE,
+    )
+
+
+def network_error(exc: OSError, doing: str, timeout: float) -> NetassistError:
+    """``exc``, met while ``doing`` something with a server, as one line; a timeout says
+    how long was waited and how to wait longer."""
+    if isinstance(exc, TimeoutError):
+        return TimeoutExpired(
+            f"{doing}: nothing moved for {timeout:g} s "
+            "(the server may be stuck or gone; --timeout SECONDS waits longer)"
+        )
+    return explain(exc, doing)
+
+
+def write_error(failed: WriteFailed, fate: str) -> NetassistError:
+    """A local file that could not take what arrived (a full disk), as one line ending
+    with ``fate``: what became of the file. Exit code 11 (8 for a permission)."""
+    error = explain(failed.error, f"writing {failed.path}")
+    denied = error.exit_code is ExitCode.PERMISSION_DENIED
+    return NetassistError(
+        f"{error}; {fate}", ExitCode.PERMISSION_DENIED if denied else ExitCode.FILE
     )
 
 

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from netassist.corking import corked
 from netassist.paths import PathRefused, check_segment, resolve_real, split_path
 from netassist.transfer import protocol
-from netassist.transfer.admission import HANDSHAKE_TIMEOUT, Admission, Ticket
+from netassist.transfer.admission import HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, Admission, Ticket
 from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, positional_reads, prefix_digest
+from netassist.transfer.plain import serve_plain
 from netassist.transfer.stream import (
     FileSink,
     StreamCut,
     WriteFailed,
+    drain,
     open_flags,
     open_no_follow,
     receive_stream,
@@ -37,7 +39,6 @@ SEND_BLOCK = 1 << 20
 SMALL_SEND = 64 << 10  # up to this, a file with a known digest goes out with one send
 HOLD_LIMIT = 256 << 10  # answers held for one send are sent once they reach this
 MAX_LISTED_FILES = 100_000
-IDLE_TIMEOUT = 300  # seconds a session may stay silent between requests
 DRAIN_TIME = 10.0  # seconds to read an upload the server refused halfway, before closing
 
 
@@ -82,7 +83,11 @@ class FileServer:
         allow_upload: bool = False,
         max_upload: int | None = None,
         tls: ssl.SSLContext | None = None,
+        plain: bool = False,
     ) -> None:
+        if plain and (allow_upload or token is not None or tls is not None):
+            raise ValueError("the plain protocol has no uploads, tokens or TLS")
+        self.plain = plain
         self.tls = tls
         self.allow_upload = allow_upload
         self.max_upload = max_upload
@@ -160,6 +165,9 @@ class FileServer:
             conn.settimeout(self.admission.handshake_timeout + 1)
             # Small frames must not wait for the peer's delayed ACK (Nagle): 40 ms per file.
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.plain:
+                serve_plain(conn, ticket, self.root, self.admission)
+                return
             if self.tls is not None:
                 first = conn.recv(1, socket.MSG_PEEK)
                 if not first:
@@ -320,7 +328,10 @@ class Session:
         if first[:1] == b"\x16":
             return "a TLS client, and this server has no --tls-cert"
         said = escape_text(first[:40].decode("utf-8", "replace"))
-        return f"not a netassist client (it sent {said!r})"
+        return (
+            f"not a netassist client (it sent {said!r}; a client as in the tutorial, which "
+            "sends a bare name, needs files serve --plain)"
+        )
 
     def _refuse(self, code: str, message: str, what: str = "", why: str = "") -> None:
         """Tell the client why it is refused, and the log (``why``, for the log only, says
@@ -702,18 +713,6 @@ class Session:
         if sent != left or hashed != left:
             raise protocol.ProtocolError(f"{path} shrank while it was sent")
         return b""
-
-
-def drain(conn: socket.socket, seconds: float) -> None:
-    """Read and drop what the client still sends after it was told to stop (the rest of an
-    upload, a HELLO), for up to ``seconds`` or until it closes: closing on unread data would
-    reset the connection, and the client would see a reset instead of the reason."""
-    deadline = time.monotonic() + seconds
-    with contextlib.suppress(OSError):
-        while (left := deadline - time.monotonic()) > 0:
-            conn.settimeout(left)
-            if not conn.recv(1 << 16):
-                return
 
 
 def _read_at(fd: int, size: int, offset: int) -> bytes:

@@ -1,4 +1,6 @@
-"""Receiving an announced raw stream into a file and a hash, for client and server alike.
+"""Receiving an announced raw stream into a file and a hash, for client and server alike,
+with what both need around it: opening a partial file safely, writing it whole, draining a
+peer that was told to stop.
 
 A large stream is hashed on a second thread (see :class:`BackgroundHasher`) while this loop
 receives and writes the next block.
@@ -6,10 +8,12 @@ receives and writes the next block.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import stat
+import time
 from collections.abc import Callable
 
 from netassist.transfer.digest import BLOCK, THREAD_THRESHOLD, BackgroundHasher
@@ -144,3 +148,15 @@ def receive_stream(
     finally:
         background.finish()
     return received
+
+
+def drain(conn: socket.socket, seconds: float) -> None:
+    """Read and drop what the client still sends after it was told to stop (the rest of an
+    upload, a HELLO), for up to ``seconds`` or until it closes: closing on unread data would
+    reset the connection, and the client would see a reset instead of the reason."""
+    deadline = time.monotonic() + seconds
+    with contextlib.suppress(OSError):
+        while (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            if not conn.recv(1 << 16):
+                return
