@@ -80,6 +80,8 @@ def test_each_mistake_is_one_line_with_its_code(address, tmp_path):
         (["serve", str(tmp_path), "--max-clients", "-5"], ExitCode.USAGE, "--max-clients"),
         (["serve", str(tmp_path), "--max-clients", "0"], ExitCode.USAGE, "--max-clients"),
         (["ls", address, "--timeout", "-1"], ExitCode.USAGE, "--timeout"),
+        (["ls", address, "--timeout", "inf"], ExitCode.USAGE, "--timeout"),
+        (["serve", str(tmp_path), "--handshake-timeout", "1e300"], ExitCode.USAGE, "--handshake"),
         (["put", address, str(tmp_path / "nonexist.txt")], ExitCode.FILE, "nonexist.txt"),
         (["put", address, "/dev/zero"], ExitCode.USAGE, "/dev/zero is a character device"),
         (["put", address, str(fifo)], ExitCode.USAGE, f"{fifo} is a FIFO"),

@@ -19,6 +19,8 @@ from netassist.transfer.client import Client, client_tls, sendable, shown
 from netassist.transfer.protocol import DEFAULT_PORT
 from netassist.wire.sockets import parse_port
 
+MAX_TIMEOUT = 86_400.0
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the ``files`` command group."""
@@ -53,7 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "--handshake-timeout",
-        type=_positive_float,
+        type=_timeout,
         default=HANDSHAKE_TIMEOUT,
         metavar="SECONDS",
         help="a connection that has not finished its handshake by then is closed "
@@ -126,7 +128,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         )
         c.add_argument(
             "--timeout",
-            type=_positive_float,
+            type=_timeout,
             default=30.0,
             metavar="SECONDS",
             help="give up when the server stays silent this long (default 30)",
@@ -144,6 +146,14 @@ def _server_address(text: str, *, listening: bool = False) -> tuple[str, int]:
         host, port = text.split(":")
         return host, parse_port(port, allow_zero=listening)
     return text, DEFAULT_PORT
+
+
+def _timeout(text: str) -> float:
+    """An argparse type: seconds above 0, at most a day (what a socket can wait)."""
+    value = _positive_float(text)
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than a day")
+    return value
 
 
 def _output_folder(path: str) -> None:
