@@ -353,9 +353,9 @@ class Session:
                 raise protocol.ProtocolError("expected a request")
             op, path = frame.body.get("op"), frame.body.get("path", "")
             what = f"{escape_text(str(op))} {escape_text(str(path)) or '/'}"
-            handler = handlers.get(op) if isinstance(path, str) else None
-            if handler is None:
-                problem = "path must be a string" if op in handlers else f"unknown operation {op!r}"
+            handler = handlers.get(op) if isinstance(op, str) else None
+            if handler is None or not isinstance(path, str):
+                problem = "path must be a string" if handler else f"unknown operation {op!r}"
                 self._refuse(protocol.ErrorCode.BAD_REQUEST, problem, what)
                 continue
             try:
