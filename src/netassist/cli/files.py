@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 
 from netassist.cli.progress import TransferProgress
-from netassist.cli.server import configure_logging
 from netassist.cli.wire import _positive_float, _positive_int
 from netassist.errors import ExitCode, NetassistError, UsageError, explain
 from netassist.transfer.admission import HANDSHAKE_TIMEOUT
@@ -203,12 +202,12 @@ def serve(args: argparse.Namespace) -> int:
     """``netassist files serve``."""
     # Imported here: a client command starts without the server's modules.
     from netassist.transfer.server import FileServer, tls_context
+    from netassist.transfer.serverlog import ServerLog
 
     if not os.path.isdir(args.directory):
         raise UsageError(f"{args.directory!r} is not a folder")
     if args.plain:
         _plain_alone(args, "--allow-upload", "--token", "--tls-cert")
-    configure_logging("warning" if args.quiet else "info")
     host, port = _server_address(args.bind, listening=True)
     tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     server = FileServer(
@@ -222,6 +221,7 @@ def serve(args: argparse.Namespace) -> int:
         allow_upload=args.allow_upload,
         tls=tls,
         plain=args.plain,
+        log=ServerLog(sys.stderr, quiet=args.quiet),
     )
     kind = " (TLS)" if tls else " (plain: the tutorial's protocol, read-only)" if args.plain else ""
     print(

@@ -15,7 +15,6 @@ there is no offset, so nothing resumes; and an empty file cannot be told from a 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import socket
 import stat
@@ -37,11 +36,11 @@ from netassist.transfer.client import (
     shown,
     write_error,
 )
+from netassist.transfer.serverlog import ServerLog
 from netassist.transfer.stream import FileSink, WriteFailed, drain, open_flags, open_no_follow
 from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import connect_tcp, format_address
 
-log = logging.getLogger("netassist.files")
 MAX_NAME = 4096  # bytes of a name, at most (the tutorial's server reads 1024)
 
 
@@ -63,10 +62,12 @@ def name_from(data: bytes) -> str | None:
     return text
 
 
-def serve_plain(conn: socket.socket, ticket: Ticket, root: str, admission: Admission) -> None:
+def serve_plain(
+    conn: socket.socket, ticket: Ticket, root: str, admission: Admission, log: ServerLog
+) -> None:
     """Answer one plain client on ``conn``: read its name, send that file of ``root``, and
     close. Whatever is refused gets nothing, as the tutorial's server answers a missing
-    file; the log says why."""
+    file; ``log`` says why."""
     peer = ticket.peer
     data = b""
     name = None

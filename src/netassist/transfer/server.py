@@ -6,7 +6,6 @@ import contextlib
 import errno
 import hashlib
 import hmac
-import logging
 import os
 import socket
 import ssl
@@ -22,6 +21,7 @@ from netassist.transfer import protocol
 from netassist.transfer.admission import HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, Admission, Ticket
 from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, positional_reads, prefix_digest
 from netassist.transfer.plain import serve_plain
+from netassist.transfer.serverlog import ServerLog
 from netassist.transfer.stream import (
     FileSink,
     StreamCut,
@@ -34,7 +34,6 @@ from netassist.transfer.stream import (
 from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import format_address, listen_tcp
 
-log = logging.getLogger("netassist.files")
 SEND_BLOCK = 1 << 20
 SMALL_SEND = 64 << 10  # up to this, a file with a known digest goes out with one send
 HOLD_LIMIT = 256 << 10  # answers held for one send are sent once they reach this
@@ -84,10 +83,12 @@ class FileServer:
         max_upload: int | None = None,
         tls: ssl.SSLContext | None = None,
         plain: bool = False,
+        log: ServerLog | None = None,
     ) -> None:
         if plain and (allow_upload or token is not None or tls is not None):
             raise ValueError("the plain protocol has no uploads, tokens or TLS")
         self.plain = plain
+        self.log = log or ServerLog()
         self.tls = tls
         self.allow_upload = allow_upload
         self.max_upload = max_upload
@@ -143,7 +144,7 @@ class FileServer:
     def _cut(self, ticket: Ticket) -> None:
         """End a pending connection the admission dropped (from any thread: its own thread,
         blocked in a read, sees the end and leaves)."""
-        log.info("%s dropped: %s", ticket.peer, ticket.dropped)
+        self.log.info("%s dropped: %s", ticket.peer, ticket.dropped)
         with contextlib.suppress(OSError):
             # The socket's own shutdown, under a TLS layer too: the handshake in progress
             # on the other thread then fails instead of waiting.
@@ -153,7 +154,7 @@ class FileServer:
         """Tell a client that spoke the protocol without TLS to a TLS server, in the clear,
         so that it can say which option is missing."""
         message = "this server speaks TLS: connect with --tls (or --tls-ca FILE)"
-        log.info("%s refused: it spoke without TLS", peer)
+        self.log.info("%s refused: it spoke without TLS", peer)
         conn.sendall(protocol.error(protocol.ErrorCode.TLS_REQUIRED, message))
         conn.shutdown(socket.SHUT_WR)
         drain(conn, 2.0)  # its HELLO, unread, would turn our close into a reset
@@ -166,7 +167,7 @@ class FileServer:
             # Small frames must not wait for the peer's delayed ACK (Nagle): 40 ms per file.
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.plain:
-                serve_plain(conn, ticket, self.root, self.admission)
+                serve_plain(conn, ticket, self.root, self.admission, self.log)
                 return
             if self.tls is not None:
                 first = conn.recv(1, socket.MSG_PEEK)
@@ -189,7 +190,7 @@ class FileServer:
                     session.flush()
         except (OSError, protocol.ProtocolError) as exc:
             if ticket.dropped is None:  # a dropped one was said already
-                log.info("%s: %s", peer, exc)
+                self.log.info("%s: %s", peer, exc)
         finally:
             conn.close()  # now, whoever else still holds the socket (the ticket does)
             self.admission.leave(ticket)
@@ -286,7 +287,7 @@ class Session:
         try:
             hello = self.read_frame()
         except protocol.ProtocolError:
-            log.info("%s refused: %s", self.peer, self._stranger())
+            self.server.log.info("%s refused: %s", self.peer, self._stranger())
             return False
         if hello is None:
             return False
@@ -318,7 +319,7 @@ class Session:
                 },
             )
         )
-        log.info("%s connected%s", self.peer, " (TLS)" if self.server.tls else "")
+        self.server.log.info("%s connected%s", self.peer, " (TLS)" if self.server.tls else "")
         return True
 
     def _stranger(self) -> str:
@@ -336,7 +337,7 @@ class Session:
     def _refuse(self, code: str, message: str, what: str = "", why: str = "") -> None:
         """Tell the client why it is refused, and the log (``why``, for the log only, says
         more than the client may know)."""
-        log.info(
+        self.server.log.info(
             "%s %srefused: %s%s",
             self.peer,
             f"{what} " if what else "",
@@ -368,12 +369,12 @@ class Session:
             except _Over:
                 return  # the log has said why
             except (OSError, protocol.ProtocolError) as exc:
-                log.info("%s %s: failed: %s", self.peer, what, exc)
+                self.server.log.info("%s %s: failed: %s", self.peer, what, exc)
                 return
 
     def _done(self, what: str, text: str) -> None:
         """One line in the log for a request served."""
-        log.info("%s %s: %s", self.peer, what, text)
+        self.server.log.info("%s %s: %s", self.peer, what, text)
 
     def put(self, path: str, body: dict) -> None:
         """Receive a file into ``path``: resumable, verified, and over an existing file only
@@ -428,7 +429,7 @@ class Session:
             # Never through a link: one planted under the .part name would lead the upload anywhere.
             fd = open_no_follow(part, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            log.warning("%s %s: cannot open %s: %s", self.peer, what, part, exc)
+            self.server.log.warning("%s %s: cannot open %s: %s", self.peer, what, part, exc)
             self._refuse(protocol.ErrorCode.REFUSED, f"{path} cannot be written here", what)
             return
         started = time.monotonic()
@@ -525,7 +526,7 @@ class Session:
             got = os.fstat(fd).st_size
             os.remove(part)
             reason = (failed.error.strerror or str(failed.error)).lower()
-            log.warning(
+            self.server.log.warning(
                 "%s %s: %s after %s bytes; removed the partial upload %s",
                 self.peer,
                 what,
@@ -671,7 +672,7 @@ class Session:
             # The bytes sent were hashed as sent, so the digest would match a mixed file: say
             # it changed instead, and cache nothing.
             message = f"{path} changed while it was sent; try again"
-            log.info("%s get %s refused: %s", self.peer, escape_text(path), message)
+            self.server.log.info("%s get %s refused: %s", self.peer, escape_text(path), message)
             self._send(pending + protocol.error(protocol.ErrorCode.CHANGED, message))
             return None
         digest = hasher.hexdigest()
