@@ -81,6 +81,8 @@ _ERRNO_CODES: dict[int, tuple[ExitCode, str]] = {
     errno.EMSGSIZE: (ExitCode.BAD_DATA, "message too long for one datagram"),
     errno.ENOENT: (ExitCode.FILE, "no such file or directory"),
     errno.EISDIR: (ExitCode.FILE, "is a directory"),
+    errno.ENOSPC: (ExitCode.FILE, "no space left on device"),
+    errno.EROFS: (ExitCode.FILE, "read-only file system"),
 }
 
 _HINTS: dict[ExitCode, str] = {
@@ -110,7 +112,10 @@ def explain(exc: BaseException, doing: str) -> NetassistError:
         code, what = ExitCode.ERROR, (exc.strerror or str(exc)).lower()
     else:
         code, what = ExitCode.ERROR, str(exc) or type(exc).__name__
-    if doing.startswith(("opening", "reading", "writing")) and code is ExitCode.PERMISSION_DENIED:
+    if (
+        doing.startswith(("opening", "reading", "writing", "creating"))
+        and code is ExitCode.PERMISSION_DENIED
+    ):
         hint = "check the file's permissions"
     else:
         hint = _HINTS.get(code)

@@ -1,14 +1,18 @@
-"""Test peers that speak the transfer protocol (docs/transfer-protocol.md) and lie."""
+"""Peers for the transfer tests: servers that speak the protocol (docs/transfer-protocol.md)
+but lie, and a certificate for TLS ones."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import socket
+import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
-from netassist.transfer import protocol as p
+from netassist.transfer import protocol
+from tests.conftest import need
 
 
 class HostileServer:
@@ -28,16 +32,16 @@ class HostileServer:
     def _serve(self) -> None:
         conn, _ = self.sock.accept()
         self.sock.close()  # one client per double
-        reader = p.Reader()
+        reader = protocol.Reader()
         with conn, contextlib.suppress(OSError):  # the refusing client may reset it
             while data := conn.recv(65536):
                 reader.feed(data)
                 while (event := reader.next_event()) is not None:
-                    if not isinstance(event, p.Frame):
+                    if not isinstance(event, protocol.Frame):
                         continue  # the data of an upload
-                    if event.type is p.FrameType.HELLO:
-                        conn.sendall(p.encode(p.FrameType.HELLO, self.hello))
-                    elif event.type is p.FrameType.REQUEST:
+                    if event.type is protocol.FrameType.HELLO:
+                        conn.sendall(protocol.encode(protocol.FrameType.HELLO, self.hello))
+                    elif event.type is protocol.FrameType.REQUEST:
                         self.requests.append(event.body)
                         conn.sendall(self.reply(event.body))
 
@@ -52,14 +56,47 @@ def file_frame(path: str, data: bytes, digest: str | None = None) -> bytes:
         "sha256": digest or hashlib.sha256(data).hexdigest(),
         "mtime_ns": 0,
     }
-    return p.encode(p.FrameType.FILE, header) + data
+    return protocol.encode(protocol.FrameType.FILE, header) + data
 
 
 def ls_file(body: dict) -> bytes:
     """The answer to an ls of a file."""
-    return p.encode(p.FrameType.REPLY, {"path": body["path"], "type": "file", "entries": []})
+    return protocol.encode(
+        protocol.FrameType.REPLY, {"path": body["path"], "type": "file", "entries": []}
+    )
 
 
 def ls_dir(body: dict) -> bytes:
     """The answer to an ls of a folder."""
-    return p.encode(p.FrameType.REPLY, {"path": body["path"], "type": "directory", "entries": []})
+    return protocol.encode(
+        protocol.FrameType.REPLY, {"path": body["path"], "type": "directory", "entries": []}
+    )
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key, made by openssl
+    in ``folder`` (the test is skipped without openssl)."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            need("openssl"),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

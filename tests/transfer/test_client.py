@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
 
 import pytest
 
@@ -20,7 +19,7 @@ def part(tmp_path):
 
 
 def test_settle_gives_the_part_its_name(part, tmp_path):
-    client._settle(str(part), str(tmp_path / "file.txt"), force=False)
+    client.settle_part(str(part), str(tmp_path / "file.txt"), force=False)
     assert (tmp_path / "file.txt").read_text() == "arrived"
     assert not part.exists()
 
@@ -28,7 +27,7 @@ def test_settle_gives_the_part_its_name(part, tmp_path):
 def test_settle_never_replaces_a_file_that_appeared_meanwhile(part, tmp_path):
     (tmp_path / "file.txt").write_text("mine")
     with pytest.raises(TransferError) as raised:
-        client._settle(str(part), str(tmp_path / "file.txt"), force=False)
+        client.settle_part(str(part), str(tmp_path / "file.txt"), force=False)
     assert raised.value.exit_code == ExitCode.FILE
     assert "--force" in str(raised.value) and str(part) in str(raised.value)
     assert (tmp_path / "file.txt").read_text() == "mine"
@@ -37,7 +36,7 @@ def test_settle_never_replaces_a_file_that_appeared_meanwhile(part, tmp_path):
 
 def test_settle_with_force_replaces(part, tmp_path):
     (tmp_path / "file.txt").write_text("mine")
-    client._settle(str(part), str(tmp_path / "file.txt"), force=True)
+    client.settle_part(str(part), str(tmp_path / "file.txt"), force=True)
     assert (tmp_path / "file.txt").read_text() == "arrived"
     assert not part.exists()
 
@@ -47,19 +46,10 @@ def test_settle_without_hard_links_still_refuses_to_replace(part, tmp_path, monk
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(client.os, "link", no_links)  # as on FAT or some network mounts
-    client._settle(str(part), str(tmp_path / "file.txt"), force=False)
+    client.settle_part(str(part), str(tmp_path / "file.txt"), force=False)
     assert (tmp_path / "file.txt").read_text() == "arrived"
     again = tmp_path / "again.part"
     again.write_text("second")
     with pytest.raises(TransferError):
-        client._settle(str(again), str(tmp_path / "file.txt"), force=False)
+        client.settle_part(str(again), str(tmp_path / "file.txt"), force=False)
     assert (tmp_path / "file.txt").read_text() == "arrived"
-
-
-def test_sink_writes_every_byte(tmp_path):
-    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
-    try:
-        client._Sink(fd, str(tmp_path / "out")).write(memoryview(b"x" * 100_000)[10:])
-    finally:
-        os.close(fd)
-    assert (tmp_path / "out").read_bytes() == b"x" * 99_990

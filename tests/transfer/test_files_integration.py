@@ -5,18 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import threading
 import time
 
 import pytest
 
-from netassist.transfer import protocol as p
+from netassist.transfer import protocol
 from netassist.transfer.client import Client, TransferError
 from netassist.transfer.server import FileServer
 from tests.conftest import run_netassist
 from tests.test_paths import HOSTILE
-from tests.transfer.peers import HostileServer, file_frame, ls_dir, ls_file
+from tests.transfer.peers import HostileServer, file_frame, ls_dir, ls_file, self_signed
 
 pytestmark = pytest.mark.integration
 CANARY = b"CANARY-files-must-never-be-served"
@@ -40,7 +41,8 @@ def shared(tmp_path):
 
 @pytest.fixture
 def server(shared):
-    srv = FileServer(str(shared), "127.0.0.1", 0, max_clients=64)
+    # Every client of these tests comes from 127.0.0.1: one address may use every slot.
+    srv = FileServer(str(shared), "127.0.0.1", 0, max_clients=64, max_per_address=64)
     thread = threading.Thread(target=srv.serve, daemon=True)
     thread.start()
     yield srv
@@ -170,29 +172,34 @@ def test_a_part_file_that_is_a_link_is_never_written_through(shared, server, tmp
 
 
 def test_resume_after_the_server_is_killed_halfway(shared, tmp_path, netassist):
+    size = 200 << 20
     big = shared / "half.bin"
     block = os.urandom(1 << 20)
     with open(big, "wb") as handle:
-        for _ in range(500):
+        for _ in range(size >> 20):
             handle.write(block)
     first = netassist("files", "serve", str(shared), "--bind", "127.0.0.1:0")
     port = first.port()
     out = tmp_path / "out"
     out.mkdir()
-    # A client that reads slowly, so the kill lands in the middle.
     client = netassist("files", "get", f"127.0.0.1:{port}", "half.bin", "-o", str(out))
     part = out / "half.bin.part"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not part.exists() or part.stat().st_size < 50 << 20):
-        time.sleep(0.01)
-    first.popen.kill()
+    while time.monotonic() < deadline and not part.exists():
+        time.sleep(0.001)
+    # The slowest reader there is: stopped as soon as the data starts to arrive, so the
+    # server can send no more than the socket buffers hold before it is killed.
+    client.popen.send_signal(signal.SIGSTOP)
+    try:
+        first.popen.kill()
+        first.popen.wait(10)
+    finally:
+        client.popen.send_signal(signal.SIGCONT)
     code, _, err = client.finish(60)
-    held = part.stat().st_size if part.exists() else 0
-    if code == 0:
-        pytest.skip("the transfer finished before the kill landed (machine too fast)")
-    assert code != 0
+    held = part.stat().st_size
+    assert code == 10, err
     assert err.strip().count("\n") == 0 and "run again to resume" in err
-    assert 0 < held < 500 << 20
+    assert 0 < held < size // 2
     second = netassist("files", "serve", str(shared), "--bind", "127.0.0.1:0")
     port = second.port()
     result = run_netassist(
@@ -201,7 +208,7 @@ def test_resume_after_the_server_is_killed_halfway(shared, tmp_path, netassist):
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)[0]
     assert info["resumed_from"] == held
-    assert info["received"] == (500 << 20) - held
+    assert info["received"] == size - held
     assert sha(out / "half.bin") == sha(big)
 
 
@@ -213,13 +220,15 @@ def test_hostile_names_never_reach_the_canary(shared, server):
                 if any("\ud800" <= char <= "\udfff" for char in name):
                     # Not UTF-8: only a JSON escape carries it, as a hostile client would.
                     body = json.dumps({"op": "get", "path": name}).encode()
-                    header = p.HEADER.pack(p.MAGIC, p.FrameType.REQUEST, 0, len(body))
+                    header = protocol.HEADER.pack(
+                        protocol.MAGIC, protocol.FrameType.REQUEST, 0, len(body)
+                    )
                     client.sock.sendall(header + body)
                     client._frame()
                 else:
                     client.request("get", name)
             assert "not_found" in str(info.value) or "bad_request" in str(info.value)
-        assert client.request("get", "ok.txt").type is p.FrameType.FILE
+        assert client.request("get", "ok.txt").type is protocol.FrameType.FILE
 
 
 def test_fifty_clients_at_once(shared, server, tmp_path):
@@ -267,7 +276,7 @@ def test_token_is_required_when_set(shared, tmp_path):
             lambda b: (
                 ls_dir(b)
                 if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [{"path": "../evil.txt"}]})
+                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "../evil.txt"}]})
             ),
             "dangerous name",
         ),
@@ -275,7 +284,7 @@ def test_token_is_required_when_set(shared, tmp_path):
             lambda b: (
                 ls_dir(b)
                 if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [{"path": "/etc/evil"}]})
+                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "/etc/evil"}]})
             ),
             "dangerous name",
         ),
@@ -283,7 +292,7 @@ def test_token_is_required_when_set(shared, tmp_path):
             lambda b: (
                 ls_dir(b)
                 if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [{"path": "C:\\evil"}]})
+                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "C:\\evil"}]})
             ),
             "dangerous name",
         ),
@@ -291,7 +300,9 @@ def test_token_is_required_when_set(shared, tmp_path):
             lambda b: (
                 ls_dir(b)
                 if b["op"] == "ls"
-                else p.encode(p.FrameType.REPLY, {"files": [], "folders": ["../evil.txt"]})
+                else protocol.encode(
+                    protocol.FrameType.REPLY, {"files": [], "folders": ["../evil.txt"]}
+                )
             ),
             "dangerous folder name",
         ),
@@ -337,7 +348,7 @@ def test_a_name_listed_twice_never_replaces_the_first_copy(tmp_path):
             return ls_dir(body)
         if body["path"] == "folder":
             listing = {"files": [{"path": "dup.txt"}, {"path": "dup.txt"}], "folders": []}
-            return p.encode(p.FrameType.REPLY, listing)
+            return protocol.encode(protocol.FrameType.REPLY, listing)
         return file_frame(body["path"], next(contents))
 
     hostile = HostileServer(reply)
@@ -381,11 +392,30 @@ def test_put_files_and_folders_verified(upload_server, shared, tmp_path):
     ).read_bytes()
     assert (shared / "inbox" / "相册 #1" / "empty").read_bytes() == b""
     assert (shared / "inbox" / "single.txt").read_text() == "one"
-    again = run_netassist(
-        "files", "put", f"127.0.0.1:{port_of(upload_server)}", str(single), "inbox"
+    address = f"127.0.0.1:{port_of(upload_server)}"
+    again = run_netassist("files", "put", address, str(single), "inbox")  # the same bytes
+    assert again.returncode == 0, again.stderr
+    assert "0 file(s), 0 bytes sent" in again.stderr.decode()
+    assert "1 already there" in again.stderr.decode()
+    single.write_text("two")
+    differs = run_netassist("files", "put", address, str(single), "inbox")
+    assert differs.returncode == 11
+    assert "exists on the server and differs (put --force replaces it)" in differs.stderr.decode()
+    assert (shared / "inbox" / "single.txt").read_text() == "one"
+    forced = run_netassist("files", "put", address, str(single), "inbox", "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)[0]["received"] == 3
+    assert (shared / "inbox" / "single.txt").read_text() == "two"
+    folder = run_netassist("files", "put", address, str(single), "inbox/相册 #1", "--force")
+    assert folder.returncode == 0  # into the folder, as a new file
+    (tmp_path / "相册 #1").write_text("a file named like the folder")
+    over_folder = run_netassist(
+        "files", "put", address, str(tmp_path / "相册 #1"), "inbox", "--force"
     )
-    assert again.returncode == 11
-    assert "exists on the server" in again.stderr.decode()
+    assert (
+        over_folder.returncode == 11 and "is a folder on the server" in over_folder.stderr.decode()
+    )
+    assert not [p for p in shared.rglob(".*netassist-part")]
 
 
 def test_put_refused_by_a_read_only_server(server, tmp_path):
@@ -440,34 +470,7 @@ def test_put_never_writes_through_a_link_planted_as_its_part_file(upload_server,
 
 
 def test_tls_with_a_self_signed_certificate(shared, tmp_path, netassist):
-    from tests.conftest import need
-
-    openssl = need("openssl")
-    import subprocess
-
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            openssl,
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed(tmp_path)
     (shared / "secret.txt").write_text("over TLS")
     proc = netassist(
         "files",
@@ -502,24 +505,26 @@ def test_a_file_changed_while_it_is_sent_is_detected(shared, server):
     path = shared / "moving.bin"
     path.write_bytes(os.urandom(64 << 20))
     sock = socket.create_connection(("127.0.0.1", port_of(server)))
-    reader = p.Reader()
+    reader = protocol.Reader()
 
-    def frame() -> p.Frame:
+    def frame() -> protocol.Frame:
         while (event := reader.next_event()) is None or isinstance(
-            event, p.StreamData | p.StreamEnd
+            event, protocol.StreamData | protocol.StreamEnd
         ):
             if event is None:
                 reader.feed(sock.recv(1 << 20))
         return event
 
     with sock:
-        sock.sendall(p.encode(p.FrameType.HELLO, {"version": 1}))
+        sock.sendall(protocol.encode(protocol.FrameType.HELLO, {"version": 1}))
         frame()
         sock.sendall(
-            p.encode(p.FrameType.REQUEST, {"op": "get", "path": "moving.bin", "offset": 0})
+            protocol.encode(
+                protocol.FrameType.REQUEST, {"op": "get", "path": "moving.bin", "offset": 0}
+            )
         )
         announced = frame()
-        assert announced.type is p.FrameType.FILE and announced.body["sha256"] is None
+        assert announced.type is protocol.FrameType.FILE and announced.body["sha256"] is None
         # The server cannot have sent 64 MiB into socket buffers yet: change the file now.
         reader.feed(sock.recv(1 << 20))
         with open(path, "r+b") as handle:
@@ -527,5 +532,5 @@ def test_a_file_changed_while_it_is_sent_is_detected(shared, server):
             handle.write(b"changed!")
         os.utime(path, ns=(time.time_ns(), time.time_ns()))
         last = frame()
-    assert last.type is p.FrameType.ERROR
+    assert last.type is protocol.FrameType.ERROR
     assert last.body["code"] == "changed"

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from netassist import paths
-from netassist.transfer import protocol as p
+from netassist.transfer import protocol
 from netassist.transfer.client import shown
 from netassist.transfer.server import FileServer
 from tests.conftest import run_netassist
@@ -297,7 +297,9 @@ def test_a_hostile_server_cannot_plant_dot_files(tmp_path):
             return ls_dir(body)
         if body["path"] == "folder":
             files = [{"path": name, "size": len(data)} for name, data in offered.items()]
-            return p.encode(p.FrameType.REPLY, {"files": files, "folders": [".ssh", ".config"]})
+            return protocol.encode(
+                protocol.FrameType.REPLY, {"files": files, "folders": [".ssh", ".config"]}
+            )
         return file_frame(body["path"], offered[body["path"].removeprefix("folder/")])
 
     out = tmp_path / "out"
@@ -325,7 +327,7 @@ def test_a_lying_server_is_stopped_before_anything_is_made(tmp_path):
         if body["op"] == "ls":
             return ls_dir(body)
         files = [{"path": "a/ok.txt"}, {"path": "b/../../evil.txt"}]
-        return p.encode(p.FrameType.REPLY, {"files": files, "folders": ["a", "b"]})
+        return protocol.encode(protocol.FrameType.REPLY, {"files": files, "folders": ["a", "b"]})
 
     out = tmp_path / "out"
     out.mkdir()
@@ -344,7 +346,9 @@ def test_a_name_with_control_characters_arrives_and_is_shown_escaped(tmp_path):
         if body["op"] == "ls":
             return ls_dir(body)
         if body["path"] == "folder":
-            return p.encode(p.FrameType.REPLY, {"files": [{"path": name}], "folders": []})
+            return protocol.encode(
+                protocol.FrameType.REPLY, {"files": [{"path": name}], "folders": []}
+            )
         return file_frame(body["path"], b"x")
 
     out = tmp_path / "out"
@@ -367,7 +371,7 @@ def test_a_name_too_long_for_this_system_is_skipped_not_fatal(tmp_path):
             return ls_dir(body)
         if body["path"] == "folder":
             files = [{"path": name, "size": len(data)} for name, data in offered.items()]
-            return p.encode(p.FrameType.REPLY, {"files": files, "folders": []})
+            return protocol.encode(protocol.FrameType.REPLY, {"files": files, "folders": []})
         return file_frame(body["path"], offered[body["path"].removeprefix("folder/")])
 
     out = tmp_path / "out"

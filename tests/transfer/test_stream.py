@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -10,9 +11,9 @@ import threading
 
 import pytest
 
-from netassist.transfer import protocol as p
+from netassist.transfer import protocol
 from netassist.transfer.digest import POOL, THREAD_THRESHOLD, BackgroundHasher, HashRange
-from netassist.transfer.stream import StreamCut, receive_stream
+from netassist.transfer.stream import FileSink, StreamCut, WriteFailed, receive_stream
 
 
 def test_background_hasher_hashes_blocks_in_order():
@@ -30,11 +31,11 @@ def test_background_hasher_hashes_blocks_in_order():
 def _stream(payload: bytes, *, cut_after: int | None = None, tail: bytes = b""):
     """A reader that has seen the FILE frame, and the socket the stream then arrives on."""
     ours, theirs = socket.socketpair()
-    frame = p.encode(p.FrameType.FILE, {"length": len(payload)})
+    frame = protocol.encode(protocol.FrameType.FILE, {"length": len(payload)})
     first = 1000  # some stream bytes arrive with the frame, as they do in practice
-    reader = p.Reader()
+    reader = protocol.Reader()
     reader.feed(frame + payload[:first])
-    assert isinstance(reader.next_event(), p.Frame)
+    assert isinstance(reader.next_event(), protocol.Frame)
 
     def send():
         end = len(payload) if cut_after is None else cut_after
@@ -67,9 +68,10 @@ def test_cut_stream_raises_with_what_arrived_written_and_hashed(size):
     cut = size - 777
     sock, reader, thread = _stream(payload, cut_after=cut)
     out, hasher = io.BytesIO(), hashlib.sha256()
-    with pytest.raises(StreamCut):
+    with pytest.raises(StreamCut) as cut_short:
         receive_stream(sock, reader, out, hasher, size)
     thread.join()
+    assert cut_short.value.received == cut
     assert out.getvalue() == payload[:cut]
     assert hasher.hexdigest() == hashlib.sha256(payload[:cut]).hexdigest()
     sock.close()
@@ -92,3 +94,23 @@ def test_hash_range_of_a_file_that_shrank_reports_fewer_bytes(tmp_path):
     path.write_bytes(b"x" * 1000)
     with open(path, "rb") as handle:
         assert HashRange(handle.fileno(), 0, 5000, hashlib.sha256()).wait() == 1000
+
+
+def test_file_sink_writes_every_byte(tmp_path):
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        FileSink(fd, str(tmp_path / "out")).write(memoryview(b"x" * 100_000)[10:])
+    finally:
+        os.close(fd)
+    assert (tmp_path / "out").read_bytes() == b"x" * 99_990
+
+
+def test_file_sink_on_a_full_disk_names_the_file():
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(WriteFailed) as failed:
+            FileSink(fd, "the.part").write(b"data")
+    finally:
+        os.close(fd)
+    assert failed.value.path == "the.part"
+    assert failed.value.error.errno == errno.ENOSPC

@@ -1,18 +1,24 @@
-"""``netassist files serve|ls|get``: file transfer over the netassist transfer protocol."""
+"""``netassist files serve|ls|get|put``: file transfer over the netassist transfer protocol."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 from netassist import addresses
 from netassist.cli.progress import TransferProgress
-from netassist.errors import ExitCode, UsageError
-from netassist.transfer import protocol as p
-from netassist.transfer.client import Client, client_tls, shown
+from netassist.cli.wire import _positive_float, _positive_int
+from netassist.errors import ExitCode, NetassistError, UsageError, explain
+from netassist.transfer.admission import HANDSHAKE_TIMEOUT
+from netassist.transfer.client import Client, client_tls, sendable, shown
+from netassist.transfer.protocol import DEFAULT_PORT
+
+MAX_TIMEOUT = 86_400.0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -29,23 +35,55 @@ def register(commands: argparse._SubParsersAction) -> None:
     s.add_argument(
         "-b",
         "--bind",
-        default=f"127.0.0.1:{p.DEFAULT_PORT}",
+        default=f"127.0.0.1:{DEFAULT_PORT}",
         metavar="ADDRESS",
         help=f"where to listen: HOST:PORT, [V6]:PORT, PORT or :PORT (on 127.0.0.1), or HOST "
-        f"(port {p.DEFAULT_PORT}); 0.0.0.0 or :: for every interface "
-        f"(default 127.0.0.1:{p.DEFAULT_PORT})",
+        f"(port {DEFAULT_PORT}); 0.0.0.0 or :: for every interface "
+        f"(default 127.0.0.1:{DEFAULT_PORT})",
     )
     s.add_argument(
         "--token",
         default=os.environ.get("NETASSIST_TOKEN"),
         help="a shared secret clients must give",
     )
-    s.add_argument("--max-clients", type=int, default=64)
+    s.add_argument(
+        "--max-clients",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="clients served at once (default 64)",
+    )
+    s.add_argument(
+        "--max-per-address",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="clients served at once from one address (default 16)",
+    )
+    s.add_argument(
+        "--handshake-timeout",
+        type=_timeout,
+        default=HANDSHAKE_TIMEOUT,
+        metavar="SECONDS",
+        help="a connection that has not finished its handshake by then is closed "
+        f"(default {HANDSHAKE_TIMEOUT:g})",
+    )
     s.add_argument("--allow-upload", action="store_true", help="accept files sent with put")
     s.add_argument(
         "--show-hidden",
         action="store_true",
         help="share dot-files and dot-folders (and take them with --allow-upload)",
+    )
+    s.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no line per connection, transfer and refusal on stderr (warnings still)",
+    )
+    s.add_argument(
+        "--plain",
+        action="store_true",
+        help="speak the tutorial's protocol instead (a client sends a name, gets the file's "
+        "bytes, and the connection closes): read-only, no token, no TLS, nothing verified",
     )
     s.add_argument("--tls-cert", metavar="FILE", help="serve over TLS with this certificate (PEM)")
     s.add_argument(
@@ -73,6 +111,9 @@ def register(commands: argparse._SubParsersAction) -> None:
             c.add_argument(
                 "--hidden", action="store_true", help="send the dot-files inside folders too"
             )
+            c.add_argument(
+                "--force", action="store_true", help="replace files that differ on the server"
+            )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         else:
             c.add_argument("remote", metavar="REMOTE", nargs="+")
@@ -89,6 +130,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                 action="store_true",
                 help="fetch the dot-files a server offers inside folders (skipped otherwise)",
             )
+            c.add_argument(
+                "--plain",
+                action="store_true",
+                help="fetch from a server of the tutorial's protocol (send the name, receive "
+                "until it closes): files only, not verified, not resumable",
+            )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         c.add_argument("--token", default=os.environ.get("NETASSIST_TOKEN"))
         c.add_argument(
@@ -99,14 +146,68 @@ def register(commands: argparse._SubParsersAction) -> None:
             metavar="FILE",
             help="trust this CA or self-signed certificate (implies --tls)",
         )
+        c.add_argument(
+            "--timeout",
+            type=_timeout,
+            default=30.0,
+            metavar="SECONDS",
+            help="give up when the server stays silent this long (default 30)",
+        )
         c.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
         c.set_defaults(handler={"ls": ls, "get": get, "put": put}[name])
 
 
 def _server_address(text: str, *, listening: bool = False) -> tuple[str, int]:
     """Any form :mod:`netassist.addresses` reads; the port defaults to the protocol's own."""
-    address = addresses.parse(text, default_port=p.DEFAULT_PORT, listening=listening)
+    address = addresses.parse(text, default_port=DEFAULT_PORT, listening=listening)
     return address.host, address.port
+
+
+def _timeout(text: str) -> float:
+    """An argparse type: seconds above 0, at most a day (what a socket can wait)."""
+    value = _positive_float(text)
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than a day")
+    return value
+
+
+def _output_folder(path: str) -> None:
+    """Make sure ``-o`` is a folder (created where missing) before anything is fetched."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"-o {path}: this is a file, not a folder; give the folder to fetch into")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        error = explain(exc, f"creating the folder {path} (-o)")
+        if error.exit_code is not ExitCode.PERMISSION_DENIED:
+            error.exit_code = ExitCode.FILE
+        raise error from None
+
+
+def _client(args: argparse.Namespace) -> Client:
+    host, port = _server_address(args.server)
+    return Client(host, port, token=args.token, tls=_client_tls(args), timeout=args.timeout)
+
+
+@contextlib.contextmanager
+def _transfer(args: argparse.Namespace) -> Iterator[tuple[Client, TransferProgress]]:
+    """A connected client and the progress bars of a get or put. Ctrl-C says what became
+    of the file in the middle, and that running again resumes it."""
+    progress = TransferProgress(enabled=not (args.quiet or args.json))
+    client = None
+    try:
+        with _client(args) as client:
+            yield client, progress
+    except KeyboardInterrupt:
+        kept = ""
+        if client is not None and client.receiving:
+            kept = f": {client.receiving} keeps what arrived"
+        elif client is not None and client.sending:
+            kept = f": the server keeps what arrived of {shown(client.sending)!r}"
+        again = ", and running the same command again resumes" if kept else ""
+        raise NetassistError(f"interrupted{kept}{again}", ExitCode.INTERRUPTED) from None
+    finally:
+        progress.close()  # the bars go before any line is said
 
 
 def _client_tls(args: argparse.Namespace):
@@ -117,9 +218,12 @@ def serve(args: argparse.Namespace) -> int:
     """``netassist files serve``."""
     # Imported here: a client command starts without the server's modules.
     from netassist.transfer.server import FileServer, tls_context
+    from netassist.transfer.serverlog import ServerLog
 
     if not os.path.isdir(args.directory):
         raise UsageError(f"{args.directory!r} is not a folder")
+    if args.plain:
+        _plain_alone(args, "--allow-upload", "--token", "--tls-cert")
     host, port = _server_address(args.bind, listening=True)
     tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     server = FileServer(
@@ -128,13 +232,17 @@ def serve(args: argparse.Namespace) -> int:
         port,
         token=args.token,
         max_clients=args.max_clients,
+        max_per_address=args.max_per_address,
+        handshake_timeout=args.handshake_timeout,
         allow_upload=args.allow_upload,
         tls=tls,
         show_hidden=args.show_hidden,
+        plain=args.plain,
+        log=ServerLog(sys.stderr, quiet=args.quiet),
     )
+    kind = " (TLS)" if tls else " (plain: the tutorial's protocol, read-only)" if args.plain else ""
     print(
-        f"listening on tcp {server.address}{' (TLS)' if tls else ''}, "
-        f"sharing {os.path.abspath(args.directory)}",
+        f"listening on tcp {server.address}{kind}, sharing {os.path.abspath(args.directory)}",
         file=sys.stderr,
         flush=True,
     )
@@ -147,8 +255,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def ls(args: argparse.Namespace) -> int:
     """``netassist files ls``."""
-    host, port = _server_address(args.server)
-    with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
+    with _client(args) as client:
         entries = client.ls(args.path)
     _say_left_out(client.left_out)
     if args.json:
@@ -156,37 +263,93 @@ def ls(args: argparse.Namespace) -> int:
         return ExitCode.OK
     for entry in entries:
         mark = "/" if entry.get("type") == "directory" else ""
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(int(entry.get("mtime_ns", 0)) / 1e9))
+        when = _when(entry["mtime_ns"])
         size = "" if mark else str(entry.get("size", ""))
         print(f"{size:>12}  {when}  {shown(str(entry.get('name')))}{mark}")
     return ExitCode.OK
 
 
-def get(args: argparse.Namespace) -> int:
-    """``netassist files get``."""
+def _when(mtime_ns: int) -> str:
+    """A modification time as ls shows it (``?`` for one this system cannot show)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime_ns / 1e9))
+    except (OverflowError, OSError, ValueError):
+        return "?".center(16)
+
+
+def _plain_alone(args: argparse.Namespace, *options: str) -> None:
+    """Refuse ``options`` given with --plain: the tutorial's protocol has no room for them."""
+    given = [o for o in options if getattr(args, o.lstrip("-").replace("-", "_"))]
+    if given:
+        where = " (NETASSIST_TOKEN is set)" if "--token" in given else ""
+        raise UsageError(
+            f"--plain speaks the tutorial's protocol, which has no {' or '.join(given)}{where}"
+        )
+
+
+def _get_plain(args: argparse.Namespace) -> int:
+    """``netassist files get --plain``: one connection per name."""
+    from netassist.transfer.plain import fetch_plain
+
+    _plain_alone(args, "--token", "--tls", "--tls-ca")
     host, port = _server_address(args.server)
     started = time.monotonic()
     results = []
     progress = TransferProgress(enabled=not (args.quiet or args.json))
     try:
-        with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
-            for remote in args.remote:
-                results += client.get(
+        for remote in args.remote:
+            results.append(
+                fetch_plain(
+                    host,
+                    port,
                     remote,
                     args.output,
                     force=args.force,
-                    hidden=args.hidden,
+                    timeout=args.timeout,
                     on_progress=progress.update,
-                    on_total=progress.total,
                 )
+            )
     finally:
         progress.close()
+    return _report_get(args, results, started, "plain: not verified (no digest in that protocol)")
+
+
+def get(args: argparse.Namespace) -> int:
+    """``netassist files get``."""
+    _output_folder(args.output)
+    if args.plain:
+        return _get_plain(args)
+    started = time.monotonic()
+    results = []
+    with _transfer(args) as (client, progress):
+        for remote in args.remote:
+            results += client.get(
+                remote,
+                args.output,
+                force=args.force,
+                hidden=args.hidden,
+                on_progress=progress.update,
+                on_total=progress.total,
+            )
+    return _report_get(args, results, started, "all verified", client.left_out)
+
+
+def _report_get(
+    args: argparse.Namespace,
+    results: list,
+    started: float,
+    checked: str,
+    left_out: dict[str, int] | None = None,
+) -> int:
+    """Say what a get skipped and left out, then the JSON results or the summary line;
+    the exit code."""
     took = max(time.monotonic() - started, 1e-9)
     received = sum(r.received for r in results)
     refused = _say_refused(results)
+    left_out = left_out or {}
     # Hidden names the user asked for with --hidden and did not get are missing too.
-    missing = refused or (args.hidden and client.left_out["hidden"])
-    _say_left_out(client.left_out, asked_hidden=args.hidden)
+    missing = refused or (args.hidden and left_out.get("hidden"))
+    _say_left_out(left_out, asked_hidden=args.hidden)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
     elif not args.quiet:
@@ -194,8 +357,7 @@ def get(args: argparse.Namespace) -> int:
         resumed = sum(1 for r in results if r.resumed_from)
         print(
             f"{len(results) - skipped - refused} file(s), {received:,} bytes in {took:.2f} s "
-            f"({received / took / 1e6:.1f} MB/s), "
-            f"all verified"
+            f"({received / took / 1e6:.1f} MB/s), {checked}"
             + (f"; {skipped} existing skipped (--force replaces)" if skipped else "")
             + (f"; {resumed} resumed" if resumed else "")
             + (f"; {refused} name(s) skipped (see above)" if refused else ""),
@@ -240,38 +402,38 @@ def _say_left_out(left_out: dict[str, int], *, asked_hidden: bool = False) -> No
 
 def put(args: argparse.Namespace) -> int:
     """``netassist files put``."""
-    host, port = _server_address(args.server)
     locals_ = list(args.local)
     remote_dir = args.to or ""
     if not args.to and len(locals_) > 1 and not os.path.exists(locals_[-1]):
         remote_dir = locals_.pop()
     for path in locals_:
         if not os.path.exists(path):
-            raise UsageError(f"{path!r} does not exist here")
+            raise NetassistError(f"{path}: no such file or folder here", ExitCode.FILE)
+        if not os.path.isdir(path):
+            sendable(path)  # a device or a FIFO is refused before anything is sent
     started = time.monotonic()
     results = []
-    progress = TransferProgress(enabled=not (args.quiet or args.json))
-    try:
-        with Client(host, port, token=args.token, tls=_client_tls(args)) as client:
-            for path in locals_:
-                results += client.put(
-                    path,
-                    remote_dir,
-                    hidden=args.hidden,
-                    on_progress=progress.update,
-                    on_total=progress.total,
-                )
-    finally:
-        progress.close()
+    with _transfer(args) as (client, progress):
+        for path in locals_:
+            results += client.put(
+                path,
+                remote_dir,
+                force=args.force,
+                hidden=args.hidden,
+                on_progress=progress.update,
+                on_total=progress.total,
+            )
     refused = _say_refused(results)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
     elif not args.quiet:
         sent = sum(r.received for r in results)
         took = max(time.monotonic() - started, 1e-9)
+        already = sum(r.skipped and not r.refused for r in results)
         print(
-            f"{len(results) - refused} file(s), {sent:,} bytes sent in {took:.2f} s, "
+            f"{len(results) - already - refused} file(s), {sent:,} bytes sent in {took:.2f} s, "
             "all verified by the server"
+            + (f"; {already} already there (the same SHA-256)" if already else "")
             + (f"; {refused} name(s) skipped (see above)" if refused else ""),
             file=sys.stderr,
         )

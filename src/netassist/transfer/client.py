@@ -9,31 +9,39 @@ and the skip is a :class:`Result` with ``refused`` saying why, so nothing goes s
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import itertools
+import json
 import os
+import select
 import ssl
 import stat
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
 
 from netassist import paths
-from netassist.errors import ExitCode, NetassistError, explain
+from netassist.errors import ExitCode, NetassistError, TimeoutExpired, UsageError, explain
 from netassist.paths import CANNOT_HOLD, PathRefused, check_segment, enter_folder, relative_parts
-from netassist.transfer import protocol as p
+from netassist.transfer import protocol
 from netassist.transfer.digest import prefix_digest
-from netassist.transfer.stream import StreamCut, receive_stream
+from netassist.transfer.stream import (
+    FileSink,
+    StreamCut,
+    WriteFailed,
+    open_no_follow,
+    receive_stream,
+)
 from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import connect_tcp, format_address
 
 RECV_BLOCK = 1 << 20
 PIPELINE = 32  # file requests in flight while a folder downloads
-PUT_STEP = 8 << 20  # bytes sent between two progress reports
+PUT_STEP = 8 << 20  # bytes sent between two looks at progress and at the server's answer
 PART = ".part"
-# A .part that is a link was not made by us: O_NOFOLLOW refuses it rather than write through.
-_PART_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
-_RESUME_FLAGS = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class TransferError(NetassistError):
@@ -106,7 +114,7 @@ class Client:
     def __init__(
         self,
         host: str,
-        port: int = p.DEFAULT_PORT,
+        port: int = protocol.DEFAULT_PORT,
         *,
         token: str | None = None,
         timeout: float = 30.0,
@@ -118,6 +126,7 @@ class Client:
         self.system = system or paths.local_system()
         # Counts of what servers left out of folders this client listed or fetched, by why.
         self.left_out: Counter[str] = Counter()
+        self.timeout = timeout
         self.sock = connect_tcp(host, port, timeout)
         self.sock.settimeout(timeout)
         if tls is not None:
@@ -135,22 +144,29 @@ class Client:
                 raise TransferError(
                     f"{self.peer}: TLS failed ({exc}); is the server using TLS?"
                 ) from None
-        self.reader = p.Reader()
+        self.reader = protocol.Reader()
         self._inbox = bytearray(RECV_BLOCK)
         self._inbox_view = memoryview(self._inbox)
+        self._greeted = False
+        self._first_bytes = b""  # what the server said first, to tell what it is
+        #: The file in the middle of a transfer, for a caller that is interrupted: the
+        #: local .part of a get, or the remote name of a put.
+        self.receiving: str | None = None
+        self.sending: str | None = None
         try:
-            hello = {"version": p.VERSION}
+            hello = {"version": protocol.VERSION}
             if token is not None:
                 hello["token"] = token
-            self.sock.sendall(p.encode(p.FrameType.HELLO, hello))
+            self._send(protocol.encode(protocol.FrameType.HELLO, hello))
             answer = self._frame()
-            if answer.type is not p.FrameType.HELLO:
+            if answer.type is not protocol.FrameType.HELLO:
                 raise TransferError(f"{self.peer} did not greet us as a netassist file server")
             # The names the server takes: a server that does not say is held to Windows'
             # rules and no hidden names, as every netassist server was before it said.
             names = answer.body.get("names")
             self.server_system = names if names in (paths.POSIX, paths.WINDOWS) else paths.WINDOWS
             self.server_hidden = answer.body.get("hidden") is True
+            self._greeted = True
         except BaseException:
             self.sock.close()
             raise
@@ -165,35 +181,74 @@ class Client:
         """End the connection."""
         self.sock.close()
 
+    def _network_error(self, exc: OSError, doing: str) -> NetassistError:
+        return network_error(exc, f"{doing} {self.peer}", self.timeout)
+
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise self._network_error(exc, "sending to") from None
+
     def _recv(self) -> memoryview:
         # Into one reused buffer: a fresh 1 MiB bytes object per call cost more than the
         # answers to a batch of small files take to arrive.
         try:
             count = self.sock.recv_into(self._inbox)
         except OSError as exc:
-            raise explain(exc, f"receiving from {self.peer}") from None
+            if not self._greeted and isinstance(exc, ConnectionError):
+                raise self._not_a_file_server() from None
+            raise self._network_error(exc, "receiving from") from None
         if not count:
+            if not self._greeted:
+                raise self._not_a_file_server()
             raise TransferError(
                 f"{self.peer} closed the connection in the middle of a transfer "
                 "(run again to resume)"
             )
+        if not self._greeted and len(self._first_bytes) < 64:
+            self._first_bytes += bytes(self._inbox_view[: 64 - len(self._first_bytes)])
         return self._inbox_view[:count]
 
-    def _frame(self) -> p.Frame:
+    def _not_a_file_server(self) -> TransferError:
+        """What to say of a peer that did not answer our HELLO as a netassist file server,
+        from what it said first (if anything)."""
+        first = self._first_bytes
+        if first[:1] in (b"\x15", b"\x16"):  # a TLS record: an alert, or a handshake
+            return TransferError(
+                f"{self.peer} speaks TLS: connect with --tls "
+                "(or --tls-ca FILE for a self-signed certificate)"
+            )
+        if first:
+            said = shown(first.decode("latin-1"))
+            return TransferError(
+                f"{self.peer} is not a netassist file server (it answered {said!r}...; "
+                "for one that takes a bare name, as the tutorial's does, use --plain)"
+            )
+        return TransferError(
+            f"{self.peer} closed the connection without answering our greeting: it is not "
+            "a netassist file server (one that takes a bare name, as the tutorial's does, "
+            "needs --plain; one that wants TLS, --tls)"
+        )
+
+    def _frame(self) -> protocol.Frame:
         while True:
             try:
                 event = self.reader.next_event()
-            except p.ProtocolError as exc:
+            except protocol.ProtocolError as exc:
+                if not self._greeted:
+                    raise self._not_a_file_server() from None
                 raise TransferError(f"{self.peer} broke the protocol: {exc}") from None
-            if isinstance(event, p.Frame):
-                if event.type is p.FrameType.ERROR:
+            if isinstance(event, protocol.Frame):
+                if event.type is protocol.FrameType.ERROR:
                     code = str(event.body.get("code", "error"))
                     message = shown(str(event.body.get("message", "")))
                     exit_code = {
-                        p.ErrorCode.NOT_FOUND: ExitCode.FILE,
-                        p.ErrorCode.EXISTS: ExitCode.FILE,
-                        p.ErrorCode.AUTH: ExitCode.PERMISSION_DENIED,
-                        p.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
+                        protocol.ErrorCode.NOT_FOUND: ExitCode.FILE,
+                        protocol.ErrorCode.EXISTS: ExitCode.FILE,
+                        protocol.ErrorCode.AUTH: ExitCode.PERMISSION_DENIED,
+                        protocol.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
+                        protocol.ErrorCode.NO_SPACE: ExitCode.ERROR,
                     }.get(code, ExitCode.NETWORK)
                     raise TransferError(f"{self.peer}: {message} ({code})", exit_code)
                 return event
@@ -201,9 +256,9 @@ class Client:
                 raise TransferError(f"{self.peer} sent data nobody asked for")
             self.reader.feed(self._recv())
 
-    def request(self, op: str, path: str, **extra: object) -> p.Frame:
+    def request(self, op: str, path: str, **extra: object) -> protocol.Frame:
         """Send a request and return the answer frame."""
-        self.sock.sendall(p.encode(p.FrameType.REQUEST, {"op": op, "path": path, **extra}))
+        self._send(protocol.encode(protocol.FrameType.REQUEST, {"op": op, "path": path, **extra}))
         return self._frame()
 
     def ls(self, path: str = "") -> list[dict]:
@@ -218,6 +273,13 @@ class Client:
         entries, kind = body.get("entries"), body.get("type")
         if not isinstance(entries, list) or kind not in ("file", "directory"):
             raise TransferError(f"{self.peer} answered ls with no entries")
+        for entry in entries:
+            if not _valid_entry(entry):
+                raise TransferError(
+                    f"{self.peer} broke the protocol: a listing entry "
+                    f"{shown(json.dumps(entry, ensure_ascii=False)[:120])} is not "
+                    '{"name": text, "type": "file"|"directory", "size": bytes, "mtime_ns": time}'
+                )
         return kind, entries, body
 
     def _note_left_out(self, body: dict) -> None:
@@ -273,7 +335,7 @@ class Client:
             return [self.get_file(answer_path, local, force=force, on_progress=on_progress)]
         frame = self.request("get", answer_path)
         files, listed = frame.body.get("files"), frame.body.get("folders")
-        if frame.type is not p.FrameType.REPLY or not isinstance(files, list):
+        if frame.type is not protocol.FrameType.REPLY or not isinstance(files, list):
             raise TransferError(f"{self.peer} answered get with neither a file nor a folder")
         self._note_left_out(frame.body)
         base = wanted[-1:]  # the folder arrives under its own name (asked for: not judged hidden)
@@ -333,7 +395,7 @@ class Client:
                         frame, held = self._request_for(remote_name, local, fresh)
                         frames.append(frame)
                         pending.append((remote_name, local, held))
-                    self.sock.sendall(b"".join(frames))
+                    self._send(b"".join(frames))
             if not pending:
                 return results
             remote_name, local, held = pending.popleft()
@@ -411,8 +473,13 @@ class Client:
         the stream, so the next frame stays on the socket."""
         try:
             return receive_stream(self.sock, self.reader, out, hasher, length, progress)
+        except WriteFailed as exc:
+            room = "free some space and " if exc.error.errno == errno.ENOSPC else ""
+            raise write_error(
+                exc, f"{exc.path} keeps what arrived: {room}run again to resume"
+            ) from None
         except OSError as exc:
-            raise explain(exc, f"receiving from {self.peer}") from None
+            raise self._network_error(exc, "receiving from") from None
         except StreamCut:
             raise TransferError(
                 f"{self.peer} closed the connection in the middle of a transfer "
@@ -425,10 +492,12 @@ class Client:
         remote_dir: str = "",
         *,
         hidden: bool = False,
+        force: bool = False,
         on_progress: Callable[[str, int, int], None] | None = None,
         on_total: Callable[[int], None] | None = None,
     ) -> list[Result]:
-        """Send a local file, or a folder with everything in it, into ``remote_dir``.
+        """Send a local file, or a folder with everything in it, into ``remote_dir``;
+        ``force`` replaces files that differ on the server.
 
         Every name is judged before the first byte goes out, by the rules the server
         announced: a name it could not hold, a hidden name inside the folder (unless
@@ -460,7 +529,10 @@ class Client:
                         plan.append((path, "/".join((*into, *above, name))))
         if on_total is not None:
             on_total(sum(os.path.getsize(path) for path, _ in plan))
-        sent = [self.put_file(path, remote, on_progress=on_progress) for path, remote in plan]
+        sent = [
+            self.put_file(path, remote, force=force, on_progress=on_progress)
+            for path, remote in plan
+        ]
         return skips.results() + sent
 
     def _unsendable(
@@ -510,43 +582,99 @@ class Client:
         local: str,
         remote: str,
         *,
+        force: bool = False,
         on_progress: Callable[[str, int, int], None] | None = None,
     ) -> Result:
         """Send one file to the remote name ``remote`` (resuming a partial upload);
-        ``on_progress(remote, done, size)`` follows it."""
+        ``on_progress(remote, done, size)`` follows it. A file already there with the same
+        SHA-256 is not sent again (its Result is ``skipped``); one that differs is an error,
+        or replaced with ``force``."""
         self._remote(remote)
+        sendable(local)  # opening a FIFO would wait for a writer, forever
         try:
             handle = open(local, "rb")  # noqa: SIM115
         except OSError as exc:
             raise explain(exc, f"opening {local}") from None
         with handle:
             st = os.fstat(handle.fileno())
+            if not S_ISREG(st.st_mode):  # replaced since the look above
+                raise _not_sendable(local, st)
             size = st.st_size
             digest = prefix_digest(handle, size).hexdigest()
-            answer = self.request("put", remote, size=size, sha256=digest, mtime_ns=st.st_mtime_ns)
+            extra = {"force": True} if force else {}
+            self.sending = remote  # from here on, the server may hold a partial copy
+            answer = self.request(
+                "put", remote, size=size, sha256=digest, mtime_ns=st.st_mtime_ns, **extra
+            )
+            if answer.body.get("already") is True:
+                self.sending = None
+                if answer.body.get("sha256") != digest:
+                    raise TransferError(f"{self.peer} claimed {shown(remote)!r} is already there")
+                return Result(remote, local, size, 0, 0, digest, skipped=True)
             offset = answer.body.get("offset")
             if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= size:
                 raise TransferError(f"{self.peer} answered the upload with a bad offset")
-            self.sock.sendall(p.encode(p.FrameType.FILE, {"path": remote, "length": size - offset}))
-            position = offset
-            while position < size:
-                # In steps, so a progress bar moves; each step still goes by sendfile.
-                step = size - position if on_progress is None else min(PUT_STEP, size - position)
-                sent = self.sock.sendfile(handle, position, step)
-                if not sent:
-                    raise TransferError(f"{local} shrank while it was sent")
-                position += sent
-                if on_progress is not None:
-                    on_progress(remote, position, size)
+            self._send(
+                protocol.encode(protocol.FrameType.FILE, {"path": remote, "length": size - offset})
+            )
+            try:
+                self._send_data(handle, local, remote, offset, size, on_progress)
+            except TransferError:
+                raise  # the server's own word (a full disk), which says what it kept
+            except NetassistError as exc:
+                raise NetassistError(
+                    f"{exc}; the server keeps what arrived of {shown(remote)!r}: "
+                    "run again to resume",
+                    exc.exit_code,
+                ) from None
         done = self._frame()
+        self.sending = None
         if done.body.get("sha256") != digest:
             raise TransferError(f"{self.peer} did not confirm {shown(remote)!r}")
         return Result(remote, local, size, size - offset, offset, digest)
 
-    def _file_frame(self, remote: str) -> p.Frame:
+    def _send_data(
+        self,
+        handle,
+        local: str,
+        remote: str,
+        position: int,
+        size: int,
+        on_progress: Callable[[str, int, int], None] | None,
+    ) -> None:
+        """Send ``handle`` from ``position`` to ``size`` in steps (each by sendfile), so that
+        a progress bar moves and an answer the server sends before the end (its disk is
+        full) stops the upload within a step, instead of after the whole file."""
+        while position < size:
+            try:
+                sent = self.sock.sendfile(handle, position, min(PUT_STEP, size - position))
+            except OSError as exc:
+                raise self._network_error(exc, "sending to") from None
+            if not sent:
+                raise TransferError(f"{local} shrank while it was sent")
+            position += sent
+            if on_progress is not None:
+                on_progress(remote, position, size)
+            if position < size and self._answer_waiting():
+                early = self._frame()  # an ERROR frame raises here
+                raise TransferError(
+                    f"{self.peer} answered {shown(remote)!r} before the data was all sent "
+                    f"({early.type.name})"
+                )
+
+    def _answer_waiting(self) -> bool:
+        """Whether the server has said something that has not been read yet."""
+        if self.reader.buffered:
+            return True
+        pending = getattr(self.sock, "pending", None)  # TLS: bytes decrypted, not read
+        if pending is not None and pending():
+            return True
+        return bool(select.select([self.sock], [], [], 0)[0])
+
+    def _file_frame(self, remote: str) -> protocol.Frame:
         """The answer to a get of ``remote``, which must be a FILE frame."""
         frame = self._frame()
-        if frame.type is not p.FrameType.FILE:
+        if frame.type is not protocol.FrameType.FILE:
             raise TransferError(
                 f"{self.peer} answered {shown(remote)!r} with something other than a file"
             )
@@ -555,7 +683,7 @@ class Client:
     def _ask(self, remote: str, local: str) -> int:
         """Request ``remote``, offering what ``local.part`` already holds; returns that size."""
         frame, held = self._request_for(remote, local)
-        self.sock.sendall(frame)
+        self._send(frame)
         return held
 
     def _request_for(self, remote: str, local: str, fresh: bool = False) -> tuple[bytes, int]:
@@ -565,7 +693,7 @@ class Client:
         held = 0 if fresh else _regular_size(part)
         prefix = _hash_file(part) if held else None
         request = {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix}
-        return p.encode(p.FrameType.REQUEST, request), held
+        return protocol.encode(protocol.FrameType.REQUEST, request), held
 
     def _folder(
         self,
@@ -597,7 +725,7 @@ class Client:
 
     def _receive(
         self,
-        frame: p.Frame,
+        frame: protocol.Frame,
         remote: str,
         local: str,
         force: bool,
@@ -628,31 +756,37 @@ class Client:
         part = local + PART
         hasher = hashlib.sha256()
         mtime_ns = body.get("mtime_ns")
-        times = (mtime_ns, mtime_ns) if isinstance(mtime_ns, int) else None
+        times = (mtime_ns, mtime_ns) if _valid_time(mtime_ns) else None
         report = on_progress and (lambda n: on_progress(remote, offset + n, size))
         # A non-zero offset is what the .part held when it was asked for (checked above).
         resuming = bool(offset)
-        # A plain descriptor: for a small file, open() costs as much as the rest of it.
+        # A plain descriptor: for a small file, open() costs as much as the rest of it. A .part
+        # that is a link was not made by us: it is refused rather than written through.
+        flags = os.O_RDWR if resuming else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            fd = os.open(part, _RESUME_FLAGS if resuming else _PART_FLAGS, 0o666)
+            fd = open_no_follow(part, flags)
         except OSError as exc:
             raise explain(exc, f"opening {part}") from None
+        self.receiving = part
         try:
             if resuming:
                 with open(fd, "rb", buffering=0, closefd=False) as held_part:
                     hasher = prefix_digest(held_part, offset)
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
-            self._receive_stream(_Sink(fd, part), hasher, length, report)
-            if times:
-                os.utime(fd, ns=times)
+            self._receive_stream(FileSink(fd, part), hasher, length, report)
+            if times and os.utime in os.supports_fd:
+                _set_times(fd, times)
+                times = None
         finally:
             os.close(fd)
+        if times:  # where a descriptor's times cannot be set (Windows), the path's are
+            _set_times(part, times)
         self.reader.next_event()  # the end of the stream
         if digest is None:  # the server hashed while sending: the digest follows the data
             trailer = self._frame()
             digest = trailer.body.get("sha256")
-            if trailer.type is not p.FrameType.REPLY or not isinstance(digest, str):
+            if trailer.type is not protocol.FrameType.REPLY or not isinstance(digest, str):
                 raise TransferError(f"{self.peer} sent no digest for {shown(remote)!r}")
         got = hasher.hexdigest()
         if got != digest:
@@ -663,33 +797,14 @@ class Client:
                 ExitCode.BAD_DATA,
             )
         try:
-            _settle(part, local, force)
+            settle_part(part, local, force)
         except OSError as exc:
             raise explain(exc, f"renaming {part} to {local}") from None
+        self.receiving = None
         return Result(remote, local, size, length, offset, got)
 
 
-class _Sink:
-    """Writes all of each buffer to the file descriptor of ``path`` (what receive_stream
-    needs of a file); a failure (a full disk) names the file, not the connection."""
-
-    __slots__ = ("fd", "path")
-
-    def __init__(self, fd: int, path: str) -> None:
-        self.fd = fd
-        self.path = path
-
-    def write(self, data) -> None:
-        """Write every byte of ``data``, however many calls it takes."""
-        view = memoryview(data)
-        try:
-            while view:
-                view = view[os.write(self.fd, view) :]
-        except OSError as exc:
-            raise explain(exc, f"writing {self.path}") from None
-
-
-def _settle(part: str, local: str, force: bool) -> None:
+def settle_part(part: str, local: str, force: bool) -> None:
     """Give the verified ``part`` its final name ``local``; an existing file there is
     replaced only with ``force``, even one that appeared during the transfer."""
     if force:
@@ -712,6 +827,78 @@ def _settle(part: str, local: str, force: bool) -> None:
     raise TransferError(
         f"{local} exists; use --force to replace it (what arrived is kept as {part})",
         ExitCode.FILE,
+    )
+
+
+def network_error(exc: OSError, doing: str, timeout: float) -> NetassistError:
+    """``exc``, met while ``doing`` something with a server, as one line; a timeout says
+    how long was waited and how to wait longer."""
+    if isinstance(exc, TimeoutError):
+        return TimeoutExpired(
+            f"{doing}: nothing moved for {timeout:g} s "
+            "(the server may be stuck or gone; --timeout SECONDS waits longer)"
+        )
+    return explain(exc, doing)
+
+
+def write_error(failed: WriteFailed, fate: str) -> NetassistError:
+    """A local file that could not take what arrived (a full disk), as one line ending
+    with ``fate``: what became of the file. Exit code 11 (8 for a permission)."""
+    error = explain(failed.error, f"writing {failed.path}")
+    denied = error.exit_code is ExitCode.PERMISSION_DENIED
+    return NetassistError(
+        f"{error}; {fate}", ExitCode.PERMISSION_DENIED if denied else ExitCode.FILE
+    )
+
+
+def sendable(path: str) -> os.stat_result:
+    """The stat of ``path`` if it is a regular file (only those are sent: a device has no
+    end and a FIFO waits for a writer); a usage error naming it otherwise."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise explain(exc, f"opening {path}") from None
+    if not S_ISREG(st.st_mode):
+        raise _not_sendable(path, st)
+    return st
+
+
+def _not_sendable(path: str, st: os.stat_result) -> NetassistError:
+    kinds = (
+        (S_ISCHR, "a character device"),
+        (S_ISBLK, "a block device"),
+        (S_ISFIFO, "a FIFO"),
+        (S_ISSOCK, "a socket"),
+        (S_ISDIR, "a folder"),
+    )
+    kind = next((name for test, name in kinds if test(st.st_mode)), "not a regular file")
+    return UsageError(f"{path} is {kind}: only regular files and folders can be sent")
+
+
+def _valid_time(value: object) -> bool:
+    """Whether ``value`` is a time in nanoseconds that a file system can be given."""
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 1 << 63
+
+
+def _set_times(target: int | str, times: tuple[int, int]) -> None:
+    """Give the received file the server's modification time, where its file system can
+    hold it (the data is what was verified: a time it cannot take is left as it is)."""
+    with contextlib.suppress(OSError, OverflowError, ValueError):
+        os.utime(target, ns=times)
+
+
+def _valid_entry(entry: object) -> bool:
+    """Whether one entry of an ls answer has the fields the protocol promises."""
+    if not isinstance(entry, dict):
+        return False
+    size = entry.get("size")
+    return (
+        isinstance(entry.get("name"), str)
+        and entry.get("type") in ("file", "directory")
+        and isinstance(size, int)
+        and not isinstance(size, bool)
+        and size >= 0
+        and _valid_time(entry.get("mtime_ns"))
     )
 
 

@@ -78,9 +78,16 @@ class BackgroundHasher:
         self._thread.join()
 
 
+def positional_reads() -> bool:
+    """Whether this system reads a file at an offset without moving its position
+    (``os.pread``; Windows has none), which :class:`HashRange` needs."""
+    return hasattr(os, "pread")
+
+
 class HashRange:
     """Hashes ``length`` bytes of the open file ``fd`` from ``offset`` on its own thread
-    (``os.preadv`` into a reused block, so the file position of ``fd`` is left alone)."""
+    (``os.preadv`` into a reused block, or ``os.pread`` where there is no ``preadv``, so the
+    file position of ``fd`` is left alone). Only where :func:`positional_reads` is true."""
 
     def __init__(self, fd: int, offset: int, length: int, hasher) -> None:
         self._fd = fd
@@ -97,9 +104,17 @@ class HashRange:
         block = bytearray(HASH_BLOCK)
         view = memoryview(block)
         position, left = self._offset, self._length
+        # Looked up here, not at import: preadv is missing on some systems (pread then does).
+        preadv = getattr(os, "preadv", None)
         try:
             while left > 0 and not self._cancelled:
-                count = os.preadv(self._fd, [view[: min(HASH_BLOCK, left)]], position)
+                want = min(HASH_BLOCK, left)
+                if preadv is not None:
+                    count = preadv(self._fd, [view[:want]], position)
+                else:
+                    chunk = os.pread(self._fd, want, position)
+                    count = len(chunk)
+                    view[:count] = chunk
                 if not count:
                     return  # the file shrank: the caller sees fewer bytes hashed
                 self._hasher.update(view[:count])

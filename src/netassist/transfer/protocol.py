@@ -47,6 +47,8 @@ class ErrorCode:
     VERSION = "version"
     BUSY = "busy"
     CHANGED = "changed"
+    NO_SPACE = "no_space"
+    TLS_REQUIRED = "tls_required"
 
 
 class ProtocolError(Exception):
@@ -74,6 +76,7 @@ class StreamEnd:
 
 
 STREAM_END = StreamEnd()
+_FRAME_TYPES = frozenset(FrameType)
 
 
 def encode(frame_type: FrameType, body: dict) -> bytes:
@@ -102,16 +105,6 @@ class Reader:
         """Add received bytes."""
         self._buffer += data
 
-    @property
-    def in_stream(self) -> bool:
-        """Whether the next bytes belong to an announced raw stream."""
-        return self._in_stream
-
-    @property
-    def stream_left(self) -> int:
-        """Raw bytes still to come in the current stream."""
-        return self._stream_left
-
     def next_event(self) -> Frame | StreamData | StreamEnd | None:
         """The next event, or None when more bytes are needed."""
         buffer = self._buffer
@@ -127,6 +120,12 @@ class Reader:
             self._stream_left -= take
             return StreamData(data)
         if len(buffer) < HEADER.size:
+            # Said at once, not after 8 bytes: a peer speaking something else (a name sent
+            # as in the tutorial) may never send 8.
+            if buffer[:2] != MAGIC[: len(buffer)]:
+                raise ProtocolError("not a netassist transfer peer (bad magic)")
+            if len(buffer) > 2 and buffer[2] not in _FRAME_TYPES:
+                raise ProtocolError(f"unknown frame type {buffer[2]}")
             return None
         magic, kind, flags, length = HEADER.unpack_from(buffer)
         if magic != MAGIC:

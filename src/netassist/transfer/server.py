@@ -3,27 +3,45 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import hmac
-import logging
 import os
 import socket
 import ssl
 import stat
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from netassist import paths
 from netassist.corking import corked
-from netassist.paths import PathRefused, Reason, make_folders, resolve_child, resolve_real
-from netassist.transfer import protocol as p
-from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, prefix_digest
-from netassist.transfer.stream import StreamCut, receive_stream
+from netassist.paths import (
+    PathRefused,
+    Reason,
+    make_folders,
+    resolve_child,
+    resolve_real,
+)
+from netassist.transfer import protocol
+from netassist.transfer.admission import HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, Admission, Ticket
+from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, positional_reads, prefix_digest
+from netassist.transfer.plain import serve_plain
+from netassist.transfer.serverlog import ServerLog
+from netassist.transfer.stream import (
+    FileSink,
+    StreamCut,
+    WriteFailed,
+    drain,
+    open_flags,
+    open_no_follow,
+    receive_stream,
+)
 from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import format_address, listen_tcp
 
-log = logging.getLogger("netassist.files")
 SEND_BLOCK = 1 << 20
 SMALL_SEND = 64 << 10  # up to this, a file with a known digest goes out with one send
 HOLD_LIMIT = 256 << 10  # answers held for one send are sent once they reach this
@@ -37,6 +55,7 @@ _LEFT_OUT = {
     Reason.SPECIAL: "special",
     Reason.MISSING: "broken",
 }
+DRAIN_TIME = 10.0  # seconds to read an upload the server refused halfway, before closing
 
 
 class DigestCache:
@@ -61,22 +80,34 @@ class DigestCache:
 
 
 class FileServer:
-    """Serves ``root`` to file-transfer clients, one thread each, at most ``max_clients``."""
+    """Serves ``root`` to file-transfer clients, one thread each.
+
+    Who may hold a connection is :class:`~netassist.transfer.admission.Admission`'s call:
+    at most ``max_clients`` sessions, ``max_per_address`` of them from one address, and a
+    handshake within ``handshake_timeout`` seconds of the accept."""
 
     def __init__(
         self,
         root: str,
         host: str = "127.0.0.1",
-        port: int = p.DEFAULT_PORT,
+        port: int = protocol.DEFAULT_PORT,
         *,
         token: str | None = None,
         max_clients: int = 64,
+        max_per_address: int = 16,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
         allow_upload: bool = False,
         max_upload: int | None = None,
         tls: ssl.SSLContext | None = None,
         show_hidden: bool = False,
         system: str | None = None,
+        plain: bool = False,
+        log: ServerLog | None = None,
     ) -> None:
+        if plain and (allow_upload or token is not None or tls is not None):
+            raise ValueError("the plain protocol has no uploads, tokens or TLS")
+        self.plain = plain
+        self.log = log or ServerLog()
         self.tls = tls
         # The names it shares and takes: hidden ones only when asked, and those the file
         # system of ``system`` (by default this one's) can hold. Both are told to clients.
@@ -88,10 +119,14 @@ class FileServer:
         if not os.path.isdir(self.root):
             raise NotADirectoryError(f"{root} is not a folder")
         self.token = token
+        self.admission = Admission(
+            max_sessions=max_clients,
+            per_address=max_per_address,
+            handshake_timeout=handshake_timeout,
+        )
         self.sock = listen_tcp(host, port)
         self.digests = DigestCache()
-        self._slots = threading.BoundedSemaphore(max_clients)
-        self._stopping = False
+        self._stopped = threading.Event()
 
     @property
     def address(self) -> str:
@@ -113,54 +148,88 @@ class FileServer:
 
     def serve(self) -> None:
         """Accept clients until :meth:`stop`."""
-        while not self._stopping:
+        threading.Thread(target=self._watch, name="netassist-files-deadlines", daemon=True).start()
+        while not self._stopped.is_set():
             try:
                 conn, addr = self.sock.accept()
             except OSError:
-                if self._stopping:
+                if self._stopped.is_set():
                     return
                 continue
-            if not self._slots.acquire(blocking=False):
-                self._refuse_busy(conn)
-                continue
-            threading.Thread(target=self._client, args=(conn, addr), daemon=True).start()
+            ticket, evicted = self.admission.arrive(addr[0])
+            ticket.conn, ticket.peer = conn, format_address(addr)
+            for old in evicted:
+                self._cut(old)
+            threading.Thread(target=self._client, args=(conn, ticket), daemon=True).start()
 
     def stop(self) -> None:
         """Stop accepting; clients in progress finish on their own threads."""
-        self._stopping = True
+        self._stopped.set()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
 
-    def _refuse_busy(self, conn: socket.socket) -> None:
-        try:
-            conn.sendall(p.error(p.ErrorCode.BUSY, "too many clients; try again later"))
-        except OSError:
-            pass
-        conn.close()
+    def _watch(self) -> None:
+        """End the connections whose handshake is overdue, until the server stops."""
+        while not self._stopped.wait(0.25):
+            for ticket in self.admission.overdue():
+                self._cut(ticket)
 
-    def _client(self, conn: socket.socket, addr: object) -> None:
-        peer = format_address(addr)
+    def _cut(self, ticket: Ticket) -> None:
+        """End a pending connection the admission dropped (from any thread: its own thread,
+        blocked in a read, sees the end and leaves)."""
+        self.log.info("%s dropped: %s", ticket.peer, ticket.dropped)
+        with contextlib.suppress(OSError):
+            # The socket's own shutdown, under a TLS layer too: the handshake in progress
+            # on the other thread then fails instead of waiting.
+            socket.socket.shutdown(ticket.conn, socket.SHUT_RDWR)
+
+    def _tls_required(self, conn: socket.socket, peer: str) -> None:
+        """Tell a client that spoke the protocol without TLS to a TLS server, in the clear,
+        so that it can say which option is missing."""
+        message = "this server speaks TLS: connect with --tls (or --tls-ca FILE)"
+        self.log.info("%s refused: it spoke without TLS", peer)
+        conn.sendall(protocol.error(protocol.ErrorCode.TLS_REQUIRED, message))
+        conn.shutdown(socket.SHUT_WR)
+        drain(conn, 2.0)  # its HELLO, unread, would turn our close into a reset
+
+    def _client(self, conn: socket.socket, ticket: Ticket) -> None:
+        peer = ticket.peer
         try:
-            conn.settimeout(300)
+            # A backstop only: the deadline watch ends a slow handshake sooner.
+            conn.settimeout(self.admission.handshake_timeout + 1)
             # Small frames must not wait for the peer's delayed ACK (Nagle): 40 ms per file.
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.plain:
+                serve_plain(conn, ticket, self.root, self.admission, self.log)
+                return
             if self.tls is not None:
-                conn = self.tls.wrap_socket(conn, server_side=True)  # the handshake, on this thread
-            with conn:
-                session = Session(self, conn)
-                try:
-                    session.run()
-                finally:
-                    # Answers held for a batch still go out when a later request fails.
-                    with contextlib.suppress(OSError):
-                        session.flush()
-        except (OSError, p.ProtocolError) as exc:
-            log.info("%s: %s", peer, exc)
+                first = conn.recv(1, socket.MSG_PEEK)
+                if not first:
+                    return  # gone (or dropped) before a byte
+                if first == protocol.MAGIC[:1]:
+                    self._tls_required(conn, peer)
+                    return
+                conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+                ticket.conn = conn  # what the deadline watch shuts down from now on
+                conn.do_handshake()  # on this thread, within the handshake deadline
+            session = Session(self, conn, peer)
+            try:
+                if session.handshake(ticket):
+                    conn.settimeout(IDLE_TIMEOUT)
+                    session.serve()
+            finally:
+                # Answers held for a batch still go out when a later request fails.
+                with contextlib.suppress(OSError):
+                    session.flush()
+        except (OSError, protocol.ProtocolError) as exc:
+            if ticket.dropped is None:  # a dropped one was said already
+                self.log.info("%s: %s", peer, exc)
         finally:
-            self._slots.release()
+            conn.close()  # now, whoever else still holds the socket (the ticket does)
+            self.admission.leave(ticket)
 
 
 def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
@@ -180,13 +249,27 @@ def tls_context(cert: str, key: str | None = None) -> ssl.SSLContext:
     return context
 
 
+class _Over(Exception):
+    """The session ends here; the log has said why."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """Where an upload resumed and the digest of everything it now holds."""
+
+    offset: int
+    hasher: object
+
+
 class Session:
     """One client connection: handshake, then requests until it closes."""
 
-    def __init__(self, server: FileServer, conn: socket.socket) -> None:
+    def __init__(self, server: FileServer, conn: socket.socket, peer: str = "") -> None:
         self.server = server
         self.conn = conn
-        self.reader = p.Reader()
+        self.peer = peer
+        self.first_bytes = b""  # what the client sent first, to tell what it is
+        self.reader = protocol.Reader()
         self._held: list[bytes] = []  # answers not sent yet (see _answer)
         self._held_size = 0
 
@@ -214,38 +297,59 @@ class Session:
         if self._held:
             self._send(b"")
 
-    def read_frame(self) -> p.Frame | None:
+    def read_frame(self) -> protocol.Frame | None:
         while True:
             event = self.reader.next_event()
-            if isinstance(event, p.Frame):
+            if isinstance(event, protocol.Frame):
                 return event
             if event is not None:
-                raise p.ProtocolError("a client may not send raw data here")
+                raise protocol.ProtocolError("a client may not send raw data here")
             self.flush()  # nothing held may wait for a request the client will not send
             data = self.conn.recv(65536)
             if not data:
                 return None
+            if not self.first_bytes:
+                self.first_bytes = data[:64]
             self.reader.feed(data)
 
     def run(self) -> None:
-        hello = self.read_frame()
+        """The handshake, then requests until the client leaves."""
+        if self.handshake():
+            self.serve()
+
+    def handshake(self, ticket: Ticket | None = None) -> bool:
+        """Read the client's HELLO and answer it; with a ``ticket``, the session also needs
+        the admission's consent. Whether requests may follow."""
+        try:
+            hello = self.read_frame()
+        except protocol.ProtocolError:
+            self.server.log.info("%s refused: %s", self.peer, self._stranger())
+            return False
         if hello is None:
-            return
-        if hello.type is not p.FrameType.HELLO or hello.body.get("version") != p.VERSION:
-            self._send(p.error(p.ErrorCode.VERSION, f"this server speaks version {p.VERSION}"))
-            return
+            return False
+        if (
+            hello.type is not protocol.FrameType.HELLO
+            or hello.body.get("version") != protocol.VERSION
+        ):
+            self._refuse(
+                protocol.ErrorCode.VERSION, f"this server speaks version {protocol.VERSION}"
+            )
+            return False
         token = self.server.token
         given = hello.body.get("token")
         if token is not None and not (
             isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
         ):
-            self._send(p.error(p.ErrorCode.AUTH, "wrong or missing token"))
-            return
+            self._refuse(protocol.ErrorCode.AUTH, "wrong or missing token")
+            return False
+        if ticket is not None and (busy := self.server.admission.admit(ticket)) is not None:
+            self._refuse(protocol.ErrorCode.BUSY, f"{busy}; try again later")
+            return False
         self._send(
-            p.encode(
-                p.FrameType.HELLO,
+            protocol.encode(
+                protocol.FrameType.HELLO,
                 {
-                    "version": p.VERSION,
+                    "version": protocol.VERSION,
                     "server": "netassist",
                     "upload": self.server.allow_upload,
                     "hidden": self.server.show_hidden,
@@ -253,36 +357,76 @@ class Session:
                 },
             )
         )
+        self.server.log.info("%s connected%s", self.peer, " (TLS)" if self.server.tls else "")
+        return True
+
+    def _stranger(self) -> str:
+        """What a client that does not speak this protocol seems to be, from its first
+        bytes (for the log)."""
+        first = self.first_bytes
+        if first[:1] == b"\x16":
+            return "a TLS client, and this server has no --tls-cert"
+        said = escape_text(first[:40].decode("utf-8", "replace"))
+        return (
+            f"not a netassist client (it sent {said!r}; a client as in the tutorial, which "
+            "sends a bare name, needs files serve --plain)"
+        )
+
+    def _refuse(self, code: str, message: str, what: str = "", why: str = "") -> None:
+        """Tell the client why it is refused, and the log (``why``, for the log only, says
+        more than the client may know)."""
+        self.server.log.info(
+            "%s %srefused: %s%s",
+            self.peer,
+            f"{what} " if what else "",
+            escape_text(message),
+            f" ({why})" if why else "",
+        )
+        self._send(protocol.error(code, message))
+
+    def serve(self) -> None:
+        """Answer requests until the client leaves."""
+        handlers = {"ls": self.ls, "get": self.get, "put": self.put}
         while (frame := self.read_frame()) is not None:
-            if frame.type is not p.FrameType.REQUEST:
-                raise p.ProtocolError("expected a request")
+            if frame.type is not protocol.FrameType.REQUEST:
+                raise protocol.ProtocolError("expected a request")
             op, path = frame.body.get("op"), frame.body.get("path", "")
-            if not isinstance(path, str):
-                self._send(p.error(p.ErrorCode.BAD_REQUEST, "path must be a string"))
+            what = f"{escape_text(str(op))} {escape_text(str(path)) or '/'}"
+            handler = handlers.get(op) if isinstance(op, str) else None
+            if handler is None or not isinstance(path, str):
+                problem = "path must be a string" if handler else f"unknown operation {op!r}"
+                self._refuse(protocol.ErrorCode.BAD_REQUEST, problem, what)
                 continue
             try:
-                if op == "ls":
-                    self.ls(path)
-                elif op == "get":
-                    self.get(path, frame.body)
-                elif op == "put":
-                    self.put(path, frame.body)
-                else:
-                    self._send(p.error(p.ErrorCode.BAD_REQUEST, f"unknown operation {op!r}"))
-            except PathRefused:
+                handler(path, frame.body)
+            except PathRefused as exc:
                 # Not found and refused look the same: a refusal must not reveal what exists.
-                # (Escaped: a path that is not UTF-8 cannot go back as it came.)
-                message = f"no such file or folder: {escape_text(path)}"
-                self._send(p.error(p.ErrorCode.NOT_FOUND, message))
+                self._refuse(
+                    protocol.ErrorCode.NOT_FOUND,
+                    f"no such file or folder: {escape_text(path)}",
+                    what,
+                    str(exc),
+                )
+            except _Over:
+                return  # the log has said why
+            except (OSError, protocol.ProtocolError) as exc:
+                self.server.log.info("%s %s: failed: %s", self.peer, what, exc)
+                return
+
+    def _done(self, what: str, text: str) -> None:
+        """One line in the log for a request served."""
+        self.server.log.info("%s %s: %s", self.peer, what, text)
 
     def put(self, path: str, body: dict) -> None:
-        """Receive a file into ``path``: never over an existing one, resumable, verified."""
+        """Receive a file into ``path``: resumable, verified, and over an existing file only
+        when the client says ``force`` (one with the same SHA-256 is already there)."""
         server = self.server
+        what = f"put {escape_text(path)}"
         if not server.allow_upload:
-            self._send(
-                p.error(
-                    p.ErrorCode.REFUSED, "this server is read-only (start it with --allow-upload)"
-                )
+            self._refuse(
+                protocol.ErrorCode.REFUSED,
+                "this server is read-only (start it with --allow-upload)",
+                what,
             )
             return
         size, digest, mtime_ns = body.get("size"), body.get("sha256"), body.get("mtime_ns")
@@ -292,11 +436,13 @@ class Session:
             and size >= 0
             and isinstance(digest, str)
         ):
-            self._send(p.error(p.ErrorCode.BAD_REQUEST, "put needs a size and a sha256"))
+            self._refuse(protocol.ErrorCode.BAD_REQUEST, "put needs a size and a sha256", what)
             return
         if server.max_upload is not None and size > server.max_upload:
-            self._send(
-                p.error(p.ErrorCode.TOO_LARGE, f"files above {server.max_upload} bytes are refused")
+            self._refuse(
+                protocol.ErrorCode.TOO_LARGE,
+                f"files above {server.max_upload} bytes are refused",
+                what,
             )
             return
         segments = server.segments(path)
@@ -304,54 +450,150 @@ class Session:
             raise PathRefused(Reason.EMPTY)
         folder = make_folders(server.root, segments[:-1], show_hidden=server.show_hidden)
         target = os.path.join(folder, segments[-1])
+        force = body.get("force") is True
         if os.path.lexists(target):
-            self._send(p.error(p.ErrorCode.EXISTS, f"{path} exists on the server"))
-            return
+            if self._already_there(target, size, digest):
+                reply = {"path": path, "size": size, "sha256": digest, "already": True}
+                self._send(protocol.encode(protocol.FrameType.REPLY, reply))
+                self._done(what, "already there (the same SHA-256); nothing sent")
+                return
+            if os.path.isdir(target):
+                self._refuse(protocol.ErrorCode.EXISTS, f"{path} is a folder on the server", what)
+                return
+            if not force:
+                message = f"{path} exists on the server and differs (put --force replaces it)"
+                self._refuse(protocol.ErrorCode.EXISTS, message, what)
+                return
         # A hidden name: the resolver never serves a half-received upload to anyone.
         part = os.path.join(folder, f".{segments[-1]}{PART_SUFFIX}")
         try:
-            # O_NOFOLLOW: a link planted under the .part name would lead the upload anywhere.
-            fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+            # Never through a link: one planted under the .part name would lead the upload anywhere.
+            fd = open_no_follow(part, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
-            log.warning("upload of %s refused: %s: %s", path, part, exc)
-            self._send(p.error(p.ErrorCode.REFUSED, f"{path} cannot be written here"))
+            self.server.log.warning("%s %s: cannot open %s: %s", self.peer, what, part, exc)
+            self._refuse(protocol.ErrorCode.REFUSED, f"{path} cannot be written here", what)
             return
+        started = time.monotonic()
+        try:
+            held = self._receive_upload(fd, part, path, what, size)
+        finally:
+            os.close(fd)
+        if held.hasher.hexdigest() != digest:
+            os.remove(part)
+            self._refuse(
+                protocol.ErrorCode.BAD_REQUEST,
+                "the data did not match its SHA-256; nothing kept",
+                what,
+                "the partial upload was removed",
+            )
+            return
+        if force:
+            try:
+                os.replace(part, target)  # a file, or a link itself: never what it points to
+            except IsADirectoryError:
+                message = f"{path} became a folder on the server meanwhile; nothing replaced"
+                self._refuse(protocol.ErrorCode.EXISTS, message, what, "the upload is kept hidden")
+                return
+        elif os.path.lexists(target):
+            self._refuse(
+                protocol.ErrorCode.EXISTS,
+                f"{path} appeared on the server meanwhile (what arrived is kept there, "
+                "hidden, for a later put --force)",
+                what,
+            )
+            return
+        else:
+            os.rename(part, target)
+        if isinstance(mtime_ns, int) and not isinstance(mtime_ns, bool):
+            with contextlib.suppress(OSError, OverflowError, ValueError):
+                os.utime(target, ns=(mtime_ns, mtime_ns))
+        self._send(
+            protocol.encode(
+                protocol.FrameType.REPLY, {"path": path, "size": size, "sha256": digest}
+            )
+        )
+        resumed = f" (resumed from {held.offset:,})" if held.offset else ""
+        took = time.monotonic() - started
+        replaced = ", replacing the file there" if force else ""
+        self._done(
+            what,
+            f"received {size - held.offset:,} bytes{resumed} in {took:.2f} s, verified{replaced}",
+        )
+
+    def _already_there(self, target: str, size: int, digest: str) -> bool:
+        """Whether ``target`` is a regular file of ``size`` bytes with SHA-256 ``digest``
+        (hashed only when the size matches; the digest cache remembers it)."""
+        try:
+            st = os.lstat(target)
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return False
+        known = self.server.digests.known(target, st)
+        if known is None:
+            try:
+                with open(target, "rb") as handle:
+                    known = prefix_digest(handle, size).hexdigest()
+            except OSError:
+                return False
+            if not _changed_since_path(target, st):
+                self.server.digests.remember(target, st, known)
+        return hmac.compare_digest(known, digest)
+
+    def _receive_upload(self, fd: int, part: str, path: str, what: str, size: int) -> _Held:
+        """Offer the client what ``part`` (open as ``fd``) already holds, then receive the
+        rest into it. Whatever stops it early, the log and the client hear what became of
+        the part: kept for a resume when the client left, removed when it could not be
+        written (a full disk must not stay filled by it)."""
         held = os.fstat(fd).st_size
         if held > size:
             held = 0
-        with open(fd, "r+b") as out:
-            hasher = prefix_digest(out, held)
-            out.seek(held)
-            out.truncate()
-            self._send(p.encode(p.FrameType.REPLY, {"path": path, "offset": held}))
-            announce = self.read_frame()
-            if announce is None:
-                return  # gone: the .part stays for a later resume
-            if announce.type is not p.FrameType.FILE or announce.body.get("length") != size - held:
-                raise p.ProtocolError("expected the announced file data")
-            self._receive(out, hasher, size - held)
-        self.reader.next_event()  # the end of the stream
-        if hasher.hexdigest() != digest:
-            os.remove(part)
-            self._send(
-                p.error(p.ErrorCode.BAD_REQUEST, "the data did not match its SHA-256; nothing kept")
-            )
-            return
-        if os.path.lexists(target):
-            self._send(p.error(p.ErrorCode.EXISTS, f"{path} appeared on the server meanwhile"))
-            return
-        os.rename(part, target)
-        if isinstance(mtime_ns, int) and not isinstance(mtime_ns, bool):
-            os.utime(target, ns=(mtime_ns, mtime_ns))
-        self._send(p.encode(p.FrameType.REPLY, {"path": path, "size": size, "sha256": digest}))
-
-    def _receive(self, out, hasher, length: int) -> None:
+        with open(fd, "rb", buffering=0, closefd=False) as reading:
+            hasher = prefix_digest(reading, held)
+        os.ftruncate(fd, held)
+        os.lseek(fd, held, os.SEEK_SET)
+        self._send(protocol.encode(protocol.FrameType.REPLY, {"path": path, "offset": held}))
+        announce = self.read_frame()
+        if announce is None:
+            self._done(what, f"the client left before the data; kept {part} ({held:,} bytes)")
+            raise _Over
+        if announce.type is not protocol.FrameType.FILE or announce.body.get("length") != (
+            size - held
+        ):
+            raise protocol.ProtocolError("expected the announced file data")
         try:
-            receive_stream(self.conn, self.reader, out, hasher, length)
-        except StreamCut:
-            raise p.ProtocolError("the client left in the middle of an upload") from None
+            receive_stream(self.conn, self.reader, FileSink(fd, part), hasher, size - held)
+        except WriteFailed as failed:
+            got = os.fstat(fd).st_size
+            os.remove(part)
+            reason = (failed.error.strerror or str(failed.error)).lower()
+            self.server.log.warning(
+                "%s %s: %s after %s bytes; removed the partial upload %s",
+                self.peer,
+                what,
+                reason,
+                f"{got:,}",
+                part,
+            )
+            code = (
+                protocol.ErrorCode.NO_SPACE
+                if failed.error.errno == errno.ENOSPC
+                else protocol.ErrorCode.REFUSED
+            )
+            message = f"the server could not store {path}: {reason}; the partial upload was removed"
+            self._send(protocol.error(code, message))
+            drain(self.conn, DRAIN_TIME)
+            raise _Over from None
+        except (StreamCut, OSError) as exc:
+            why = "the client left" if isinstance(exc, StreamCut) else f"failed ({exc})"
+            got = os.fstat(fd).st_size
+            self._done(what, f"{why} after {got:,} of {size:,} bytes; kept {part} for a resume")
+            raise _Over from None
+        self.reader.next_event()  # the end of the stream
+        return _Held(held, hasher)
 
-    def ls(self, path: str) -> None:
+    def ls(self, path: str, body: dict) -> None:
+        """Answer an ls: the entries of a folder, or the one entry of a file."""
         real, st = self.server.resolve(path)
         left_out: Counter[str] = Counter()
         if not stat.S_ISDIR(st.st_mode):
@@ -362,9 +604,13 @@ class Session:
             ]
         kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
         reply = {"path": path, "type": kind, "entries": entries, "left_out": left_out}
-        self._send(p.encode(p.FrameType.REPLY, reply))
+        self._send(protocol.encode(protocol.FrameType.REPLY, reply))
+        count = len(entries)
+        self._done(f"ls {escape_text(path) or '/'}", f"{count} entr{'y' if count == 1 else 'ies'}")
 
     def get(self, path: str, body: dict) -> None:
+        """Answer a get: a folder's list of files and folders, or a file's bytes."""
+        what = f"get {escape_text(path) or '/'}"
         real, st = self.server.resolve(path)
         if stat.S_ISDIR(st.st_mode):
             files = []
@@ -375,7 +621,7 @@ class Session:
                     {"path": relative, "size": child.st_size, "mtime_ns": child.st_mtime_ns}
                 )
                 if len(files) > MAX_LISTED_FILES:
-                    self._send(p.error(p.ErrorCode.TOO_LARGE, "folder has too many files"))
+                    self._refuse(protocol.ErrorCode.TOO_LARGE, "folder has too many files", what)
                     return
             reply = {
                 "path": path,
@@ -384,23 +630,33 @@ class Session:
                 "folders": folders,
                 "left_out": left_out,
             }
-            self._send(p.encode(p.FrameType.REPLY, reply))
+            self._send(protocol.encode(protocol.FrameType.REPLY, reply))
+            self._done(what, f"a folder of {len(files)} files and {len(folders)} folders")
             return
         offset = body.get("offset", 0)
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            self._send(p.error(p.ErrorCode.BAD_REQUEST, "offset must be a whole number"))
+            self._refuse(protocol.ErrorCode.BAD_REQUEST, "offset must be a whole number", what)
             return
         # A bare descriptor: a file object (its own fstat, its set-up) costs more than a small
         # file takes to send. Large and resumed files get an unbuffered one on top of it.
-        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+        started = time.monotonic()
+        fd = os.open(real, open_flags(os.O_RDONLY))
         try:
-            self._send_file(path, body, real, fd, offset)
+            sent = self._send_file(path, body, real, fd, offset)
         finally:
             os.close(fd)
+        if sent is not None:
+            length, start = sent
+            resumed = f" (resumed from {start:,})" if start else ""
+            took = time.monotonic() - started
+            self._done(what, f"sent {length:,} bytes{resumed} in {took:.2f} s")
 
-    def _send_file(self, path: str, body: dict, real: str, fd: int, offset: int) -> None:
+    def _send_file(
+        self, path: str, body: dict, real: str, fd: int, offset: int
+    ) -> tuple[int, int] | None:
         """Answer a get of the file open as ``fd`` from ``offset`` (the resolver's ``real``
-        path keys the digest cache)."""
+        path keys the digest cache). Returns how many bytes went from which offset, or None
+        when the file changed while it was read (the client is told)."""
         st = os.fstat(fd)  # what is announced and sent is this, not later changes
         size = st.st_size
         digest = self.server.digests.known(real, st)
@@ -420,11 +676,11 @@ class Session:
         if digest is None and not offset and size <= SMALL_SEND:
             # A small file unknown to the cache: read and hash it first, so its digest rides
             # in the announcement (no trailer frame to build and parse).
-            small = os.pread(fd, size, 0)
+            small = _read_at(fd, size, 0)
             if len(small) != size or _changed_since(fd, st):
                 message = f"{path} changed while it was read; try again"
-                self._send(p.error(p.ErrorCode.CHANGED, message))
-                return
+                self._refuse(protocol.ErrorCode.CHANGED, message, f"get {escape_text(path)}")
+                return None
             digest = hashlib.sha256(small).hexdigest()
             self.server.digests.remember(real, st, digest)
         header = {
@@ -435,15 +691,15 @@ class Session:
             "sha256": digest,
             "mtime_ns": st.st_mtime_ns,
         }
-        announce = p.encode(p.FrameType.FILE, header)
+        announce = protocol.encode(protocol.FrameType.FILE, header)
         if digest is not None and size - offset <= SMALL_SEND:
             # A small file with a known digest: with its announcement in one send (no
             # sendfile set-up, one syscall fewer).
-            data = small if small is not None else os.pread(fd, size - offset, offset)
+            data = small if small is not None else _read_at(fd, size - offset, offset)
             if len(data) != size - offset:
-                raise p.ProtocolError(f"{path} shrank while it was sent")
+                raise protocol.ProtocolError(f"{path} shrank while it was sent")
             self._answer(announce + data)
-            return
+            return size - offset, offset
         assert handle is not None  # every path below is a large file or a resumed one
         if digest is not None:
             # A known digest: the data can go without passing through this process.
@@ -451,8 +707,8 @@ class Session:
                 self._send(announce)
                 sent = self.conn.sendfile(handle, offset, size - offset) if size > offset else 0
             if sent != size - offset:
-                raise p.ProtocolError(f"{path} shrank while it was sent")
-            return
+                raise protocol.ProtocolError(f"{path} shrank while it was sent")
+            return size - offset, offset
         # An unknown digest: hash while sending (one pass over the file, not two) and send it
         # in a trailer. The announcement rides with the first block and the last block waits
         # for the trailer, so a small file goes out in a single send.
@@ -464,22 +720,24 @@ class Session:
             # The bytes sent were hashed as sent, so the digest would match a mixed file: say
             # it changed instead, and cache nothing.
             message = f"{path} changed while it was sent; try again"
-            self._send(pending + p.error(p.ErrorCode.CHANGED, message))
-            return
+            self.server.log.info("%s get %s refused: %s", self.peer, escape_text(path), message)
+            self._send(pending + protocol.error(protocol.ErrorCode.CHANGED, message))
+            return None
         digest = hasher.hexdigest()
         self.server.digests.remember(real, st, digest)
-        trailer = p.encode(p.FrameType.REPLY, {"path": path, "sha256": digest})
+        trailer = protocol.encode(protocol.FrameType.REPLY, {"path": path, "sha256": digest})
         self._send(pending + trailer)
+        return size - offset, offset
 
     def _send_hashed(self, handle, hasher, announce: bytes, left: int, path: str) -> bytes:
         """Send ``left`` bytes of ``handle`` (after ``announce``) while hashing them; the
         last block is returned unsent, to go out with what follows it."""
-        if left < THREAD_THRESHOLD:
+        if left < THREAD_THRESHOLD or not positional_reads():
             pending = announce
             while left > 0:
                 block = handle.read(min(SEND_BLOCK, left))
                 if not block:
-                    raise p.ProtocolError(f"{path} shrank while it was sent")
+                    raise protocol.ProtocolError(f"{path} shrank while it was sent")
                 hasher.update(block)
                 left -= len(block)
                 if left:
@@ -502,8 +760,30 @@ class Session:
             raise
         hashed = hashing.wait()
         if sent != left or hashed != left:
-            raise p.ProtocolError(f"{path} shrank while it was sent")
+            raise protocol.ProtocolError(f"{path} shrank while it was sent")
         return b""
+
+
+def _read_at(fd: int, size: int, offset: int) -> bytes:
+    """Up to ``size`` bytes of ``fd`` from ``offset`` (fewer only at the end of the file):
+    ``os.pread`` where it exists, a seek and reads elsewhere (Windows)."""
+    if positional_reads():
+        return os.pread(fd, size, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    pieces = []
+    while size > 0 and (piece := os.read(fd, size)):
+        pieces.append(piece)
+        size -= len(piece)
+    return b"".join(pieces)
+
+
+def _changed_since_path(path: str, st: os.stat_result) -> bool:
+    """Whether the file at ``path`` is not the one ``st`` described any more."""
+    try:
+        now = os.lstat(path)
+    except OSError:
+        return True
+    return (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _changed_since(fd: int, st: os.stat_result) -> bool:
