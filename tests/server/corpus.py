@@ -127,6 +127,11 @@ VALID = [
         ],
     ),
     Case(
+        "a header field of exactly 8190 bytes",
+        b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Long: " + b"v" * 8182 + b"\r\n\r\n",
+        [Seen("GET", b"/", [*H, (b"X-Long", b"v" * 8182)])],
+    ),
+    Case(
         "binary body",
         b"POST /b HTTP/1.1\r\nHost: example.com\r\nContent-Length: 6\r\n\r\n\x00\r\n\xff\r\n",
         [Seen("POST", b"/b", [*H, (b"Content-Length", b"6")], b"\x00\r\n\xff\r\n")],
@@ -266,6 +271,16 @@ INVALID = [
     bad(
         "header section too large",
         b"GET / HTTP/1.1\r\nHost: example.com\r\n" + b"X-Big: " + b"b" * 40000 + b"\r\n\r\n",
+        431,
+    ),
+    bad(
+        "one header field over 8190 bytes (the head under its limit)",
+        b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Long: " + b"v" * 8184 + b"\r\n\r\n",
+        431,
+    ),
+    bad(
+        "one header field over 8190 bytes, not the last",
+        b"GET / HTTP/1.1\r\nCookie: " + b"c" * 8190 + b"\r\nHost: example.com\r\n\r\n",
         431,
     ),
     bad(

@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from email.utils import formatdate
 
 import httptools
+
+from netassist.server.limits import Limits
 
 __all__ = [
     "CLOSED",
@@ -153,18 +154,6 @@ class ProtocolError(Exception):
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Size limits of a request; each one exceeded has its own status."""
-
-    max_request_line: int = 8190  # 414 beyond
-    max_header_bytes: int = 32768  # 431 beyond (the whole head)
-    max_header_count: int = 100  # 431 beyond
-    max_body: int | None = 1 << 30  # 413 beyond; None for no limit
-    max_chunk_line: int = 4096  # a chunk-size line with its extensions
-    max_trailer_bytes: int = 8192
 
 
 # --- RFC 9110 / 9112 rules used by our own checks --------------------------------------------
@@ -408,6 +397,12 @@ class ServerConnection:
             raise self._fail(414, "request line too long")
         if len(buffer) > limits.max_header_bytes:
             raise self._fail(431, "request head too large")
+        # A field line growing past its own limit fails now, not at the head's.
+        line_start = buffer.rfind(b"\r\n") + 2
+        if line_start > 1:  # past the request line
+            line_length = len(buffer) - line_start - (buffer[-1] == 0x0D)  # its CR may be here
+            if line_length > limits.max_header_field:
+                raise self._fail(431, "a header field longer than the limit")
         if self._their_eof:
             if not buffer:
                 self._state = _ERROR
@@ -420,6 +415,9 @@ class ServerConnection:
         limits = self.limits
         if line_end > limits.max_request_line:
             raise self._fail(414, "request line too long")
+        # A field longer than its limit needs a header section longer than it, too.
+        if len(head) - line_end > limits.max_header_field + 4:
+            self._check_field_lengths(head[line_end + 2 : -4])
         # A bare LF anywhere in a head is llhttp's to refuse: it does from httptools 0.6.4
         # (the oldest version we accept; 0.6.0-0.6.3 let "HTTP/1.1\n" and "\r\n\n" pass).
         collector = self._collector
@@ -521,6 +519,11 @@ class ServerConnection:
         else:
             self._state = _DONE
         return request
+
+    def _check_field_lengths(self, fields: bytes) -> None:
+        limit = self.limits.max_header_field
+        if any(len(line) > limit for line in fields.split(b"\r\n")):
+            raise self._fail(431, "a header field longer than the limit")
 
     def _rejection(self, head: bytes, exc: Exception) -> ProtocolError:
         """The status for a head llhttp refused."""
@@ -799,11 +802,6 @@ class ServerConnection:
         if self._framing == _LENGTH and self._to_send:
             self.keep_alive = False  # fewer bytes than declared: only a close ends it cleanly
         return b""
-
-    @property
-    def response_complete(self) -> bool:
-        """Whether the response to the current request has been fully framed."""
-        return self._our_state == _SENT
 
     def error_response(self, error: ProtocolError | int, detail: str = "") -> bytes:
         """A complete plain-text error response that closes the connection, or ``b""`` when
