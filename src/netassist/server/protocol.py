@@ -267,7 +267,10 @@ class ServerConnection:
     """The server side of one HTTP/1.1 connection, as a state machine over bytes."""
 
     def __init__(self, limits: Limits | None = None, server_name: str = SERVER_NAME) -> None:
-        self.limits = limits or Limits()
+        self.limits = limits = limits or Limits()
+        # A head no longer than this cannot break the size limits of a head or of a field:
+        # only a longer one is measured (receive_head leaves it to _read_head).
+        self._short_head = min(limits.max_header_bytes, limits.max_header_field) + 4
         self.server_name = server_name
         self._buffer = bytearray()
         self._their_eof = False
@@ -304,7 +307,7 @@ class ServerConnection:
             or self._state != _HEAD
             or self._buffer
             or data[0] == 0x0D
-            or end > self.limits.max_header_bytes + 4
+            or end > self._short_head
         ):
             self.receive_data(data)
             return None
@@ -378,6 +381,9 @@ class ServerConnection:
             if not head:
                 return self._read_head()
             line_end = head.find(b"\r\n")
+        # A field longer than its limit needs a head longer than it, too.
+        if len(head) > self._short_head:
+            self._check_field_lengths(head[line_end + 2 : -4])
         return self._parse_head(head, line_end)
 
     def _head_incomplete(self, scanned: int) -> object:
@@ -416,8 +422,6 @@ class ServerConnection:
         if line_end > limits.max_request_line:
             raise self._fail(414, "request line too long")
         # A field longer than its limit needs a header section longer than it, too.
-        if len(head) - line_end > limits.max_header_field + 4:
-            self._check_field_lengths(head[line_end + 2 : -4])
         # A bare LF anywhere in a head is llhttp's to refuse: it does from httptools 0.6.4
         # (the oldest version we accept; 0.6.0-0.6.3 let "HTTP/1.1\n" and "\r\n\n" pass).
         collector = self._collector

@@ -74,6 +74,12 @@ _NEVER = float("inf")  # the deadline of a connection whose app is running
 SENDFILE_CHUNK = 2 << 20
 SWEEP_INTERVAL = 1.0
 _AF_UNIX = getattr(socket, "AF_UNIX", None)  # missing on Windows
+# With epoll (Linux), os.read/os.write on the descriptor: the same syscalls as recv/send with
+# no flags, about 500 instructions cheaper per call than the socket methods' argument
+# parsing. They fail on Windows sockets, so the selectors fallback calls the methods, given
+# the socket object instead (Connection.io).
+_read: Callable[[Any, int], bytes] = os.read if HAS_EPOLL else socket.socket.recv
+_write: Callable[[Any, bytes], int] = os.write if HAS_EPOLL else socket.socket.send
 _HAS_SENDFILE = hasattr(os, "sendfile")
 # Files whose read() runs to the end of the file, so sendfile from tell() sends what
 # iterating them would.
@@ -99,6 +105,7 @@ class Connection:
         "fd",
         "file",
         "head_started",
+        "io",
         "iterator",
         "lock",
         "out",
@@ -118,6 +125,7 @@ class Connection:
     ):
         self.sock = sock
         self.fd = sock.fileno()
+        self.io = self.fd if HAS_EPOLL else sock  # what _read and _write take
         self.remote = remote if isinstance(remote, tuple) else None
         self.proto = proto
         self.builder = builder
@@ -163,11 +171,6 @@ class Worker:
         self._keep_alive = config.keep_alive
         self._level = HAS_EPOLL and self.threads == 1
         self._in, self._out = (IN_LEVEL, OUT_LEVEL) if self._level else (IN, OUT)
-        # os.read/os.write on the descriptor: the same syscalls as recv/send with no flags,
-        # about 500 instructions cheaper per call than the socket methods' argument parsing.
-        # They do not work on Windows sockets, so the selectors fallback uses the methods.
-        self._read_fd: Callable[[int, int], bytes] = os.read if HAS_EPOLL else self._recv_fd
-        self._write_fd: Callable[[int, bytes], int] = os.write if HAS_EPOLL else self._send_fd
         #: --threads N: how they take turns on the poller (turns.py).
         self.turns = Turns(
             self.poller.poll, self._on_event, self._sweep_if_due, poll_timeout=SWEEP_INTERVAL
@@ -369,7 +372,7 @@ class Worker:
 
     def _read(self, conn: Connection) -> None:
         try:
-            data = self._read_fd(conn.fd, RECV_SIZE)  # os.read where it can (see __init__)
+            data = _read(conn.io, RECV_SIZE)
         except (BlockingIOError, InterruptedError):
             self._arm(conn, self._in)
             return
@@ -508,7 +511,7 @@ class Worker:
             self._bad_response(conn, exc)
             return
         try:
-            sent = self._write_fd(conn.fd, out)
+            sent = _write(conn.io, out)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
@@ -897,14 +900,6 @@ class Worker:
             raise TimeoutError("the client did not keep up") from None
         finally:
             sock.setblocking(False)
-
-    # --- the selectors fallback's reads and writes (no os.read on Windows sockets) -------------
-
-    def _recv_fd(self, fd: int, size: int) -> bytes:
-        return self.conns[fd].sock.recv(size)
-
-    def _send_fd(self, fd: int, data: bytes) -> int:
-        return self.conns[fd].sock.send(data)
 
 
 def _poll_busy(poll: Any, window: float, timeout: float, maxevents: int) -> list[tuple[int, int]]:
