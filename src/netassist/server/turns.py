@@ -108,7 +108,9 @@ class Turns:
         """Poll and serve until stopping or until ``turn`` is over."""
         poll = self._poll
         pending = self.pending
-        serve_one = self.serve_one
+        serve = self._serve
+        clock = self._clock
+        guard = self._guard
         timeout = self._poll_timeout
         while not self.stopping and self._turn == turn:
             if not pending:
@@ -123,15 +125,12 @@ class Turns:
                     fd, _ = pending.popleft()
                 except IndexError:
                     break
-                serve_one(fd)
-
-    def serve_one(self, fd: int) -> None:
-        """Serve one event, marked busy meanwhile so the watcher can pass the turn on."""
-        busy = self._busy = (self._clock(),)  # a new tuple per event: compared by identity
-        self._serve(fd)
-        with self._guard:
-            if self._busy is busy:  # else the turn was passed on while this event ran
-                self._busy = None
+                # Marked busy while it is served, so the watcher can pass the turn on.
+                busy = self._busy = (clock(),)  # a new tuple per event: compared by identity
+                serve(fd)
+                with guard:
+                    if self._busy is busy:  # else the turn was passed on while this ran
+                        self._busy = None
 
     def _pass_turn(self, turn: int) -> None:
         """Let the next thread poll, if ``turn`` is still the current one."""

@@ -204,6 +204,18 @@ def split_target(target: bytes, script_name: str = "") -> tuple[str, str, str]:
     return "", path_info, query.decode("latin-1")
 
 
+def _name_the_server(environ: dict, target: str) -> None:
+    """SERVER_NAME and SERVER_PORT from an absolute-form target, which names the host (the
+    protocol already put its authority in the Host field, so HTTP_HOST agrees)."""
+    scheme, _, rest = target.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    host, colon, port = authority.rpartition(":")
+    if not colon or "]" in port:  # no port, or the colon was inside an IPv6 literal
+        host, port = authority, ""
+    environ["SERVER_NAME"] = host
+    environ["SERVER_PORT"] = port or ("443" if scheme.lower() == "https" else "80")
+
+
 class EnvironBuilder:
     """Builds environs fast: the per-worker part is computed once and copied per request."""
 
@@ -282,6 +294,8 @@ class EnvironBuilder:
             environ["SCRIPT_NAME"] = script
             environ["PATH_INFO"] = path_info
             environ["QUERY_STRING"] = query
+            if raw_uri[:1] != "/" and "://" in raw_uri:
+                _name_the_server(environ, raw_uri)
         environ["REQUEST_METHOD"] = request.method
         environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
         environ["SERVER_PROTOCOL"] = _PROTOCOLS[request.version]
