@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.static.test_serve_integration import serve, site  # noqa: F401 - fixtures
-
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -42,7 +40,7 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_listing_folder_and_chinese_file_in_chromium(serve, browser):  # noqa: F811
+def test_listing_folder_and_chinese_file_in_chromium(serve, browser):
     from selenium.webdriver.common.by import By
 
     base = serve()
