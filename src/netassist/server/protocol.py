@@ -299,13 +299,11 @@ _REASONS = {
     505: "HTTP Version Not Supported",
 }
 
-# Host values already found valid: a client sends the same one again and again, and the
-# regex costs about 100 instructions a byte (bounded, in case a client invents many).
+# Host values found valid, so the regex runs once per value (bounded: clients may invent many).
 _GOOD_HOSTS: set[bytes] = set()
 _GOOD_HOSTS_LIMIT = 1024
 
-# The current second, as [start, end) in floats (a float comparison costs less than
-# int(time.time())), and its HTTP date.
+# The current second as floats [start, end) (cheaper to compare than int(time.time())), its date.
 _date: tuple[float, float, str] = (0.0, 0.0, "")
 _head_cache: dict[tuple, tuple[bytes, int, int, bool]] = {}
 _HEAD_CACHE_SIZE = 512
@@ -363,8 +361,7 @@ class ServerConnection:
 
     def __init__(self, limits: Limits | None = None, server_name: str = SERVER_NAME) -> None:
         self.limits = limits = limits or Limits()
-        # A head no longer than this cannot break the size limits of a head or of a field:
-        # only a longer one is measured (receive_head leaves it to _read_head).
+        # No head this short can break the head or field limits: only longer ones are measured.
         self._short_head = min(limits.max_header_bytes, limits.max_header_field) + 4
         self.server_name = server_name
         self._buffer = bytearray()
@@ -537,9 +534,7 @@ class ServerConnection:
             raise self._rejection(head, exc) from None
         else:
             upgrade = False
-        # llhttp accepted "HTTP/d.d" at the end of the request line; the digits are read
-        # from the bytes as ints, which is cheaper than asking the parser for a string or
-        # hashing a slice.
+        # llhttp accepted "HTTP/d.d": the digits read as ints cost less than a string or a slice.
         version = _MINOR_VERSIONS.get(head[line_end - 1]) if head[line_end - 3] == 0x31 else None
         if version is None:
             raise self._fail(505, "HTTP version not supported")
@@ -599,7 +594,7 @@ class ServerConnection:
         if host is None:
             if version == "1.1":
                 raise self._fail(400, "HTTP/1.1 needs a Host field")
-        elif host != self._host_seen:  # a connection usually names one host: compared, not hashed
+        elif host != self._host_seen:  # one host per connection, usually: compared, not hashed
             if host not in _GOOD_HOSTS:
                 self._check_host(host, "Host field")
             self._host_seen = host
@@ -623,8 +618,7 @@ class ServerConnection:
             expect_continue,
         )
         if keep_alive and not chunked and not content_length:
-            # No body: llhttp finished this message with its head and can take the next
-            # one. (With a body it would wait for bytes we frame ourselves: it is dropped.)
+            # No body: llhttp is done with this message and can take the next (else dropped).
             self._parser = parser
             collector.url = b""
             collector.headers = []
@@ -830,8 +824,7 @@ class ServerConnection:
         if request is None:
             raise RuntimeError("no request to respond to")
         keep_alive = self.keep_alive and request.keep_alive
-        # Most responses repeat the head of an earlier one: the finished bytes are cached for
-        # the current second (the Date line changes with it), keyed by all that shapes them.
+        # Heads repeat: cached for the current second (the Date changes), keyed by what shapes them.
         start, end, _ = _date
         if not start <= time.time() < end:
             http_date()  # a new second: a new Date, and the cached heads are dropped

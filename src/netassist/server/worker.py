@@ -74,10 +74,7 @@ _NEVER = float("inf")  # the deadline of a connection whose app is running
 SENDFILE_CHUNK = 2 << 20
 SWEEP_INTERVAL = 1.0
 _AF_UNIX = getattr(socket, "AF_UNIX", None)  # missing on Windows
-# With epoll (Linux), os.read/os.write on the descriptor: the same syscalls as recv/send with
-# no flags, about 500 instructions cheaper per call than the socket methods' argument
-# parsing. They fail on Windows sockets, so the selectors fallback calls the methods, given
-# the socket object instead (Connection.io).
+# os.read/os.write skip the socket methods' argument parsing; Windows sockets need the methods.
 _read: Callable[[Any, int], bytes] = os.read if HAS_EPOLL else socket.socket.recv
 _write: Callable[[Any, bytes], int] = os.write if HAS_EPOLL else socket.socket.send
 _HAS_SENDFILE = hasattr(os, "sendfile")
@@ -131,8 +128,7 @@ class Connection:
         self.builder = builder
         self.environ = builder.connection_base(self.remote)
         self.armed = 0  # the level-triggered mask this connection is registered with
-        # One start_response per connection, reset for each request (_call_app): a new one
-        # per request cost 1.4k of about 52k instructions (bench/README.md).
+        # One start_response per connection, reset per request: building one costs more.
         self.start = StartResponse(None)
         self.lock = threading.Lock()
         self.closed = False
@@ -255,8 +251,7 @@ class Worker:
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    # _handle_unlocked, inlined: a call frame per request costs ~300
-                    # instructions (bench/README.md).
+                    # _handle_unlocked, inlined: a call frame per request costs more than this.
                     try:
                         if conn.phase <= READ_BODY:
                             read(conn)  # the hot path: a request (or more of its body) arrived
@@ -705,7 +700,6 @@ class Worker:
             conn.body.close()  # a spooled temporary file is deleted here
             conn.body = None
         # An app that left a 100-continue body unread: read the rest away, or close.
-        # (A request without a body is complete with its head: the property is not asked.)
         request = conn.request
         if (
             (request is None or request.has_body)
