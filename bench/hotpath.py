@@ -68,7 +68,7 @@ def run(request: bytes, count: int, threads: int = 1) -> float:
         next(iter(worker.listeners.values()))[1],
     )
     worker.conns[conn.fd] = conn
-    worker._next_sweep = float("inf")  # no sweep in the middle of a count
+    worker._next_sweep = worker.turns._next_tick = float("inf")  # no sweep in a count
     ready = [(conn.fd, IN)]
     recv, send = client.recv, client.sendall
     left = 0

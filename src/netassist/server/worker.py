@@ -169,9 +169,8 @@ class Worker:
         self._in, self._out = (IN_LEVEL, OUT_LEVEL) if self._level else (IN, OUT)
         #: --threads N: how they take turns on the poller (turns.py).
         self.turns = Turns(
-            self.poller.poll, self._on_event, self._sweep_if_due, poll_timeout=SWEEP_INTERVAL
+            self.poller.poll, self._on_event, self._sweep, poll_timeout=SWEEP_INTERVAL
         )
-        self.now = time.monotonic()  # read once per batch of events: deadlines are coarse
         multiprocess = config.workers > 1
         for sock in sockets:
             sock.setblocking(False)
@@ -247,7 +246,7 @@ class Worker:
                 events = poll(SWEEP_INTERVAL, 64)
             except InterruptedError:
                 continue
-            self.now = now = time.monotonic()
+            now = time.monotonic()
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
@@ -265,11 +264,6 @@ class Worker:
             if now >= self._next_sweep:
                 self._sweep(now)
 
-    def _sweep_if_due(self, now: float) -> None:
-        self.now = now
-        if now >= self._next_sweep:
-            self._sweep(now)
-
     # --- accepting ----------------------------------------------------------------------------
 
     def _accept(self, fd: int) -> None:
@@ -277,6 +271,7 @@ class Worker:
             return  # the listener is shut: accept() would only fail
         sock, builder = self.listeners[fd]
         config = self.config
+        deadline = time.monotonic() + config.header_timeout
         for _ in range(64):
             if len(self.conns) >= config.max_connections:
                 self._accept_paused = True
@@ -296,7 +291,7 @@ class Worker:
             conn = Connection(
                 client, remote, ServerConnection(config.limits, config.server_name), builder
             )
-            conn.deadline = self.now + config.header_timeout
+            conn.deadline = deadline
             conn.start.write = partial(self._write_callable, conn)
             self.conns[conn.fd] = conn
             if self.threads > 1:
@@ -842,12 +837,11 @@ class Worker:
                 pending.extend(self.poller.poll(0.05, 64))
             while pending:
                 fd, _ = pending.popleft()
-                self.now = time.monotonic()
                 if several:
                     self._on_event(fd)
                 elif (conn := conns.get(fd)) is not None:
                     self._handle_unlocked(conn)
-            self.now = now = time.monotonic()
+            now = time.monotonic()
             self._sweep(now)  # every round: a lingering close ends on time, not up to 1 s late
             if not self._close_idle() or now >= end:
                 return
