@@ -41,7 +41,7 @@ def run(
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: worker.stop())
+            previous[signum] = signal.signal(signum, lambda *_: _stop(worker, sockets))
     threads = worker.threads
     if threads < config.threads:
         log.warning("--threads %d needs epoll (Linux): serving with one thread", config.threads)
@@ -58,6 +58,23 @@ def run(
             sock.close()
         _remove_socket_files(ours)
         log.info("stopped")
+
+
+def _stop(worker: Worker, sockets: list[socket.socket]) -> None:
+    shut(sockets)
+    worker.stop()
+
+
+def shut(sockets: list[socket.socket]) -> None:
+    """Stop listening at once: a client connecting from now on is refused instead of taken
+    into the backlog and left waiting while the server winds down. This acts on the sockets
+    themselves, which every forked worker shares, so only their owner may call it, when the
+    whole server stops (a worker leaving alone just closes its descriptors)."""
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not every system can shut a listening socket; it is closed soon after
 
 
 def _unix_socket_files(sockets: list[socket.socket]) -> dict[str, int]:

@@ -212,19 +212,12 @@ class Worker:
             self._shutdown()
 
     def stop(self) -> None:
-        """Stop accepting at once and leave :meth:`run` once busy connections finish;
-        thread- and signal-safe."""
+        """Stop accepting and leave :meth:`run` once busy connections finish; thread- and
+        signal-safe. The listening sockets are closed (this process's descriptors only) as
+        soon as the loops have ended; refusing new clients at once is their owner's call
+        (``arbiter.shut``), since every process shares those sockets."""
         self.stopping = True
         self.turns.stop()
-        # Shut the listening sockets now, not when the loops notice: a client connecting
-        # meanwhile would be taken into the backlog and left hanging. (Closed later, in
-        # _finish_in_flight: closing here could hand their descriptor numbers to new
-        # connections while a thread still polls.)
-        for sock, _ in self.listeners.values():
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # not every system can shut a listening socket; it is closed soon
         self._waker.wake()
 
     def _loop(self) -> None:
