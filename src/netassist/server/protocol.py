@@ -16,9 +16,13 @@ the bytes: a request line too long is 414, a head too large or with too many fie
 and a slow client cannot grow a buffer without bound. llhttp then parses and validates the
 complete head (it is the fastest strict parser available to Python, about 2-3 times faster
 than our regex prototype on browser-sized heads; see ``bench/``). Its verdicts are turned
-into statuses, and the rules it does not enforce are ours: exactly one Host in HTTP/1.1, a
-Transfer-Encoding that is exactly ``chunked`` (else 501), none of it in HTTP/1.0, no version
-but 1.0 and 1.1 (505), a body limit (413).
+into statuses, and the rules it does not enforce are ours: exactly one Host in HTTP/1.1,
+whose value is ``uri-host [":" port]``; a target in one of the four forms, ``*`` for OPTIONS
+only, and an absolute-form target's authority in place of the Host field; no second field
+of those defined as one value (Content-Type, Authorization...); a Transfer-Encoding that is
+exactly ``chunked`` (else 501), none of it in HTTP/1.0; no version but 1.0 and 1.1 (505);
+a size limit per field (431) and for the body (413). Any method that is a token is taken:
+llhttp knows a fixed table of them, so GET stands in for another one while it parses.
 
 Bodies are framed here, not by llhttp, so no parser ever reads past the end of a message:
 Content-Length counts down; chunked is decoded by a small state machine whose regexes sit
@@ -202,7 +206,6 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NO_BODY_STATUS = frozenset({204, 304})
-# Lengths of host, expect, connection, content-length, transfer-encoding.
 # Fields the head's checks look at: framing, routing, and the singletons below.
 _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _CONNECTION = range(1, 6)
 # Fields defined as one value, not a list (RFC 9110 5.3): a second one is 400 (two parts of a
