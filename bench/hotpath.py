@@ -2,10 +2,12 @@
 
     python bench/hotpath.py [--requests 50000] [--browser] [--threads N] [--instructions]
 
-A socketpair stands in for the client: each round writes one request, lets the worker
-handle the readable socket exactly as its event loop would (recv, parse, environ, app,
-framing, send, re-arm), and reads the response back. Use it to compare changes to the hot
-path; the side-by-side figures against other servers come from http_bench.py.
+A socketpair stands in for the client, and the worker's own event loop runs: its poll is
+replaced by one that reads the previous response back, writes the next request and reports
+the connection readable, so each round goes through the loop exactly as under load
+(dispatch, recv, parse, environ, app, framing, send, re-arm; with --threads N, the turn's
+bookkeeping too). Use it to compare changes to the hot path; the side-by-side figures
+against other servers come from http_bench.py.
 
 --instructions counts instead of timing: it runs the same path under valgrind's callgrind
 for 2,000 and for 4,000 requests and prints the difference per request. With hash seeds
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.apps import hello
 from netassist.server import protocol
 from netassist.server.config import ServerConfig
+from netassist.server.poller import IN
 from netassist.server.protocol import ServerConnection
 from netassist.server.worker import Connection, Worker
 
@@ -65,18 +68,35 @@ def run(request: bytes, count: int, threads: int = 1) -> float:
         next(iter(worker.listeners.values()))[1],
     )
     worker.conns[conn.fd] = conn
-    recv = client.recv
-    # As the loops do: --threads N serves each event in its turn, one thread straight away.
-    handle = worker._handle_in_turn if worker.threads > 1 else worker._handle_unlocked
-    for _ in range(1000):  # warm up
-        client.sendall(request)
-        handle(conn, 0)
-        recv(65536)
+    worker._next_sweep = worker.turns._next_tick = float("inf")  # no sweep in a count
+    ready = [(conn.fd, IN)]
+    recv, send = client.recv, client.sendall
+    left = 0
+
+    def poll(timeout: float, maxevents: int) -> list[tuple[int, int]]:
+        nonlocal left
+        if left < rounds:
+            recv(65536)  # the response to the previous request
+        if left == 0:
+            worker.stopping = worker.turns.stopping = True
+            return []
+        left -= 1
+        send(request)
+        return ready
+
+    def loop() -> None:
+        worker.stopping = worker.turns.stopping = False
+        if worker.threads > 1:
+            worker.turns._poll = poll
+            worker.turns._serve_turn(worker.turns._turn)
+        else:
+            worker._serve(poll)
+
+    rounds = left = 1000  # warm up
+    loop()
+    rounds = left = count
     started = time.perf_counter()
-    for _ in range(count):
-        client.sendall(request)
-        handle(conn, 0)
-        recv(65536)
+    loop()
     return (time.perf_counter() - started) / count * 1e6
 
 

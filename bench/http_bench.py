@@ -16,6 +16,9 @@ that is missing is skipped. Only 127.0.0.1 is used; each wrk run is bounded by -
 --python runs netassist on another interpreter (one with its dependencies installed; the
 code comes from this checkout) and --peers takes the peers from another environment, so all
 of them can be compared on one interpreter build (bench/README.md: the build matters).
+--compare DIR adds netassist from another checkout (its src/ and bench/apps.py), rows named
+"DIR: netassist ...", interleaved with the others: a change measured before and after in
+one run.
 """
 
 from __future__ import annotations
@@ -61,19 +64,27 @@ def netassist_command(python: Path, port: int, *flags: str) -> list[str]:
     return [*run, "--bind", f"127.0.0.1:{port}", *flags, "--log-level", "warning"]
 
 
+NETASSIST_FLAGS = (("--threads", "1"), ("--threads", "1", "--busy-poll", "50"), ("--threads", "4"))
+
+
 def servers(
-    port: int, tmp: str, project_py: Path = PROJECT_PY, peers: Path = PEERS
+    port: int,
+    tmp: str,
+    project_py: Path = PROJECT_PY,
+    peers: Path = PEERS,
+    compare: Path | None = None,
 ) -> dict[str, list[str]]:
     """Command lines of every available server for ``port``."""
     root = str(ROOT)
     found = {
         f"netassist {' '.join(flags)}": netassist_command(project_py, port, *flags)
-        for flags in (
-            ("--threads", "1"),
-            ("--threads", "1", "--busy-poll", "50"),
-            ("--threads", "4"),
-        )
+        for flags in NETASSIST_FLAGS
     }
+    if compare is not None:
+        for flags in NETASSIST_FLAGS:
+            found[f"{compare}: netassist {' '.join(flags)}"] = netassist_command(
+                project_py, port, *flags
+            )
     # Not servers: what pure Python reaches here (bench/floor.py), on netassist's interpreter.
     for mode in ("prototype", "fixed"):
         found[f"python floor: {mode}"] = [str(project_py), str(HERE / "floor.py"), str(port), mode]
@@ -189,11 +200,13 @@ def _percentile(wrk_output: str, which: str) -> float:
     return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
 
 
-def measure(name: str, command: list[str], port: int, scenarios: dict, duration: float) -> dict:
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}")
+def measure(
+    name: str, command: list[str], port: int, scenarios: dict, duration: float, root: Path = ROOT
+) -> dict:
+    env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{root / 'src'}")
     proc = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, *command],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -230,7 +243,11 @@ def main() -> int:
         default="netassist --threads 1",
         help="the server the ratio column divides by the others (a name from the table)",
     )
+    parser.add_argument(
+        "--compare", type=Path, help="also run netassist from this other checkout (before/after)"
+    )
     args = parser.parse_args()
+    compare = args.compare.resolve() if args.compare else None
     peers = args.peers / "bin"
     scenarios = {
         "c50": (50, None),
@@ -240,13 +257,14 @@ def main() -> int:
     results: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(args.repeats):
-            for name in servers(0, tmp, args.python, peers):
+            for name in servers(0, tmp, args.python, peers, compare):
                 if args.only and not any(part in name for part in args.only):
                     continue
                 port = free_port()
-                command = servers(port, tmp, args.python, peers)[name]
+                command = servers(port, tmp, args.python, peers, compare)[name]
+                root = compare if compare and name.startswith(f"{compare}:") else ROOT
                 try:
-                    figures = measure(name, command, port, scenarios, args.duration)
+                    figures = measure(name, command, port, scenarios, args.duration, root)
                 except Exception as exc:  # one broken peer must not sink the whole run
                     print(f"  {name}: failed ({exc})", file=sys.stderr)
                     continue
@@ -281,7 +299,7 @@ def main() -> int:
             ratio = base[label][0] / rate if label in base and rate else float("nan")
             tail = p99 * rate / (1000 * scenarios[label][0]) if rate else float("nan")
             print(
-                f"  {name:<38} {rate:>10,.0f} req/s  p50 {p50:6.2f}  p99 {p99:6.2f} ms"
+                f"  {name:<52} {rate:>10,.0f} req/s  p50 {p50:6.2f}  p99 {p99:6.2f} ms"
                 f"  tail {tail:4.2f}  ratio {ratio:5.2f}"
             )
     out = HERE / "results"

@@ -1,8 +1,8 @@
 """netassist: the Python networking toolkit people reach for first.
 
-The debugging assistant lives in :mod:`netassist.wire`; later parts (chat, file transfer,
-static files, the WSGI server and the web framework) join the curated ``__all__`` below as
-they land.
+The debugging assistant lives in :mod:`netassist.wire`, file transfer in
+:mod:`netassist.transfer`, static files in :mod:`netassist.static` and the WSGI server in
+:mod:`netassist.server`; the names below are the curated public API (a test pins them).
 """
 
 from typing import TYPE_CHECKING

@@ -18,10 +18,11 @@ CORK_MIN = 1 << 20
 def set_cork(sock: socket.socket, on: bool) -> bool:
     """Put the cork on or take it off (taking it off sends the last partial segment);
     False where the socket has no such option (Unix sockets, other systems)."""
-    if sock.family == socket.AF_UNIX or not hasattr(socket, "TCP_CORK"):
+    cork = getattr(socket, "TCP_CORK", None)  # Linux only; Windows has no AF_UNIX either
+    if cork is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return False
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, on)
+        sock.setsockopt(socket.IPPROTO_TCP, cork, on)
     except OSError:
         return False
     return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import threading
 import time
 from wsgiref.validate import validator
@@ -34,6 +35,8 @@ def _echo(environ, start_response):
         "remote_addr": environ["REMOTE_ADDR"],
         "remote_port": environ.get("REMOTE_PORT"),
         "scheme": environ["wsgi.url_scheme"],
+        "server_name": environ["SERVER_NAME"],
+        "server_port": environ["SERVER_PORT"],
         "multithread": environ["wsgi.multithread"],
         "multiprocess": environ["wsgi.multiprocess"],
         "input_terminated": environ.get("wsgi.input_terminated"),
@@ -120,6 +123,27 @@ def _slow(environ, start_response):
     return [b"slow"]
 
 
+def _hold(environ, start_response):
+    """Tell the test it is running (a connection to the port in the query string), and
+    answer only once the test says so: synchronisation without sleeping."""
+    with socket.create_connection(("127.0.0.1", int(environ["QUERY_STRING"])), timeout=60) as peer:
+        peer.sendall(threading.current_thread().name.encode() + b"\n")
+        peer.recv(1)
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "8")])
+    return [b"released"]
+
+
+def _write(environ, start_response):
+    """The legacy write() callable: the head and two pieces through it, one from the body."""
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    mode = environ["QUERY_STRING"]
+    write(b"written ")
+    if mode == "not-bytes":
+        write("a str")  # must raise TypeError in the app
+    write(b"twice, ")
+    return [b"then returned"]
+
+
 def _thread(environ, start_response):
     """The name of the thread that runs this request."""
     name = threading.current_thread().name.encode()
@@ -138,6 +162,8 @@ def _router(environ, start_response):
         "/tracked": _tracked,
         "/slow": _slow,
         "/thread": _thread,
+        "/hold": _hold,
+        "/write": _write,
     }
     path = environ["PATH_INFO"]
     for prefix, handler in routes.items():

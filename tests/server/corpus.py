@@ -127,6 +127,61 @@ VALID = [
         ],
     ),
     Case(
+        "a header field of exactly 8190 bytes",
+        b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Long: " + b"v" * 8182 + b"\r\n\r\n",
+        [Seen("GET", b"/", [*H, (b"X-Long", b"v" * 8182)])],
+    ),
+    Case(
+        "every token is a method: the app decides 405 or 501, not llhttp's table",
+        b"BREW / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+        b"-BLARGH /x HTTP/1.1\r\nHost: example.com\r\n\r\n"
+        b"PROPFIND /d HTTP/1.1\r\nHost: example.com\r\nContent-Length: 3\r\n\r\nabc"
+        b"get /lower HTTP/1.1\r\nHost: example.com\r\n\r\n"
+        b"X!#$%&'*+.^_`|~9 /t HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        [
+            Seen("BREW", b"/", H),
+            Seen("-BLARGH", b"/x", H),
+            Seen("PROPFIND", b"/d", [*H, (b"Content-Length", b"3")], b"abc"),
+            Seen("get", b"/lower", H),
+            Seen("X!#$%&'*+.^_`|~9", b"/t", H),
+        ],
+    ),
+    Case(
+        "absolute-form: the target's authority replaces the Host field",
+        b"GET http://other.test:8080/x?q HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n",
+        [
+            Seen(
+                "GET",
+                b"http://other.test:8080/x?q",
+                [(b"Host", b"other.test:8080"), (b"Accept", b"*/*")],
+            )
+        ],
+    ),
+    Case(
+        "absolute-form in HTTP/1.0 without Host: the authority is the Host",
+        b"GET HTTPS://[::1]/ HTTP/1.0\r\n\r\n",
+        [Seen("GET", b"HTTPS://[::1]/", [(b"Host", b"[::1]")], version="1.0")],
+    ),
+    Case(
+        "Host forms: IPv6 literal with a port, IPv4, percent-encoded, empty",
+        b"GET /1 HTTP/1.1\r\nHost: [2001:db8::1]:8000\r\n\r\n"
+        b"GET /2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        b"GET /3 HTTP/1.1\r\nHost: xn--fiq228c.example%2E:\r\n\r\n"
+        b"GET /4 HTTP/1.1\r\nHost:\r\n\r\n",
+        [
+            Seen("GET", b"/1", [(b"Host", b"[2001:db8::1]:8000")]),
+            Seen("GET", b"/2", [(b"Host", b"127.0.0.1")]),
+            Seen("GET", b"/3", [(b"Host", b"xn--fiq228c.example%2E:")]),
+            Seen("GET", b"/4", [(b"Host", b"")]),
+        ],
+    ),
+    Case(
+        "trailer fields that may be trailers",
+        b"POST /t HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\nx\r\n0\r\nX-Checksum: 1\r\nServer-Timing: a\r\n\r\n",
+        [Seen("POST", b"/t", [*H, (b"Transfer-Encoding", b"chunked")], b"x")],
+    ),
+    Case(
         "binary body",
         b"POST /b HTTP/1.1\r\nHost: example.com\r\nContent-Length: 6\r\n\r\n\x00\r\n\xff\r\n",
         [Seen("POST", b"/b", [*H, (b"Content-Length", b"6")], b"\x00\r\n\xff\r\n")],
@@ -269,18 +324,94 @@ INVALID = [
         431,
     ),
     bad(
+        "one header field over 8190 bytes (the head under its limit)",
+        b"GET / HTTP/1.1\r\nHost: example.com\r\nX-Long: " + b"v" * 8184 + b"\r\n\r\n",
+        431,
+    ),
+    bad(
+        "one header field over 8190 bytes, not the last",
+        b"GET / HTTP/1.1\r\nCookie: " + b"c" * 8190 + b"\r\nHost: example.com\r\n\r\n",
+        431,
+    ),
+    bad(
         "too many header fields",
         b"GET / HTTP/1.1\r\nHost: example.com\r\n"
         + b"".join(b"X-%d: v\r\n" % i for i in range(101))
         + b"\r\n",
         431,
     ),
+    *[
+        bad(f"Host {value!r}", b"GET / HTTP/1.1\r\nHost: " + value + b"\r\n\r\n", 400)
+        for value in (
+            b"exa mple.com",  # a space inside
+            b"a.example, b.example",  # two hosts joined
+            b"a.example b.example",
+            b"user@a.example",
+            b"a.example/path",
+            b"a.example:80x",
+            b"[::1",
+            b"a.example%zz",
+            b"\xe4\xb8\xad.example",
+        )
+    ],
+    bad(
+        "absolute-form with user information",
+        b"GET http://user@a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        400,
+    ),
+    bad(
+        "absolute-form with a bad authority",
+        b"GET http://a.example,b.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        400,
+    ),
+    bad("http URI without a host", b"GET http:///x HTTP/1.1\r\nHost: a.example\r\n\r\n", 400),
+    bad("asterisk-form for GET", b"GET * HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
+    bad(
+        "asterisk-form for POST",
+        b"POST * HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n",
+        400,
+    ),
+    bad("a target in no form", b"GET x/y HTTP/1.1\r\nHost: example.com\r\n\r\n", 400),
+    *[
+        bad(
+            f"{field.split(b':')[0].decode()} in a trailer",
+            b"POST / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n" + field + b"\r\n\r\n",
+            400,
+        )
+        for field in (
+            b"Content-Length: 5",
+            b"Transfer-Encoding: chunked",
+            b"Host: evil.example",
+            b"Authorization: Basic eA==",
+            b"content-type: text/plain",
+            b"X-Fine: 1\r\nCookie: a=b",
+        )
+    ],
+    *[
+        bad(
+            f"repeated {first.split(b':')[0].decode()}",
+            b"POST / HTTP/1.1\r\nHost: example.com\r\n"
+            + first
+            + b"\r\nX: y\r\n"
+            + second
+            + b"\r\nContent-Length: 0\r\n\r\n",
+            400,
+        )
+        for first, second in (
+            (b"Content-Type: text/plain", b"Content-Type: application/json"),
+            (b"Content-Type: text/plain", b"content-type: text/plain"),
+            (b"User-Agent: a", b"User-Agent: b"),
+            (b"Authorization: Basic eA==", b"Authorization: Basic eQ=="),
+            (b"Range: bytes=0-1", b"Range: bytes=5-9"),
+            (b"If-Modified-Since: x", b"If-Modified-Since: y"),
+        )
+    ],
     bad("HTTP/2.0", b"GET / HTTP/2.0\r\nHost: example.com\r\n\r\n", 505),
     bad("HTTP/0.9", b"GET / HTTP/0.9\r\nHost: example.com\r\n\r\n", 505),
     bad("HTTP/1.2", b"GET / HTTP/1.2\r\nHost: example.com\r\n\r\n", 505),
     bad("HTTP/3.0", b"GET / HTTP/3.0\r\nHost: example.com\r\n\r\n", 505),
     bad("lowercase http", b"GET / http/1.1\r\nHost: example.com\r\n\r\n", 400),
-    bad("unknown method", b"BREW / HTTP/1.1\r\nHost: example.com\r\n\r\n", 501),
     bad(
         "garbage (TLS hello on a plain port)",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",

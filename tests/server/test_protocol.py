@@ -301,3 +301,119 @@ def test_no_byte_sequence_crashes_or_gets_two_responses(chunks):
                 break
             conn.start_next_cycle()
     assert responses <= requests + 1  # one error response at most, for a request never answered
+
+
+# --- the worker's fast path: receive_head and whole_response -----------------------------
+
+
+def test_receive_head_returns_the_request_of_a_whole_head_alone():
+    raw = b"GET /x?y HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n\r\n"
+    conn = ServerConnection()
+    request = conn.receive_head(raw)
+    assert isinstance(request, Request)
+    assert (request.method, request.target, request.version) == ("GET", b"/x?y", "1.1")
+    assert request.headers == [(b"Host", b"a"), (b"X-A", b"1")]
+    assert conn.buffered == 0
+    assert conn.next_event() is PAUSED  # the same state next_event would have left
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\n",  # not the whole head
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n",  # two
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab",  # a body behind it
+        b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",  # an empty line first
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"v" * 9000 + b"\r\n\r\n",  # over a limit
+    ],
+    ids=["partial", "pipelined", "with body", "leading CRLF", "long"],
+)
+def test_receive_head_leaves_every_other_case_to_next_event(raw):
+    fast = ServerConnection()
+    assert fast.receive_head(raw) is None
+    assert fast.buffered == len(raw)
+    slow = ServerConnection()
+    slow.receive_data(raw)
+    events = []
+    for conn in (fast, slow):
+        try:
+            event = conn.next_event()
+        except ProtocolError as error:
+            event = error.status
+        events.append(event if isinstance(event, int) else repr(event))
+    assert events[0] == events[1]
+
+
+def test_receive_head_refuses_what_next_event_refuses():
+    with pytest.raises(ProtocolError) as info:
+        ServerConnection().receive_head(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n")
+    assert info.value.status == 400
+    with pytest.raises(ProtocolError) as info:
+        ServerConnection().receive_head(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert info.value.status == 400
+
+
+def test_receive_head_after_a_request_only_buffers():
+    conn = ServerConnection()
+    assert conn.receive_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") is not None
+    assert conn.receive_head(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n") is None  # not its turn
+    conn.response_head("200 OK", [("Content-Length", "0")])
+    conn.end_response()
+    assert conn.start_next_cycle()  # input is waiting
+    assert conn.next_event().target == b"/2"
+
+
+def _pieces(raw: bytes, status: str, headers: list, body: bytes) -> tuple[bytes, bool]:
+    """What response_head + response_body + end_response give, and the keep-alive after."""
+    conn = request_for(raw)
+    out = conn.response_head(status, headers) + conn.response_body(body) + conn.end_response()
+    return out, conn.keep_alive
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "headers", "body"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "200 OK", [("Content-Length", "5")], b"hello"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "200 OK", [("Content-Length", "3")], b"hello"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "200 OK", [("Content-Length", "9")], b"hello"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "200 OK", [("X-A", "1")], b"hello"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "200 OK", [], b""),
+        (b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", "200 OK", [("Content-Length", "5")], b"hello"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "304 Not Modified", [], b""),
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "204 No Content", [], b""),
+        (b"GET / HTTP/1.0\r\n\r\n", "200 OK", [], b"until close"),
+        (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "200 OK", [], b"close"),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            "200 OK",
+            [("Content-Length", "2")],
+            b"ok",
+        ),
+    ],
+    ids=[
+        "exact length",
+        "more than declared",
+        "less than declared",
+        "chunked",
+        "empty chunked",
+        "HEAD",
+        "304",
+        "204",
+        "HTTP/1.0 until close",
+        "HTTP/1.0 keep-alive asked, no length",
+        "Connection: close",
+    ],
+)
+def test_whole_response_is_the_three_pieces_in_one(raw, status, headers, body):
+    whole_conn = request_for(raw)
+    whole = whole_conn.whole_response(status, headers, body)
+    assert (whole, whole_conn.keep_alive) == _pieces(raw, status, headers, body)
+    with pytest.raises(RuntimeError):
+        whole_conn.response_head(status, headers)  # one response per request
+
+
+def test_whole_response_refuses_an_unsafe_head_and_allows_the_500():
+    conn = request_for(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    with pytest.raises(ValueError):
+        conn.whole_response("200 OK", [("X", "a\r\nb")], b"x")
+    assert conn.error_response(500).startswith(b"HTTP/1.1 500 ")

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.static.test_serve_integration import serve, site  # noqa: F401 - fixtures
-
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-def test_listing_folder_and_chinese_file_in_chromium(serve, browser):  # noqa: F811
+def test_listing_folder_and_chinese_file_in_chromium(serve, browser):
     from selenium.webdriver.common.by import By
 
     base = serve()

@@ -35,13 +35,8 @@ def gbk_site(tmp_path):
 
 
 @pytest.fixture
-def serve_gbk(netassist, gbk_site):
-    def start(*args: str) -> str:
-        proc = netassist("serve", str(gbk_site), "--bind", "127.0.0.1:0", *args)
-        port = proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+)").group(1)
-        return f"http://127.0.0.1:{port}"
-
-    return start
+def serve_gbk(serve_folder, gbk_site):
+    return lambda *args: serve_folder(gbk_site, *args)
 
 
 def test_html_is_unlabelled_and_text_is_utf8_by_default(serve_gbk):

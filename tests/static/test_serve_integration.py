@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import socket
@@ -12,46 +11,10 @@ import pytest
 import requests
 
 from tests.conftest import need
+from tests.static.conftest import CANARY
 from tests.test_paths import HOSTILE
 
 pytestmark = pytest.mark.integration
-
-CANARY = "CANARY-7f3a-must-never-be-served"
-
-
-@pytest.fixture
-def site(tmp_path):
-    """A folder to serve, and a canary file right next to it."""
-    root = tmp_path / "site"
-    (root / "sub" / "深层").mkdir(parents=True)
-    (root / "a.txt").write_text("hello\n")
-    (root / "data.bin").write_bytes(bytes(range(256)) * 40)  # 10,240 bytes
-    (root / "中文 #1?%.txt").write_text("中文内容\n")
-    (root / "sub" / "b.txt").write_text("b\n")
-    (root / "sub" / "深层" / "c.txt").write_text("c\n")
-    (root / "app.js").write_text("console.log('plain');\n" * 50)
-    (root / "app.js.gz").write_bytes(gzip.compress(b"console.log('plain');\n" * 50))
-    (root / "style.css").write_text("body { color: red; }\n" * 100)
-    (root / "module.wasm").write_bytes(b"\x00asm\x01\x00\x00\x00")
-    (root / "empty.txt").write_bytes(b"")
-    (root / ".secret").write_text(CANARY)
-    (root / "docs").mkdir()
-    (root / "docs" / "index.html").write_text("<!DOCTYPE html><title>docs</title>")
-    (tmp_path / "canary.txt").write_text(CANARY)
-    os.symlink(tmp_path / "canary.txt", root / "link-out")
-    os.symlink(tmp_path, root / "dir-out")
-    os.mkfifo(root / "fifo")
-    return root
-
-
-@pytest.fixture
-def serve(netassist, site):
-    def start(*args: str) -> str:
-        proc = netassist("serve", str(site), "--bind", "127.0.0.1:0", *args)
-        port = proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+)").group(1)
-        return f"http://127.0.0.1:{port}"
-
-    return start
 
 
 def test_file_types_and_headers(serve):

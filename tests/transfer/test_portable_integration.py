@@ -1,6 +1,7 @@
 """``netassist files`` where the POSIX-only names are missing (as on Windows): server and
-client run as processes with ``O_NOFOLLOW``, ``O_CLOEXEC``, ``pread``, ``preadv``,
-``sendfile`` and descriptor ``utime`` deleted, and every transfer still arrives verified."""
+client run as processes by tests/without_posix.py (``O_NOFOLLOW``, ``O_CLOEXEC``, ``pread``,
+``preadv``, ``sendfile``, descriptor ``utime``, epoll... deleted), and every transfer still
+arrives verified."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.integration
-WITHOUT_POSIX = [sys.executable, str(Path(__file__).with_name("without_posix.py"))]
+WITHOUT_POSIX = [sys.executable, str(Path(__file__).parents[1] / "without_posix.py")]
 
 
 def without_posix(*args: str) -> subprocess.CompletedProcess:

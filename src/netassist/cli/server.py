@@ -1,4 +1,9 @@
-"""``netassist run MODULE:APP``: the WSGI server. Flags follow gunicorn where it has them."""
+"""``netassist run MODULE:APP``: the WSGI server. Flags follow gunicorn where it has them.
+
+Every default comes from :class:`~netassist.server.config.ServerConfig` (and its request
+limits), the settings object the Python API uses too, so the two cannot drift; ``--help``
+shows them.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,41 @@ import logging
 import os
 
 from netassist.errors import ExitCode
+from netassist.server.config import ServerConfig
+
+_DEFAULTS = ServerConfig()
+
+# (flags, setting, type, metavar, help): the server's settings as flags. A setting of the
+# request limits is looked up in ServerConfig.limits.
+_SETTINGS: list[tuple[tuple[str, ...], str, type, str, str]] = [
+    (("-w", "--workers"), "workers", int, "N", "worker processes"),
+    (("--threads",), "threads", int, "N", "threads per worker; 1 calls the app inline"),
+    (
+        ("--busy-poll",),
+        "busy_poll",
+        int,
+        "USEC",
+        "keep polling this many microseconds after the last event before sleeping: lower "
+        "latency for sparse traffic, for CPU (--threads 1 only; 0 is off)",
+    ),
+    (("--keep-alive",), "keep_alive", float, "SECONDS", "idle time allowed between requests"),
+    (("--header-timeout",), "header_timeout", float, "SECONDS", "time to read one request head"),
+    (("--body-timeout",), "body_timeout", float, "SECONDS", "time without progress in a body"),
+    (("--send-timeout",), "send_timeout", float, "SECONDS", "time without progress sending"),
+    (("--max-connections",), "max_connections", int, "N", "connections per worker"),
+    (("--backlog",), "backlog", int, "N", "the listen backlog"),
+    (("--max-request-line",), "max_request_line", int, "BYTES", "longer gets 414"),
+    (("--max-header-bytes",), "max_header_bytes", int, "BYTES", "a whole request head; more: 431"),
+    (("--max-header-field",), "max_header_field", int, "BYTES", "one header field; more: 431"),
+    (("--max-header-count",), "max_header_count", int, "N", "header fields; more gets 431"),
+    (("--max-body",), "max_body", int, "BYTES", "request body; more gets 413"),
+]
+
+
+def _default(setting: str) -> object:
+    if hasattr(_DEFAULTS, setting):
+        return getattr(_DEFAULTS, setting)
+    return getattr(_DEFAULTS.limits, setting)
 
 
 def add_common_server_options(p: argparse.ArgumentParser) -> None:
@@ -16,25 +56,39 @@ def add_common_server_options(p: argparse.ArgumentParser) -> None:
         "--bind",
         action="append",
         metavar="ADDRESS",
-        help="HOST:PORT, [V6]:PORT or unix:PATH; repeatable (default 127.0.0.1:8000)",
-    )
-    p.add_argument("-w", "--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument(
-        "--threads", type=int, default=1, help="threads per worker; 1 runs inline (default)"
+        help="HOST:PORT, [V6]:PORT or unix:PATH; repeatable "
+        f"(default {', '.join(str(b) for b in _DEFAULTS.binds)})",
     )
     p.add_argument(
         "--access-log",
         metavar="FILE",
+        default=_DEFAULTS.access_log,
         help="log each request to FILE, or - for stderr (default: none)",
     )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    for flags, setting, kind, metavar, text in _SETTINGS:
+        p.add_argument(
+            *flags,
+            type=kind,
+            default=_default(setting),
+            metavar=metavar,
+            help=f"{text} (default %(default)s)",
+        )
     p.add_argument(
-        "--busy-poll",
-        type=int,
-        default=0,
-        metavar="USEC",
-        help="keep polling this many microseconds after the last event before sleeping: "
-        "lower latency for sparse traffic, for CPU (--threads 1 only; default 0, off)",
+        "--script-name",
+        metavar="PATH",
+        default=os.environ.get("SCRIPT_NAME", _DEFAULTS.script_name),
+        help="mount point, as in /app (default: $SCRIPT_NAME, else none)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The validated settings the options of :func:`add_common_server_options` give."""
+    return ServerConfig.create(
+        binds=args.bind or _DEFAULTS.binds,
+        access_log=args.access_log,
+        script_name=args.script_name,
+        **{setting: getattr(args, setting) for _, setting, *_ in _SETTINGS},
     )
 
 
@@ -55,41 +109,6 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="the application, as in myapp:app or pkg.wsgi:create_app()",
     )
     add_common_server_options(p)
-    p.add_argument(
-        "-t",
-        "--timeout",
-        type=float,
-        default=30.0,
-        help="seconds before a silent worker is replaced",
-    )
-    p.add_argument(
-        "--keep-alive", type=float, default=5.0, help="idle seconds allowed between requests"
-    )
-    p.add_argument(
-        "--header-timeout", type=float, default=10.0, help="seconds to read one request head"
-    )
-    p.add_argument(
-        "--body-timeout",
-        type=float,
-        default=30.0,
-        help="seconds without progress while a body arrives",
-    )
-    p.add_argument(
-        "--send-timeout", type=float, default=30.0, help="seconds without progress while sending"
-    )
-    p.add_argument("--max-connections", type=int, default=10_000, help="connections per worker")
-    p.add_argument("--backlog", type=int, default=2048, help="the listen backlog")
-    p.add_argument("--max-request-line", type=int, default=8190, help="bytes; longer gets 414")
-    p.add_argument(
-        "--max-header-bytes", type=int, default=32768, help="bytes of a request head; more gets 431"
-    )
-    p.add_argument("--max-header-count", type=int, default=100, help="header fields; more gets 431")
-    p.add_argument(
-        "--max-body", type=int, default=1 << 30, help="request body bytes; more gets 413"
-    )
-    p.add_argument(
-        "--script-name", default=os.environ.get("SCRIPT_NAME", ""), help="mount point, as in /app"
-    )
     p.add_argument("--chdir", metavar="DIR", help="import the application from DIR")
     p.set_defaults(handler=run)
 
@@ -98,29 +117,10 @@ def run(args: argparse.Namespace) -> int:
     """``netassist run``."""
     # Imported here: other commands start without loading the server.
     from netassist.server import arbiter
-    from netassist.server.config import ServerConfig
     from netassist.server.loader import load_app
 
     configure_logging(args.log_level)
-    config = ServerConfig.create(
-        binds=args.bind or ["127.0.0.1:8000"],
-        workers=args.workers,
-        threads=args.threads,
-        timeout=args.timeout,
-        keep_alive=args.keep_alive,
-        header_timeout=args.header_timeout,
-        body_timeout=args.body_timeout,
-        send_timeout=args.send_timeout,
-        max_connections=args.max_connections,
-        backlog=args.backlog,
-        max_request_line=args.max_request_line,
-        max_header_bytes=args.max_header_bytes,
-        max_header_count=args.max_header_count,
-        max_body=args.max_body,
-        script_name=args.script_name,
-        access_log=args.access_log,
-        busy_poll=args.busy_poll,
-    )
+    config = config_from_args(args)
     if args.chdir:
         os.chdir(args.chdir)
     app = load_app(args.app)

@@ -7,7 +7,7 @@ import argparse
 import logging
 import os
 
-from netassist.cli.server import add_common_server_options, configure_logging
+from netassist.cli.server import add_common_server_options, config_from_args, configure_logging
 from netassist.errors import ExitCode, UsageError
 
 
@@ -65,7 +65,6 @@ def serve(args: argparse.Namespace) -> int:
     """``netassist serve``."""
     # Imported here: other commands start without loading the server.
     from netassist.server import arbiter
-    from netassist.server.config import ServerConfig
     from netassist.static import StaticFiles
 
     configure_logging(args.log_level)
@@ -80,13 +79,7 @@ def serve(args: argparse.Namespace) -> int:
         gzip=args.gzip,
         charset=args.charset,
     )
-    config = ServerConfig.create(
-        binds=args.bind or ["127.0.0.1:8000"],
-        workers=args.workers,
-        threads=args.threads,
-        access_log=args.access_log,
-        busy_poll=args.busy_poll,
-    )
+    config = config_from_args(args)
     logging.getLogger("netassist.server").info("serving %s", os.path.abspath(args.directory))
     arbiter.run(app, config)
     return ExitCode.OK

@@ -1,9 +1,9 @@
 """The process that owns the listening sockets and runs the worker.
 
-Part 1 runs one worker in this process; signals stop it gracefully (TERM and INT: stop
-accepting, finish what is in flight, exit). The pre-fork master (spawn, reap, respawn, HUP
-reload, TTIN/TTOU) arrives with part 2: this is the only module that may fork or handle
-POSIX signals.
+It binds every address (``listen``), lifts the open-file limit, and runs one worker in this
+process; TERM and INT stop it gracefully (stop accepting at once, finish what is in flight,
+exit). There is no pre-fork master yet: ``--workers`` above 1 is refused. This is the only
+module that may fork or handle POSIX signals.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import sys
 import threading
 from collections.abc import Callable
 
-from netassist.errors import UsageError
+from netassist.errors import UsageError, explain
 from netassist.server.config import ServerConfig
-from netassist.server.worker import Worker, listen, raise_fd_limit
+from netassist.server.worker import Worker
 
 log = logging.getLogger("netassist.server")
+_AF_UNIX = getattr(socket, "AF_UNIX", None)  # missing on Windows
 
 
 def run(
@@ -40,7 +41,7 @@ def run(
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: worker.stop())
+            previous[signum] = signal.signal(signum, lambda *_: _stop(worker, sockets))
     threads = worker.threads
     if threads < config.threads:
         log.warning("--threads %d needs epoll (Linux): serving with one thread", config.threads)
@@ -59,11 +60,28 @@ def run(
         log.info("stopped")
 
 
+def _stop(worker: Worker, sockets: list[socket.socket]) -> None:
+    shut(sockets)
+    worker.stop()
+
+
+def shut(sockets: list[socket.socket]) -> None:
+    """Stop listening at once: a client connecting from now on is refused instead of taken
+    into the backlog and left waiting while the server winds down. This acts on the sockets
+    themselves, which every forked worker shares, so only their owner may call it, when the
+    whole server stops (a worker leaving alone just closes its descriptors)."""
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # not every system can shut a listening socket; it is closed soon after
+
+
 def _unix_socket_files(sockets: list[socket.socket]) -> dict[str, int]:
     """The path and inode of each Unix socket we bound."""
     files = {}
     for sock in sockets:
-        path = sock.getsockname() if sock.family == socket.AF_UNIX else None
+        path = sock.getsockname() if sock.family == _AF_UNIX else None
         if isinstance(path, str) and path[:1] not in ("", "\0"):  # abstract ones have no file
             try:
                 files[path] = os.stat(path).st_ino
@@ -102,3 +120,61 @@ def _setup_access_log(config: ServerConfig) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def listen(config: ServerConfig) -> list[socket.socket]:
+    """Open the listening sockets of ``config`` (TCP and Unix), with clear errors."""
+    sockets = []
+    for bind in config.binds:
+        try:
+            if bind.path is not None:
+                if _AF_UNIX is None:
+                    raise UsageError(f"{bind}: this system has no Unix sockets; bind HOST:PORT")
+                if os.path.exists(bind.path) and _is_stale_socket(bind.path):
+                    os.unlink(bind.path)
+                sock = socket.socket(_AF_UNIX, socket.SOCK_STREAM)
+                sock.bind(bind.path)
+            else:
+                infos = socket.getaddrinfo(
+                    bind.host, bind.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                )
+                family, socktype, proto, _, address = infos[0]
+                sock = socket.socket(family, socktype, proto)
+                if os.name == "posix":  # on Windows SO_REUSEADDR lets another bind the port too
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                if hasattr(socket, "TCP_DEFER_ACCEPT"):
+                    # Wake us only when the request has arrived, not at the bare handshake.
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+                sock.bind(address)
+            sock.listen(config.backlog)
+        except (OSError, UsageError) as exc:
+            for opened in sockets:
+                opened.close()
+            raise explain(exc, f"binding {bind}") from None
+        sockets.append(sock)
+    return sockets
+
+
+def _is_stale_socket(path: str) -> bool:
+    probe = socket.socket(_AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return True
+    finally:
+        probe.close()
+    return False
+
+
+def raise_fd_limit() -> None:
+    """Lift the soft open-file limit to the hard one, for many keep-alive connections."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 
 from netassist import addresses
 from netassist.errors import UsageError
-from netassist.server.protocol import Limits
+from netassist.server.limits import Limits
 
 MAX_BUSY_POLL = 10_000  # microseconds; longer is a spinning worker, not a latency setting
 
@@ -42,7 +42,6 @@ class ServerConfig:
     binds: tuple[Bind, ...] = (Bind(),)
     workers: int = 1
     threads: int = 1
-    timeout: float = 30.0  # a worker silent this long is replaced (the arbiter, part 2)
     keep_alive: float = 5.0  # idle time allowed between requests on one connection
     header_timeout: float = 10.0  # time to read one whole request head (slowloris)
     body_timeout: float = 30.0  # time allowed without progress while a body arrives
@@ -54,7 +53,6 @@ class ServerConfig:
     script_name: str = ""
     server_name: str = "netassist"
     access_log: str | None = None  # a path, "-" for stderr, or None for no access log
-    forwarded_allow: tuple[str, ...] = ()
     # Microseconds a one-thread worker keeps polling after its last event before it sleeps in
     # epoll: saves the wake-up of an idle core on each request of a lone client, for CPU.
     busy_poll: int = 0
@@ -88,7 +86,7 @@ class ServerConfig:
                 raise UsageError(f"{name.replace('_', '-')} must be a whole number of at least 1")
         if self.workers > 1 and not hasattr(os, "fork"):
             raise UsageError("--workers above 1 needs fork, which this system lacks; use --threads")
-        for name in ("timeout", "keep_alive", "header_timeout", "body_timeout", "send_timeout"):
+        for name in ("keep_alive", "header_timeout", "body_timeout", "send_timeout"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise UsageError(f"{name.replace('_', '-')} must be a number of seconds above 0")
@@ -105,7 +103,12 @@ class ServerConfig:
         ):
             raise UsageError("script-name must start with / and not end with one, as in /app")
         limits = self.limits
-        for name in ("max_request_line", "max_header_bytes", "max_header_count"):
+        for name in (
+            "max_request_line",
+            "max_header_bytes",
+            "max_header_field",
+            "max_header_count",
+        ):
             if getattr(limits, name) < 1:
                 raise UsageError(f"{name.replace('_', '-')} must be at least 1")
         if limits.max_body is not None and limits.max_body < 0:

@@ -16,9 +16,13 @@ the bytes: a request line too long is 414, a head too large or with too many fie
 and a slow client cannot grow a buffer without bound. llhttp then parses and validates the
 complete head (it is the fastest strict parser available to Python, about 2-3 times faster
 than our regex prototype on browser-sized heads; see ``bench/``). Its verdicts are turned
-into statuses, and the rules it does not enforce are ours: exactly one Host in HTTP/1.1, a
-Transfer-Encoding that is exactly ``chunked`` (else 501), none of it in HTTP/1.0, no version
-but 1.0 and 1.1 (505), a body limit (413).
+into statuses, and the rules it does not enforce are ours: exactly one Host in HTTP/1.1,
+whose value is ``uri-host [":" port]``; a target in one of the four forms, ``*`` for OPTIONS
+only, and an absolute-form target's authority in place of the Host field; no second field
+of those defined as one value (Content-Type, Authorization...); a Transfer-Encoding that is
+exactly ``chunked`` (else 501), none of it in HTTP/1.0; no version but 1.0 and 1.1 (505);
+a size limit per field (431) and for the body (413). Any method that is a token is taken:
+llhttp knows a fixed table of them, so GET stands in for another one while it parses.
 
 Bodies are framed here, not by llhttp, so no parser ever reads past the end of a message:
 Content-Length counts down; chunked is decoded by a small state machine whose regexes sit
@@ -39,10 +43,11 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from email.utils import formatdate
 
 import httptools
+
+from netassist.server.limits import Limits
 
 __all__ = [
     "CLOSED",
@@ -155,18 +160,6 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Size limits of a request; each one exceeded has its own status."""
-
-    max_request_line: int = 8190  # 414 beyond
-    max_header_bytes: int = 32768  # 431 beyond (the whole head)
-    max_header_count: int = 100  # 431 beyond
-    max_body: int | None = 1 << 30  # 413 beyond; None for no limit
-    max_chunk_line: int = 4096  # a chunk-size line with its extensions
-    max_trailer_bytes: int = 8192
-
-
 # --- RFC 9110 / 9112 rules used by our own checks --------------------------------------------
 
 # token = 1*tchar ; tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
@@ -180,6 +173,16 @@ _CHUNK_LINE = re.compile(
     rb"([0-9A-Fa-f]{1,16})"
     rb"(?:[ \t]*;[ \t]*" + _TOKEN + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN + rb"|" + _QUOTED + rb"))?)*"
 )
+# Host = uri-host [ ":" port ]                                                   (RFC 9110 7.2)
+# uri-host = IP-literal / IPv4address / reg-name                              (RFC 3986 3.2.2)
+# IP-literal = "[" ( IPv6address / IPvFuture ) "]" ; IPvFuture = "v" 1*HEXDIG "." 1*( ... )
+# reg-name = *( unreserved / pct-encoded / sub-delims ), less the comma: a comma is how two
+#            Host lines look once joined into one, and no DNS name holds one.
+_REG_NAME = rb"(?:[A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})*"
+_IP_LITERAL = rb"\[(?:[0-9A-Fa-f:.]+|[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
+_HOST_VALUE = re.compile(rb"(?:" + _IP_LITERAL + rb"|" + _REG_NAME + rb")(?::[0-9]*)?")
+# absolute-form = absolute-URI; for http(s): scheme "://" authority path-abempty [ "?" query ]
+_ABSOLUTE_FORM = re.compile(rb"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?#]*)([/?].*)?", re.DOTALL)
 # field-line = field-name ":" OWS field-value OWS ; no obs-fold                      (RFC 9112 5)
 _FIELD_LINE = re.compile(
     rb"("
@@ -203,8 +206,87 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _NO_BODY_STATUS = frozenset({204, 304})
-# Lengths of host, expect, connection, content-length, transfer-encoding.
-_CHECKED_LENGTHS = frozenset({4, 6, 10, 14, 17})
+# Fields the head's checks look at: framing, routing, and the singletons below.
+_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _CONNECTION = range(1, 6)
+# Fields defined as one value, not a list (RFC 9110 5.3): a second one is 400 (two parts of a
+# chain reading different values is how smuggling starts). Each is a bit of a mask.
+_SINGLETONS = (
+    b"authorization",
+    b"content-type",
+    b"date",
+    b"from",
+    b"if-modified-since",
+    b"if-range",
+    b"if-unmodified-since",
+    b"max-forwards",
+    b"proxy-authorization",
+    b"range",
+    b"referer",
+    b"user-agent",
+)
+_FIRST_SINGLETON = 1 << 8
+_FIELD_KINDS = {
+    b"host": _HOST,
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"expect": _EXPECT,
+    b"connection": _CONNECTION,
+    **{name: _FIRST_SINGLETON << i for i, name in enumerate(_SINGLETONS)},
+}
+# Field name as received -> its kind (0: none of those), learnt once per spelling (bounded).
+# Looked up as received, not lowered: no new bytes per field, and the hash computed here is
+# kept by the name for the environ's own lookup of it (wsgi._KEYS).
+_KINDS: dict[bytes, int] = {}
+_KINDS_LIMIT = 4096
+
+
+def _kind_of(name: bytes) -> int:
+    kind = _FIELD_KINDS.get(name.lower(), 0)
+    if len(_KINDS) < _KINDS_LIMIT:
+        _KINDS[name] = kind
+    return kind
+
+
+# What may not come in a trailer section (RFC 9110 6.5.1): framing, routing, request
+# modifiers, authentication, response control and how to process the content.
+_NOT_TRAILERS = frozenset(
+    {
+        b"age",
+        b"authorization",
+        b"cache-control",
+        b"connection",
+        b"content-encoding",
+        b"content-length",
+        b"content-range",
+        b"content-type",
+        b"cookie",
+        b"date",
+        b"expect",
+        b"expires",
+        b"host",
+        b"if-match",
+        b"if-modified-since",
+        b"if-none-match",
+        b"if-range",
+        b"if-unmodified-since",
+        b"keep-alive",
+        b"location",
+        b"max-forwards",
+        b"pragma",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"range",
+        b"retry-after",
+        b"set-cookie",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"vary",
+        b"www-authenticate",
+    }
+)
 _MINOR_VERSIONS = {0x31: "1.1", 0x30: "1.0"}  # HTTP/1.x by the x
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 
@@ -220,8 +302,11 @@ _REASONS = {
     505: "HTTP Version Not Supported",
 }
 
-# The current second, as [start, end) in floats (a float comparison costs less than
-# int(time.time())), and its HTTP date.
+# Host values found valid, so the regex runs once per value (bounded: clients may invent many).
+_GOOD_HOSTS: set[bytes] = set()
+_GOOD_HOSTS_LIMIT = 1024
+
+# The current second as floats [start, end) (cheaper to compare than int(time.time())), its date.
 _date: tuple[float, float, str] = (0.0, 0.0, "")
 _head_cache: dict[tuple, tuple[bytes, int, int, bool]] = {}
 _HEAD_CACHE_SIZE = 512
@@ -278,7 +363,9 @@ class ServerConnection:
     """The server side of one HTTP/1.1 connection, as a state machine over bytes."""
 
     def __init__(self, limits: Limits | None = None, server_name: str = SERVER_NAME) -> None:
-        self.limits = limits or Limits()
+        self.limits = limits = limits or Limits()
+        # No head this short can break the head or field limits: only longer ones are measured.
+        self._short_head = min(limits.max_header_bytes, limits.max_header_field) + 4
         self.server_name = server_name
         self._buffer = bytearray()
         self._their_eof = False
@@ -293,6 +380,7 @@ class ServerConnection:
         self._framing = _NO_BODY
         self._to_send = 0
         self._continue_pending = False
+        self._host_seen = b"\0"  # the last valid Host value (never a real one at first)
         #: Whether the connection may carry another request after this one.
         self.keep_alive = True
 
@@ -310,16 +398,17 @@ class ServerConnection:
         a connection waiting for one: returns the :class:`Request` that :meth:`next_event`
         would. Any other bytes are only buffered (None: ask :meth:`next_event`)."""
         end = data.find(b"\r\n\r\n") + 4
+        line_end = data.find(b"\r\n")
         if (
             end != len(data)
+            or not line_end  # an empty line first
             or self._state != _HEAD
             or self._buffer
-            or data[0] == 0x0D
-            or end > self.limits.max_header_bytes + 4
+            or end > self._short_head
         ):
             self.receive_data(data)
             return None
-        return self._parse_head(data, data.find(b"\r\n"))  # type: ignore[return-value]
+        return self._parse_head(data, line_end)  # type: ignore[return-value]
 
     @property
     def their_eof(self) -> bool:
@@ -389,6 +478,9 @@ class ServerConnection:
             if not head:
                 return self._read_head()
             line_end = head.find(b"\r\n")
+        # A field longer than its limit needs a head longer than it, too.
+        if len(head) > self._short_head:
+            self._check_field_lengths(head[line_end + 2 : -4])
         return self._parse_head(head, line_end)
 
     def _head_incomplete(self, scanned: int) -> object:
@@ -408,6 +500,12 @@ class ServerConnection:
             raise self._fail(414, "request line too long")
         if len(buffer) > limits.max_header_bytes:
             raise self._fail(431, "request head too large")
+        # A field line growing past its own limit fails now, not at the head's.
+        line_start = buffer.rfind(b"\r\n") + 2
+        if line_start > 1:  # past the request line
+            line_length = len(buffer) - line_start - (buffer[-1] == 0x0D)  # its CR may be here
+            if line_length > limits.max_header_field:
+                raise self._fail(431, "a header field longer than the limit")
         if self._their_eof:
             if not buffer:
                 self._state = _ERROR
@@ -431,12 +529,15 @@ class ServerConnection:
         except httptools.HttpParserUpgrade:
             upgrade = True  # Upgrade or CONNECT: served as a plain request, then closed
         except httptools.HttpParserError as exc:
+            method = head[: head.find(b" ")]
+            if isinstance(exc, httptools.HttpParserInvalidMethodError) and re.fullmatch(
+                _TOKEN, method
+            ):
+                return self._parse_other_method(head, line_end, method)
             raise self._rejection(head, exc) from None
         else:
             upgrade = False
-        # llhttp accepted "HTTP/d.d" at the end of the request line; the digits are read
-        # from the bytes as ints, which is cheaper than asking the parser for a string or
-        # hashing a slice.
+        # llhttp accepted "HTTP/d.d": the digits read as ints cost less than a string or a slice.
         version = _MINOR_VERSIONS.get(head[line_end - 1]) if head[line_end - 3] == 0x31 else None
         if version is None:
             raise self._fail(505, "HTTP version not supported")
@@ -444,25 +545,22 @@ class ServerConnection:
         if len(headers) > limits.max_header_count:
             raise self._fail(431, "too many header fields")
 
-        hosts = transfer_encodings = 0
+        transfer_encodings = singletons = 0
         close = keep_alive_token = chunked = expect_continue = False
         content_length: int | None = None
+        host = None
+        kinds = _KINDS
         for name, value in headers:
-            if len(name) not in _CHECKED_LENGTHS:
-                continue  # cannot be one of the fields below: skip lowering it
-            lowered = name.lower()
-            if lowered == b"host":
-                hosts += 1
-            elif lowered == b"content-length":
-                content_length = int(value)  # llhttp allows digits only, and one such field
-            elif lowered == b"transfer-encoding":
-                transfer_encodings += 1
-                if value.strip(b" \t").lower() != b"chunked":
-                    raise self._fail(501, "transfer coding not implemented (only chunked is)")
-                chunked = True
-            elif lowered == b"expect":
-                expect_continue = value.strip(b" \t").lower() == b"100-continue"
-            elif lowered == b"connection":
+            kind = kinds.get(name)
+            if kind is None:
+                kind = _kind_of(name)
+            if not kind:
+                continue
+            if kind == _HOST:
+                if host is not None:
+                    raise self._fail(400, "more than one Host field")
+                host = value
+            elif kind == _CONNECTION:
                 value = value.lower()
                 # One token is the usual value (browsers send keep-alive): no list for it.
                 if value == b"keep-alive":
@@ -473,6 +571,19 @@ class ServerConnection:
                     tokens = [t.strip(b" \t") for t in value.split(b",")]
                     close = close or b"close" in tokens or b"upgrade" in tokens
                     keep_alive_token = keep_alive_token or b"keep-alive" in tokens
+            elif kind >= _FIRST_SINGLETON:
+                if singletons & kind:
+                    raise self._fail(400, f"more than one {name.decode('latin-1')} field")
+                singletons |= kind
+            elif kind == _CONTENT_LENGTH:
+                content_length = int(value)  # llhttp allows digits only, and one such field
+            elif kind == _TRANSFER_ENCODING:
+                transfer_encodings += 1
+                if value.strip(b" \t").lower() != b"chunked":
+                    raise self._fail(501, "transfer coding not implemented (only chunked is)")
+                chunked = True
+            else:  # Expect
+                expect_continue = value.strip(b" \t").lower() == b"100-continue"
         if chunked or content_length is not None:  # framing rules, for requests with a body
             if transfer_encodings > 1:
                 raise self._fail(400, "more than one Transfer-Encoding field")
@@ -483,8 +594,16 @@ class ServerConnection:
             max_body = limits.max_body
             if max_body is not None and content_length is not None and content_length > max_body:
                 raise self._fail(413, "request body larger than the limit")
-        if hosts != 1 and (hosts or version == "1.1"):
-            raise self._fail(400, "HTTP/1.1 needs exactly one Host field")
+        if host is None:
+            if version == "1.1":
+                raise self._fail(400, "HTTP/1.1 needs a Host field")
+        elif host != self._host_seen:  # one host per connection, usually: compared, not hashed
+            if host not in _GOOD_HOSTS:
+                self._check_host(host, "Host field")
+            self._host_seen = host
+        url = collector.url
+        if url[0] != 0x2F:  # not origin-form ("/..."): the rarer forms have rules of their own
+            headers = self._other_target_form(url, parser.get_method(), headers)
 
         # HTTP/1.1 persists unless told to close; HTTP/1.0 only when asked (RFC 9112 9.3).
         keep_alive = not (close or upgrade) and (version == "1.1" or keep_alive_token)
@@ -493,7 +612,7 @@ class ServerConnection:
         request = Request(
             # The most common method first: a comparison costs less than hashing new bytes.
             "GET" if method == b"GET" else _METHODS.get(method) or method.decode("ascii"),
-            collector.url,
+            url,
             version,
             headers,
             keep_alive,
@@ -502,8 +621,7 @@ class ServerConnection:
             expect_continue,
         )
         if keep_alive and not chunked and not content_length:
-            # No body: llhttp finished this message with its head and can take the next
-            # one. (With a body it would wait for bytes we frame ourselves: it is dropped.)
+            # No body: llhttp is done with this message and can take the next (else dropped).
             self._parser = parser
             collector.url = b""
             collector.headers = []
@@ -521,6 +639,56 @@ class ServerConnection:
         else:
             self._state = _DONE
         return request
+
+    def _parse_other_method(self, head: bytes, line_end: int, method: bytes) -> object:
+        """A head whose method llhttp does not know. llhttp knows a fixed table of methods;
+        any token is one (RFC 9110 9.1), and the app decides 405 or 501. GET stands in for
+        it while llhttp parses: no method changes how a request's body is framed (CONNECT,
+        which llhttp knows, aside)."""
+        collector = self._collector
+        collector.url = b""
+        collector.headers = []
+        request = self._parse_head(b"GET" + head[len(method) :], line_end - len(method) + 3)
+        request.method = method.decode("ascii")  # type: ignore[attr-defined]
+        return request
+
+    def _check_host(self, value: bytes, what: str) -> None:
+        """400 unless ``value`` is ``uri-host [":" port]``."""
+        if _HOST_VALUE.fullmatch(value) is None:
+            raise self._fail(400, f"the {what} is not a host[:port]")
+        if len(_GOOD_HOSTS) >= _GOOD_HOSTS_LIMIT:
+            _GOOD_HOSTS.clear()
+        _GOOD_HOSTS.add(value)
+
+    def _other_target_form(
+        self, url: bytes, method: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """Check a target that is not origin-form (RFC 9112 3.2); returns the headers, with
+        an absolute-form target's authority in place of the Host field."""
+        if url == b"*":
+            if method != b"OPTIONS":
+                raise self._fail(400, "the asterisk-form target is for OPTIONS only")
+            return headers
+        if method == b"CONNECT":
+            return headers  # authority-form; llhttp checked it, and CONNECT is then closed
+        match = _ABSOLUTE_FORM.fullmatch(url)
+        if match is None:
+            raise self._fail(400, "the target is not /path, an absolute URI or *")
+        authority = match.group(2)
+        if b"@" in authority:
+            raise self._fail(400, "user information in the target (RFC 9110 4.2.4)")
+        if not authority and match.group(1).lower() in (b"http", b"https"):
+            raise self._fail(400, "an http URI without a host")
+        if authority not in _GOOD_HOSTS:
+            self._check_host(authority, "target's authority")
+        # The target names the host: its authority replaces the Host field (RFC 9112 3.2.2).
+        others = [(n, v) for n, v in headers if n.lower() != b"host"]
+        return [(b"Host", authority), *others]
+
+    def _check_field_lengths(self, fields: bytes) -> None:
+        limit = self.limits.max_header_field
+        if any(len(line) > limit for line in fields.split(b"\r\n")):
+            raise self._fail(431, "a header field longer than the limit")
 
     def _rejection(self, head: bytes, exc: Exception) -> ProtocolError:
         """The status for a head llhttp refused."""
@@ -615,7 +783,10 @@ class ServerConnection:
             match = _FIELD_LINE.fullmatch(line)
             if match is None:
                 raise self._fail(400, "malformed trailer field")
-            trailers.append((match.group(1), match.group(2)))
+            name = match.group(1)
+            if name.lower() in _NOT_TRAILERS:
+                raise self._fail(400, f"{name.decode('latin-1')} is not allowed in a trailer")
+            trailers.append((name, match.group(2)))
         self._state = _DONE
         return EndOfMessage(trailers)
 
@@ -656,8 +827,7 @@ class ServerConnection:
         if request is None:
             raise RuntimeError("no request to respond to")
         keep_alive = self.keep_alive and request.keep_alive
-        # Most responses repeat the head of an earlier one: the finished bytes are cached for
-        # the current second (the Date line changes with it), keyed by all that shapes them.
+        # Heads repeat: cached for the current second (the Date changes), keyed by what shapes them.
         start, end, _ = _date
         if not start <= time.time() < end:
             http_date()  # a new second: a new Date, and the cached heads are dropped
@@ -799,11 +969,6 @@ class ServerConnection:
         if self._framing == _LENGTH and self._to_send:
             self.keep_alive = False  # fewer bytes than declared: only a close ends it cleanly
         return b""
-
-    @property
-    def response_complete(self) -> bool:
-        """Whether the response to the current request has been fully framed."""
-        return self._our_state == _SENT
 
     def error_response(self, error: ProtocolError | int, detail: str = "") -> bytes:
         """A complete plain-text error response that closes the connection, or ``b""`` when

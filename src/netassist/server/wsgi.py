@@ -1,15 +1,18 @@
-"""PEP 3333: the environ built from a request, ``start_response``, ``wsgi.input`` and
-``wsgi.file_wrapper``. Nothing here knows about sockets or threads: the worker hands in the
-request, the body reader and the peer's address, and gets back what the app answered."""
+"""PEP 3333: the environ built from a request, ``start_response``, ``wsgi.input`` (empty,
+buffered, spooled or live) and ``wsgi.file_wrapper``. Nothing here knows about sockets or
+threads: the worker hands in the request, the body reader and the peer's address, and gets
+back what the app answered."""
 
 from __future__ import annotations
 
+import io
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
-from netassist.server.protocol import Request
+from netassist.server.protocol import NEED_DATA, Data, EndOfMessage, Request, ServerConnection
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -54,6 +57,76 @@ class EmptyInput:
 
 
 EMPTY_INPUT = EmptyInput()
+
+
+def spool(body: io.BytesIO) -> IO[bytes]:
+    """Move a body that grew too large for memory into a temporary file (deleted when
+    closed), positioned at its end so that writing goes on."""
+    spooled = tempfile.TemporaryFile()  # noqa: SIM115 - the worker closes it
+    spooled.write(body.getbuffer())
+    return spooled
+
+
+class LiveInput(io.RawIOBase):
+    """``wsgi.input`` for ``Expect: 100-continue``: sends ``100 Continue`` on the first
+    read, then reads the body as the app asks for it.
+
+    ``send(data)`` and ``receive()`` are the worker's blocking calls on the connection,
+    made from the app's thread; a ProtocolError or timeout reaches the app as an error.
+    """
+
+    def __init__(
+        self,
+        proto: ServerConnection,
+        send: Callable[[bytes], None],
+        receive: Callable[[], bytes],
+    ) -> None:
+        self._proto = proto
+        self._send = send
+        self._receive = receive
+        self._buffer = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        """Get the next piece of body into the buffer; False at the end."""
+        if self._done:
+            return False
+        proto = self._proto
+        continue_bytes = proto.continue_response()
+        if continue_bytes:
+            self._send(continue_bytes)
+        while True:
+            event = proto.next_event()
+            if isinstance(event, Data):
+                self._buffer += event.data
+                return True
+            if isinstance(event, EndOfMessage) or event is not NEED_DATA:
+                self._done = True
+                return False
+            proto.receive_data(self._receive())
+
+    def readinto(self, target: Any) -> int:
+        while not self._buffer:
+            if not self._fill():
+                return 0
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def readline(self, size: int | None = -1) -> bytes:
+        while b"\n" not in self._buffer and (size is None or size < 0 or len(self._buffer) < size):
+            if not self._fill():
+                break
+        end = self._buffer.find(b"\n") + 1 or len(self._buffer)
+        if size is not None and size >= 0:
+            end = min(end, size)
+        line, self._buffer = self._buffer[:end], self._buffer[end:]
+        return line
+
 
 # Header name (as received) -> environ key, or None for a name to drop. Names repeat from
 # request to request, so each is worked out once (bounded, in case a client invents many).
@@ -131,6 +204,18 @@ def split_target(target: bytes, script_name: str = "") -> tuple[str, str, str]:
     return "", path_info, query.decode("latin-1")
 
 
+def _name_the_server(environ: dict, target: str) -> None:
+    """SERVER_NAME and SERVER_PORT from an absolute-form target, which names the host (the
+    protocol already put its authority in the Host field, so HTTP_HOST agrees)."""
+    scheme, _, rest = target.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    host, colon, port = authority.rpartition(":")
+    if not colon or "]" in port:  # no port, or the colon was inside an IPv6 literal
+        host, port = authority, ""
+    environ["SERVER_NAME"] = host
+    environ["SERVER_PORT"] = port or ("443" if scheme.lower() == "https" else "80")
+
+
 class EnvironBuilder:
     """Builds environs fast: the per-worker part is computed once and copied per request."""
 
@@ -160,10 +245,7 @@ class EnvironBuilder:
             "wsgi.run_once": False,
             "wsgi.file_wrapper": FileWrapper,
             "wsgi.input_terminated": True,
-            # Set for every request (build); present here so that each copy of the base is
-            # born with a hash table big enough for them and a dozen header fields. Copying
-            # a dict keeps its table size, and one that had to grow per request cost about
-            # 1k instructions (bench/README.md).
+            # Set per request (build); here so each copy is born big enough and never grows.
             "PATH_INFO": "",
             "QUERY_STRING": "",
             "REQUEST_METHOD": "GET",
@@ -196,9 +278,7 @@ class EnvironBuilder:
         environ = base.copy()
         target = request.target
         raw_uri = target.decode("latin-1")
-        # Tested on the str: "in" on bytes goes through the buffer protocol, several times
-        # the cost of the same test on a str; and a slice comparison, not startswith(),
-        # which parses its arguments the slow way (about 300 instructions).
+        # Tests on the str, and a slice, not startswith(): both cost less (bench/README.md).
         if raw_uri[:1] == "/" and "%" not in raw_uri and not self.script_name:
             # The common case, without the general path: the target is already PATH_INFO.
             path, _, query = raw_uri.partition("?")
@@ -209,6 +289,8 @@ class EnvironBuilder:
             environ["SCRIPT_NAME"] = script
             environ["PATH_INFO"] = path_info
             environ["QUERY_STRING"] = query
+            if raw_uri[:1] != "/" and "://" in raw_uri:
+                _name_the_server(environ, raw_uri)
         environ["REQUEST_METHOD"] = request.method
         environ["RAW_URI"] = environ["REQUEST_URI"] = raw_uri
         environ["SERVER_PROTOCOL"] = _PROTOCOLS[request.version]

@@ -1,7 +1,8 @@
 """``StaticFiles``: a WSGI application that serves a folder, as ``netassist serve`` does.
 
-It is plain WSGI (it never imports the server), so it runs under any WSGI server and inside
-the framework. Under netassist's own server a file goes out with ``os.sendfile``.
+It is plain WSGI (it never imports the server, nor asks which one runs it), so it runs under
+any WSGI server and inside the framework. A large file goes out through the server's
+``wsgi.file_wrapper`` where there is one (netassist's sends it with ``os.sendfile``).
 """
 
 from __future__ import annotations
@@ -45,22 +46,35 @@ class _Response:
 
 
 class FileRange:
-    """Iterates ``length`` bytes of an open file from ``start``; closes it at the end."""
+    """``length`` bytes of an open file from ``start``, as an iterable and as a file
+    (``read``, ``fileno``, ``tell``): a server's ``wsgi.file_wrapper`` that reads it stops at
+    the range's end, and one that sends the file itself starts at ``tell()`` and stops at
+    the Content-Length, as PEP 3333 asks. Closing it closes the file."""
 
     def __init__(self, handle: IO[bytes], start: int, length: int) -> None:
         self.handle = handle
-        self.start = start
-        self.length = length
+        self._left = length
+        handle.seek(start)
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left with -1), never past the range."""
+        if size < 0 or size > self._left:
+            size = self._left
+        data = self.handle.read(size) if size else b""
+        self._left -= len(data)
+        return data
 
     def __iter__(self) -> Iterator[bytes]:
-        self.handle.seek(self.start)
-        left = self.length
-        while left > 0:
-            block = self.handle.read(min(BLOCK, left))
-            if not block:
-                break
-            left -= len(block)
+        while block := self.read(BLOCK):
             yield block
+
+    def fileno(self) -> int:
+        """The file's descriptor."""
+        return self.handle.fileno()
+
+    def tell(self) -> int:
+        """Where in the file the next byte comes from."""
+        return self.handle.tell()
 
     def close(self) -> None:
         """Close the file."""
@@ -332,9 +346,7 @@ class StaticFiles:
                 and stat_key(st) == stat_key(path_stat)
             ):
                 gzip_candidate = self.gzip and is_textual(kind) and st.st_size <= GZIP_LIMIT
-                entry = CachedFile(
-                    stat_key(st), response.body[0], etag, list(headers), gzip_candidate
-                )
+                entry = CachedFile(stat_key(st), response.body[0], list(headers), gzip_candidate)
                 self._cache.put(path, entry)
             return response
         except BaseException:
@@ -367,7 +379,7 @@ class StaticFiles:
                 data = handle.read(size)
                 handle.close()
                 return _Response("200 OK", headers, [data])
-            return _Response("200 OK", headers, self._send(environ, handle, 0, size, size))
+            return _Response("200 OK", headers, self._send(environ, handle, 0, size))
         if len(ranges) == 1:
             start, end = ranges[0]
             headers += [
@@ -377,7 +389,7 @@ class StaticFiles:
             return _Response(
                 "206 Partial Content",
                 headers,
-                self._send(environ, handle, start, end - start + 1, size),
+                self._send(environ, handle, start, end - start + 1),
             )
         kind = next(v for n, v in headers if n == "Content-Type")
         boundary = os.urandom(12).hex()
@@ -400,18 +412,12 @@ class StaticFiles:
         return _Response("206 Partial Content", headers, _Multipart(handle, parts, closing))
 
     @staticmethod
-    def _send(
-        environ: dict, handle: IO[bytes], start: int, length: int, size: int
-    ) -> Iterable[bytes]:
-        """The fastest body the server offers: its file_wrapper (sendfile under netassist)
-        when the server is known to stop at Content-Length or the range runs to the end."""
+    def _send(environ: dict, handle: IO[bytes], start: int, length: int) -> Iterable[bytes]:
+        """The body of a file range: through the server's ``wsgi.file_wrapper`` when it has
+        one (the server may send it its own way), else read in blocks."""
+        body = FileRange(handle, start, length)
         wrapper = environ.get("wsgi.file_wrapper")
-        if wrapper is not None and (
-            start + length == size or environ.get("SERVER_SOFTWARE") == "netassist"
-        ):
-            handle.seek(start)
-            return wrapper(handle, BLOCK)
-        return FileRange(handle, start, length)
+        return body if wrapper is None else wrapper(body, BLOCK)
 
 
 class _Multipart:

@@ -32,19 +32,17 @@ def stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
 class CachedFile:
     """One file's bytes and the headers of its plain 200 response."""
 
-    __slots__ = ("checked", "data", "etag", "gzip_candidate", "headers", "key")
+    __slots__ = ("checked", "data", "gzip_candidate", "headers", "key")
 
     def __init__(
         self,
         key: tuple[int, int, int, int, int],
         data: bytes,
-        etag: str,
         headers: list[tuple[str, str]],
         gzip_candidate: bool,
     ) -> None:
         self.key = key
         self.data = data
-        self.etag = etag
         #: Every header of the 200 response, Content-Length included.
         self.headers = headers
         #: Whether a client accepting gzip would get a compressed copy instead.

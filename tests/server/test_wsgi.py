@@ -1,0 +1,112 @@
+"""PEP 3333 pieces without a server: start_response's rules, the target split, LiveInput."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from netassist.server.protocol import ProtocolError, ServerConnection
+from netassist.server.wsgi import LiveInput, StartResponse, split_target
+
+
+def _exc_info() -> tuple:
+    try:
+        raise ValueError("the app failed")
+    except ValueError:
+        return sys.exc_info()
+
+
+def test_start_response_returns_write_and_keeps_status_and_headers():
+    written = []
+    start = StartResponse(written.append)
+    write = start("200 OK", [("Content-Type", "text/plain")])
+    write(b"x")
+    assert written == [b"x"]
+    assert (start.status, start.headers) == ("200 OK", [("Content-Type", "text/plain")])
+
+
+def test_a_second_call_without_exc_info_is_an_error():
+    start = StartResponse(lambda data: None)
+    start("200 OK", [])
+    with pytest.raises(AssertionError):
+        start("500 Internal Server Error", [])
+
+
+def test_exc_info_before_the_head_went_out_replaces_the_response():
+    start = StartResponse(lambda data: None)
+    start("200 OK", [("X-A", "1")])
+    start("500 Internal Server Error", [("X-B", "2")], _exc_info())
+    assert (start.status, start.headers) == ("500 Internal Server Error", [("X-B", "2")])
+
+
+def test_exc_info_after_the_head_went_out_raises_the_apps_exception():
+    start = StartResponse(lambda data: None)
+    start("200 OK", [])
+    start.headers_sent = True
+    info = _exc_info()
+    with pytest.raises(ValueError, match="the app failed") as raised:
+        start("500 Internal Server Error", [], info)
+    assert raised.value is info[1]
+    assert start.status == "200 OK"  # what went out stays what went out
+
+
+def test_exc_info_as_the_first_call_is_a_plain_start():
+    start = StartResponse(lambda data: None)
+    start("500 Internal Server Error", [], _exc_info())
+    assert start.status == "500 Internal Server Error"
+
+
+@pytest.mark.parametrize(
+    ("status", "headers"), [(b"200 OK", []), ("200 OK", ()), ("200 OK", None), (200, [])]
+)
+def test_start_response_wants_a_str_and_a_list(status, headers):
+    with pytest.raises(TypeError):
+        StartResponse(lambda data: None)(status, headers)
+
+
+@pytest.mark.parametrize(
+    ("target", "script_name", "expected"),
+    [
+        (b"/a/b?x=1", "", ("", "/a/b", "x=1")),
+        (b"/app/a?x", "/app", ("/app", "/a", "x")),
+        (b"/app", "/app", ("/app", "", "")),
+        (b"/application", "/app", ("", "/application", "")),
+        (b"/other/app", "/app", ("", "/other/app", "")),
+        (b"/app/%E4%B8%AD%2F", "/app", ("/app", "/\xe4\xb8\xad/", "")),
+        (b"http://h.example/p?q", "", ("", "/p", "q")),
+        (b"http://h.example", "", ("", "/", "")),
+        (b"*", "", ("", "*", "")),
+    ],
+)
+def test_split_target(target, script_name, expected):
+    assert split_target(target, script_name) == expected
+
+
+def test_live_input_sends_100_continue_once_and_reads_what_arrives():
+    proto = ServerConnection()
+    proto.receive_data(
+        b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 12\r\n\r\n"
+    )
+    proto.next_event()
+    sent: list[bytes] = []
+    arriving = [b"line one\n", b"abc"]
+    live = LiveInput(proto, sent.append, lambda: arriving.pop(0))
+    assert live.readline() == b"line one\n"
+    assert sent == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    assert live.read() == b"abc"
+    assert live.read() == b""
+    assert sent == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+
+
+def test_live_input_raises_when_the_body_is_cut_short():
+    proto = ServerConnection()
+    proto.receive_data(
+        b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n"
+    )
+    proto.next_event()
+    arriving = [b"abc", b""]
+    live = LiveInput(proto, lambda data: None, lambda: arriving.pop(0))
+    assert live.read(3) == b"abc"
+    with pytest.raises(ProtocolError):
+        live.read()
