@@ -217,6 +217,7 @@ def _client_tls(args: argparse.Namespace):
 def serve(args: argparse.Namespace) -> int:
     """``netassist files serve``."""
     # Imported here: a client command starts without the server's modules.
+    from netassist.server.arbiter import stopped_by_signals
     from netassist.transfer.server import FileServer, tls_context
     from netassist.transfer.serverlog import ServerLog
 
@@ -246,10 +247,13 @@ def serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    try:
-        server.serve()
-    finally:
-        server.stop()
+    with stopped_by_signals(server.stop):
+        try:
+            server.serve()
+        finally:
+            server.stop()
+    # Transfers in progress end with the process; their clients keep .part files and resume.
+    server.log.info("stopped")
     return ExitCode.OK
 
 

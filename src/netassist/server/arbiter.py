@@ -8,13 +8,14 @@ module that may fork or handle POSIX signals.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from netassist.errors import UsageError, explain
 from netassist.server.config import ServerConfig
@@ -38,26 +39,37 @@ def run(
     _setup_access_log(config)
     addresses = [_url(sock) for sock in sockets]
     worker = Worker(app, config, sockets)
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, lambda *_: _stop(worker, sockets))
     threads = worker.threads
     if threads < config.threads:
         log.warning("--threads %d needs epoll (Linux): serving with one thread", config.threads)
     try:
-        for address in addresses:
-            log.info("listening on %s (%d thread%s)", address, threads, "s" * (threads > 1))
-        if on_ready is not None:
-            on_ready(addresses)
-        worker.run()
+        with stopped_by_signals(lambda: _stop(worker, sockets)):
+            for address in addresses:
+                log.info("listening on %s (%d thread%s)", address, threads, "s" * (threads > 1))
+            if on_ready is not None:
+                on_ready(addresses)
+            worker.run()
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         for sock in sockets:
             sock.close()
         _remove_socket_files(ours)
         log.info("stopped")
+
+
+@contextlib.contextmanager
+def stopped_by_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """While inside, TERM and INT (Ctrl-C) call ``stop`` instead of killing the process,
+    so a server winds down and exits 0, as gunicorn and ``http.server`` do. Only the main
+    thread can take signals; elsewhere this does nothing."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda *_: stop())
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _stop(worker: Worker, sockets: list[socket.socket]) -> None:
