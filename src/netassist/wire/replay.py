@@ -89,7 +89,7 @@ def replay(
             result.bytes_sent += len(record.data)
         for conn, sock in connections.items():
             _half_close(sock)
-            result.replies[conn] = _drain(sock, wait, conn, on_reply)
+            result.replies[conn] = _collect_replies(sock, wait, conn, on_reply)
     finally:
         for sock in connections.values():
             sock.close()
@@ -137,9 +137,10 @@ def _half_close(sock: socket.socket) -> None:
         pass
 
 
-def _drain(
+def _collect_replies(
     sock: socket.socket, wait: float, conn: int, on_reply: Callable[[int, bytes], None] | None
 ) -> bytes:
+    """What the peer sends until it closes or ``wait`` seconds have passed."""
     received = bytearray()
     deadline = time.monotonic() + wait
     while (remaining := deadline - time.monotonic()) > 0:

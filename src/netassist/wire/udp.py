@@ -336,11 +336,11 @@ class UdpListener:
                             f"datagrams on udp {local}"
                         )
                     break
-                if selector.select(remaining) and self._drain(local, count):
+                if selector.select(remaining) and self._take_queued(local, count):
                     last = time.monotonic()
         return self.received
 
-    def _drain(self, local: str, count: int | None) -> int:
+    def _take_queued(self, local: str, count: int | None) -> int:
         """Take every datagram already queued (one wake-up, many datagrams); return how many."""
         taken = 0
         while count is None or self.received < count:
