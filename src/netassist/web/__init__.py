@@ -1,0 +1,1 @@
+"""``netassist.web``: a small WSGI web framework in the spirit of Bottle and Flask."""
