@@ -86,7 +86,7 @@ def test_json_redirect_and_abort_helpers():
 
 
 def test_headers_refuse_line_breaks():
-    with pytest.raises(ValueError, match="holds a character"):
+    with pytest.raises(ValueError, match="holds CR, LF or NUL"):
         Response("x", headers={"X-Bad": "a\r\nSet-Cookie: evil=1"})
 
 

@@ -158,8 +158,9 @@ class App:
         return hook
 
     def teardown(self, hook: F) -> F:
-        """``hook(request, error)`` runs after the response is sent, whatever happened
-        (``error`` is the unhandled exception, or None). What it raises is logged."""
+        """``hook(request, error)`` runs once the answer is made, whatever happened (``error``
+        is the unhandled exception, or None): for a streamed body when the server closes it,
+        after the last piece. What it raises is logged."""
         self._teardown.append(hook)
         return hook
 
@@ -278,6 +279,12 @@ class App:
             raise
         finally:
             _current.reset(token)
+        wrapper = environ.get("wsgi.file_wrapper")
+        if type(body) is list or (isinstance(wrapper, type) and type(body) is wrapper):
+            # Made whole already, or a file the server sends with sendfile: both go out as
+            # they are (the server has a fast path for each), so the request is done now.
+            self._finish(request, error)
+            return body
         return _Closing(body, lambda: self._finish(request, error))
 
     def _dispatch(self, request: Request) -> Response:

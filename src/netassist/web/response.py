@@ -15,13 +15,14 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from functools import lru_cache
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from netassist.web import cookies as _cookies
 from netassist.web.errors import abort, reason
-from netassist.web.structures import Headers
+from netassist.web.structures import Headers, check_header
 
 __all__ = [
     "FileResponse",
@@ -34,6 +35,11 @@ __all__ = [
 ]
 
 HTML = "text/html; charset=utf-8"
+JSON = "application/json"
+_KNOWN_TYPES = frozenset({HTML, JSON})
+# One encoder for every response: json.dumps with a keyword makes a new one per call.
+_ENCODE_JSON = _json.JSONEncoder(ensure_ascii=False).encode
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 _URL_SAFE = "/:?#[]@!$&'()*+,;=%-._~"
 
 
@@ -52,9 +58,17 @@ class Response:
         if status is not None and not 100 <= status <= 999:
             raise ValueError(f"an HTTP status is three digits, not {status}")
         self.status_code = status
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers or ())
-        if content_type is not None and "content-type" not in self.headers:
-            self.headers["Content-Type"] = content_type
+        if headers is None:  # the common case, kept cheap: one request makes one of these
+            if content_type is None:
+                self.headers = Headers.checked([])
+            else:
+                if content_type not in _KNOWN_TYPES:
+                    check_header("Content-Type", content_type)
+                self.headers = Headers.checked([("Content-Type", content_type)])
+        else:
+            self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+            if content_type is not None and "content-type" not in self.headers:
+                self.headers["Content-Type"] = content_type
         self.body = body
         self.cookies: list[_cookies.Cookie] = []
 
@@ -65,7 +79,8 @@ class Response:
     def status(self) -> str:
         """The status line: ``200 OK``."""
         code = self.status_code or 200
-        return f"{code} {reason(code)}"
+        line = _STATUS_LINES.get(code)
+        return line if line is not None else f"{code} {reason(code)}"
 
     @property
     def content_type(self) -> str | None:
@@ -123,11 +138,11 @@ class Response:
 
     def header_items(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
         """The headers to send for ``environ``: this response's, then its cookies."""
-        items = self.headers.items()
-        if self.cookies:
-            https = environ.get("wsgi.url_scheme") == "https"
-            items += [("Set-Cookie", cookie.header(https)) for cookie in self.cookies]
-        return items
+        return self.headers.items() + self._cookie_headers(environ)
+
+    def _cookie_headers(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
+        https = environ.get("wsgi.url_scheme") == "https"
+        return [("Set-Cookie", cookie.header(https)) for cookie in self.cookies]
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         """Send this response (WSGI)."""
@@ -135,12 +150,16 @@ class Response:
         if isinstance(body, str):
             body = body.encode("utf-8")
         if isinstance(body, bytes | bytearray):
-            if "content-length" not in self.headers and _may_have_body(self.status_code):
-                self.headers["Content-Length"] = str(len(body))
-            start_response(self.status, self.header_items(environ))
-            return [] if environ.get("REQUEST_METHOD") == "HEAD" else [bytes(body)]
+            headers = self.headers
+            items = headers._items
+            if "content-length" not in headers._names and _may_have_body(self.status_code):
+                items = [*items, ("Content-Length", str(len(body)))]
+            if self.cookies:
+                items = [*items, *self._cookie_headers(environ)]
+            start_response(self.status, items)
+            return [] if environ["REQUEST_METHOD"] == "HEAD" else [bytes(body)]
         start_response(self.status, self.header_items(environ))
-        if environ.get("REQUEST_METHOD") == "HEAD":
+        if environ["REQUEST_METHOD"] == "HEAD":
             close = getattr(body, "close", None)
             if close is not None:
                 close()
@@ -175,8 +194,8 @@ def json(
     data: Any, status: int | None = None, headers: Iterable[tuple[str, str]] | None = None
 ) -> Response:
     """``data`` as an ``application/json`` response (UTF-8, non-ASCII text left readable)."""
-    body = _json.dumps(data, ensure_ascii=False).encode("utf-8")
-    return Response(body, status, headers, content_type="application/json")
+    body = _ENCODE_JSON(data).encode("utf-8")
+    return Response(body, status, headers, content_type=JSON)
 
 
 def redirect(location: str, status: int = 302) -> Response:
@@ -198,6 +217,11 @@ def make_response(value: Any) -> Response:
     """What a handler returned, as a :class:`Response`: a Response as it is; str and bytes as
     HTML; a dict or list as JSON; another iterable streamed; a tuple of (body, status),
     (body, headers) or (body, status, headers)."""
+    kind = type(value)
+    if kind is dict:
+        return json(value)
+    if kind is str or kind is bytes:
+        return Response(value)
     if isinstance(value, Response):
         return value
     if isinstance(value, tuple):

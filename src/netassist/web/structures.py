@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar, overload
 
@@ -97,62 +98,77 @@ class MultiDict(MutableMapping[str, Any]):
         return {key: list(values) for key, values in self._data.items()}
 
 
-def _check_header(name: str, value: str) -> None:
-    # A CR or LF would start a header of the client's choosing (response splitting).
-    if not name or any(c in name for c in "\r\n:\0 \t") or any(c in value for c in "\r\n\0"):
-        raise ValueError(f"header {name!r}: {value!r} holds a character headers cannot")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BREAKS = re.compile(r"[\r\n\0]")
+_GOOD_NAMES: set[str] = set()  # names checked once; the same few come up again and again
+
+
+def check_header(name: str, value: str) -> None:
+    """Refuse a header that would break the response: a name that is not a token, or a value
+    with CR, LF or NUL (which would start a header of the client's choosing)."""
+    if name not in _GOOD_NAMES:
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"header name {name!r} is not a token")
+        if len(_GOOD_NAMES) < 1024:
+            _GOOD_NAMES.add(name)
+    if _BREAKS.search(value):
+        raise ValueError(f"header {name}: {value!r} holds CR, LF or NUL")
 
 
 class Headers:
     """Response headers: case-insensitive names, several values each (``Set-Cookie``), in
     order. ``h[name] = value`` replaces, ``h.add(name, value)`` appends."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_names")
 
     def __init__(self, items: Iterable[tuple[str, str]] | Mapping[str, str] = ()) -> None:
         self._items: list[tuple[str, str]] = []
+        self._names: set[str] = set()  # the lower-case names present
         pairs = items.items() if isinstance(items, Mapping) else items
         for name, value in pairs:
             self.add(name, value)
 
+    @classmethod
+    def checked(cls, items: list[tuple[str, str]]) -> Headers:
+        """Headers from pairs the caller has already checked (the framework's own)."""
+        headers = cls.__new__(cls)
+        headers._items = items
+        headers._names = {name.lower() for name, _ in items}
+        return headers
+
     def add(self, name: str, value: Any) -> None:
         """Append a header (its value made a string)."""
         value = str(value)
-        _check_header(name, value)
+        check_header(name, value)
         self._items.append((name, value))
+        self._names.add(name.lower())
 
     def __setitem__(self, name: str, value: Any) -> None:
         value = str(value)
-        _check_header(name, value)
+        check_header(name, value)
         lower = name.lower()
-        for index, (key, _) in enumerate(self._items):
-            if key.lower() == lower:
-                self._items[index] = (name, value)
-                self._items[index + 1 :] = [
-                    item for item in self._items[index + 1 :] if item[0].lower() != lower
-                ]
-                return
+        if lower in self._names:
+            self._items = [item for item in self._items if item[0].lower() != lower]
         self._items.append((name, value))
+        self._names.add(lower)
 
     def __getitem__(self, name: str) -> str:
         lower = name.lower()
-        for key, value in self._items:
-            if key.lower() == lower:
-                return value
+        if lower in self._names:
+            for key, value in self._items:
+                if key.lower() == lower:
+                    return value
         raise KeyError(name)
 
     def __delitem__(self, name: str) -> None:
         lower = name.lower()
-        kept = [item for item in self._items if item[0].lower() != lower]
-        if len(kept) == len(self._items):
+        if lower not in self._names:
             raise KeyError(name)
-        self._items = kept
+        self._items = [item for item in self._items if item[0].lower() != lower]
+        self._names.discard(lower)
 
     def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        lower = name.lower()
-        return any(key.lower() == lower for key, _ in self._items)
+        return isinstance(name, str) and name.lower() in self._names
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
