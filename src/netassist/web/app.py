@@ -265,10 +265,11 @@ class App:
                     response.status_code = 200
             except Exception as exc:  # the error handlers decide
                 response, error = self._handle_exception(request, exc)
-            try:
-                response = self._after_request(request, response)
-            except Exception as exc:
-                response, error = self._handle_exception(request, exc, in_after=True)
+            if self._after:
+                try:
+                    response = self._after_request(request, response)
+                except Exception as exc:
+                    response, error = self._handle_exception(request, exc, in_after=True)
             try:
                 body = response(environ, start_response)
             except Exception as exc:
@@ -279,11 +280,11 @@ class App:
             raise
         finally:
             _current.reset(token)
-        wrapper = environ.get("wsgi.file_wrapper")
-        if type(body) is list or (isinstance(wrapper, type) and type(body) is wrapper):
+        if type(body) is list or type(body) is environ.get("wsgi.file_wrapper"):
             # Made whole already, or a file the server sends with sendfile: both go out as
             # they are (the server has a fast path for each), so the request is done now.
-            self._finish(request, error)
+            if self._teardown or request._files:
+                self._finish(request, error)
             return body
         return _Closing(body, lambda: self._finish(request, error))
 

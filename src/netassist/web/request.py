@@ -9,6 +9,8 @@ terminated), and never beyond ``max_content_length``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
@@ -76,20 +78,23 @@ class Request:
     A handler gets it as its first argument: ``def user(request, id): ...``.
     """
 
+    # What is read lazily starts as these class attributes: a request that never asks for
+    # its body, form or cookies costs two attribute stores to make.
+    _body: bytes = _NOT_READ
+    _stream: _LimitedInput | None = None
+    _form: MultiDict | None = None
+    _files: MultiDict | None = None
+    _json: Any = _NOT_READ
+    _args: MultiDict | None = None
+    _cookies: dict[str, str] | None = None
+    _path: str | None = None
+    #: The route's converted parameters, and its endpoint name (None before routing).
+    params: Mapping[str, Any] = MappingProxyType({})  # the route's dict replaces it
+    endpoint: str | None = None
+
     def __init__(self, environ: dict[str, Any], app: App | None = None) -> None:
         self.environ = environ
         self.app = app
-        #: The route's converted parameters, and its endpoint name (None before routing).
-        self.params: dict[str, Any] = {}
-        self.endpoint: str | None = None
-        self._body: bytes = _NOT_READ
-        self._stream: _LimitedInput | None = None
-        self._form: MultiDict | None = None
-        self._files: MultiDict | None = None
-        self._json: Any = _NOT_READ
-        self._args: MultiDict | None = None
-        self._cookies: dict[str, str] | None = None
-        self._path: str | None = None
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.path!r}>"

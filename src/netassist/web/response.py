@@ -60,11 +60,11 @@ class Response:
         self.status_code = status
         if headers is None:  # the common case, kept cheap: one request makes one of these
             if content_type is None:
-                self.headers = Headers.checked([])
+                self.headers = Headers.checked([], set())
             else:
                 if content_type not in _KNOWN_TYPES:
                     check_header("Content-Type", content_type)
-                self.headers = Headers.checked([("Content-Type", content_type)])
+                self.headers = Headers.checked([("Content-Type", content_type)], {"content-type"})
         else:
             self.headers = headers if isinstance(headers, Headers) else Headers(headers)
             if content_type is not None and "content-type" not in self.headers:
@@ -147,9 +147,13 @@ class Response:
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         """Send this response (WSGI)."""
         body = self.body
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        if isinstance(body, bytes | bytearray):
+        kind = type(body)
+        if kind is str:
+            body, kind = body.encode("utf-8"), bytes
+        elif kind is not bytes and isinstance(body, str | bytes | bytearray):
+            body = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+            kind = bytes
+        if kind is bytes:
             headers = self.headers
             items = headers._items
             if "content-length" not in headers._names and _may_have_body(self.status_code):
@@ -157,7 +161,7 @@ class Response:
             if self.cookies:
                 items = [*items, *self._cookie_headers(environ)]
             start_response(self.status, items)
-            return [] if environ["REQUEST_METHOD"] == "HEAD" else [bytes(body)]
+            return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
         start_response(self.status, self.header_items(environ))
         if environ["REQUEST_METHOD"] == "HEAD":
             close = getattr(body, "close", None)

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 __all__ = [
@@ -229,8 +229,7 @@ class Rule:
         return path + ("?" + urlencode(query) if query else "")
 
 
-@dataclass
-class Match:
+class Match(NamedTuple):
     """The outcome of a lookup: the rule and its converted parameters."""
 
     rule: Rule

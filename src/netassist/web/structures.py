@@ -129,11 +129,12 @@ class Headers:
             self.add(name, value)
 
     @classmethod
-    def checked(cls, items: list[tuple[str, str]]) -> Headers:
-        """Headers from pairs the caller has already checked (the framework's own)."""
+    def checked(cls, items: list[tuple[str, str]], names: set[str] | None = None) -> Headers:
+        """Headers from pairs the caller has already checked (the framework's own), and
+        their lower-case names if the caller has them at hand."""
         headers = cls.__new__(cls)
         headers._items = items
-        headers._names = {name.lower() for name, _ in items}
+        headers._names = {name.lower() for name, _ in items} if names is None else names
         return headers
 
     def add(self, name: str, value: Any) -> None:
