@@ -293,12 +293,17 @@ class App:
             answer = hook(request)
             if answer is not None:
                 return make_response(answer)
-        method, path = request.method, request.path
+        environ = request.environ
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO") or "/"
+        if not path.isascii():
+            path = request.path  # decoded from UTF-8, or a 400
         match = self.router.match(method, path)
         if match is not None:
-            request.params = match.params
-            request.endpoint = match.rule.endpoint
-            return make_response(match.rule.handler(request, **match.params))
+            rule, params = match
+            request.params = params
+            request.endpoint = rule.endpoint
+            return make_response(rule.handler(request, **params))
         allowed = self.router.allowed(path)
         if allowed:
             allow = ", ".join(sorted(allowed | {"OPTIONS"}))

@@ -37,8 +37,36 @@ __all__ = [
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 _KNOWN_TYPES = frozenset({HTML, JSON})
-# One encoder for every response: json.dumps with a keyword makes a new one per call.
-_ENCODE_JSON = _json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """The fastest correct ``json.dumps(value, ensure_ascii=False)`` at hand.
+
+    ``JSONEncoder.encode`` builds a C encoder object for every call (about a third of what
+    a small JSON answer costs); this builds it once. Without circular-reference markers,
+    so a value that contains itself ends in RecursionError (a 500) instead of ValueError.
+    Where ``_json`` is missing, or the result differs from the stdlib's, the stdlib it is.
+    """
+    plain = _json.JSONEncoder(ensure_ascii=False)
+    try:
+        from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
+
+        made = c_make_encoder(
+            None, plain.default, c_encode_basestring, None, ": ", ", ", False, False, True
+        )
+
+        def encode(value: Any) -> str:
+            return "".join(made(value, 0))
+
+        sample = {"a": [1, 2.5, None, True, "中\n\"x"], "b": {}}
+        if encode(sample) == plain.encode(sample):
+            return encode
+    except (ImportError, TypeError, ValueError):
+        pass
+    return plain.encode
+
+
+_ENCODE_JSON = _json_encoder()
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 _URL_SAFE = "/:?#[]@!$&'()*+,;=%-._~"
 
@@ -156,11 +184,15 @@ class Response:
         if kind is bytes:
             headers = self.headers
             items = headers._items
-            if "content-length" not in headers._names and _may_have_body(self.status_code):
+            code = self.status_code
+            if "content-length" not in headers._names and (
+                code is None or (code >= 200 and code != 204 and code != 304)
+            ):
                 items = [*items, ("Content-Length", str(len(body)))]
             if self.cookies:
                 items = [*items, *self._cookie_headers(environ)]
-            start_response(self.status, items)
+            line = _STATUS_LINES.get(code or 200)
+            start_response(line if line is not None else self.status, items)
             return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
         start_response(self.status, self.header_items(environ))
         if environ["REQUEST_METHOD"] == "HEAD":
@@ -202,6 +234,20 @@ def json(
     return Response(body, status, headers, content_type=JSON)
 
 
+def _json_response(body: bytes) -> Response:
+    """``Response(body, content_type=JSON)`` without the checks it does not need: a
+    handler's dict becomes one of these on every request."""
+    response = Response.__new__(Response)
+    response.status_code = None
+    headers = Headers.__new__(Headers)
+    headers._items = [("Content-Type", JSON)]
+    headers._names = {"content-type"}
+    response.headers = headers
+    response.body = body
+    response.cookies = []
+    return response
+
+
 def redirect(location: str, status: int = 302) -> Response:
     """Send the client to ``location`` (303 after a form's POST; 301/308 for moved for good,
     302/307 for now; 307 and 308 keep the method and body)."""
@@ -223,7 +269,7 @@ def make_response(value: Any) -> Response:
     (body, headers) or (body, status, headers)."""
     kind = type(value)
     if kind is dict:
-        return json(value)
+        return _json_response(_ENCODE_JSON(value).encode("utf-8"))
     if kind is str or kind is bytes:
         return Response(value)
     if isinstance(value, Response):

@@ -5,16 +5,17 @@ Theory of operation
 A rule is a path such as ``/users/<int:id>/posts/<slug>``. Rules without parameters are
 *static*: a request for one of them is a dictionary lookup, whatever the number of routes.
 
-A rule with parameters is *dynamic*. Its leading literal segments (``users`` above) place
-it at a node of a small tree of such segments; the rest of the rule (``<int:id>/posts/<slug>``)
-becomes one alternative of a single regular expression compiled per node and per method,
-holding, in registration order, every rule of that node that accepts the method. A path is
-walked down the tree segment by segment (a dictionary lookup each) and the regular expressions
-of the nodes it reaches are tried deepest first: more leading literal segments is more
-specific, as with Werkzeug's static-before-dynamic weights. One ``fullmatch`` per node decides,
-and the group that matched names the rule. So matching costs about as much for the 200th
-route as for the first: Python's regular expressions try alternatives one by one (200 of them
-cost ~60 us here), which the tree keeps small.
+A rule with parameters is *dynamic*. Its leading literal segments (``/users/`` above) name
+its group; the rest of the rule (``<int:id>/posts/<slug>``) becomes one alternative of a
+single regular expression compiled per group and per method, holding, in registration
+order, every rule of the group that accepts the method. A path is matched by looking up its
+own prefixes that end in ``/``, longest first (``/users/42/posts/x`` tries ``/users/42/posts/``,
+``/users/42/``, ``/users/``, ``/``: a dictionary lookup each), and trying the pattern of each
+group found: more leading literal segments is more specific, as with Werkzeug's
+static-before-dynamic weights. One ``fullmatch`` per group decides, and the regex group that
+matched names the rule. So matching costs about as much for the 200th route as for the
+first: Python's regular expressions try alternatives one by one (200 of them cost ~60 us
+here), which the grouping keeps few.
 
 Converters turn a parameter's text into a value (``int``, ``float``, ``path``, ``uuid``,
 ``str``, and any registered :class:`Converter`). A converter that refuses a value that its
@@ -34,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote, urlencode
 
 __all__ = [
@@ -229,20 +230,17 @@ class Rule:
         return path + ("?" + urlencode(query) if query else "")
 
 
-class Match(NamedTuple):
-    """The outcome of a lookup: the rule and its converted parameters."""
-
-    rule: Rule
-    params: dict[str, Any]
+#: The outcome of a lookup: the rule and its converted parameters.
+Match = tuple[Rule, dict[str, Any]]
 
 
-class _Node:
-    """The dynamic rules whose leading literal segments lead here."""
+class _Group:
+    """The dynamic rules that share one literal prefix (``/users/`` for ``/users/<int:id>``
+    and ``/users/<name>/posts``)."""
 
-    __slots__ = ("children", "compiled", "rules")
+    __slots__ = ("compiled", "rules")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
         self.rules: list[tuple[Rule, str]] = []  # (rule, regex of the rest of its path)
         # method -> (compiled alternatives, group index -> (rule, [(name, to_python, group)]))
         self.compiled: dict[str, tuple[re.Pattern[str], dict[int, tuple[Rule, list]]]] = {}
@@ -342,7 +340,7 @@ class Router:
         self.rules: list[Rule] = []
         self.by_endpoint: dict[str, Rule] = {}
         self._static: dict[str, dict[str, Rule]] = {}  # path -> method -> rule
-        self._root = _Node()
+        self._groups: dict[str, _Group] = {}  # literal prefix ("/users/") -> its rules
 
     # --- adding -------------------------------------------------------------------------------
 
@@ -383,9 +381,9 @@ class Router:
         if rule.is_static:
             self._static.setdefault(path, {}).update(dict.fromkeys(rule.methods, rule))
         else:
-            node, rest = self._place(rule)
-            node.rules.append((rule, rest))
-            node.compiled.clear()
+            group, rest = self._place(rule)
+            group.rules.append((rule, rest))
+            group.compiled.clear()
         return rule
 
     def _settle_head(self, rule: Rule) -> None:
@@ -426,72 +424,79 @@ class Router:
                     "register the narrower route first"
                 )
 
-    def _place(self, rule: Rule) -> tuple[_Node, str]:
-        node = self._root
-        for segment in rule.leading:
-            node = node.children.setdefault(segment, _Node())
+    def _place(self, rule: Rule) -> tuple[_Group, str]:
+        prefix = "/" + "".join(segment + "/" for segment in rule.leading)
+        group = self._groups.setdefault(prefix, _Group())
         first = rule.pieces[0][0] or ""
-        skip = first.rfind("/") + 1  # the literal part the tree already matched
+        skip = first.rfind("/") + 1  # the literal part the prefix already matched
         rest = []
         for index, (text, param) in enumerate(rule.pieces):
             if param is None:
                 rest.append(re.escape(text[skip:] if index == 0 else text))
             else:
                 rest.append(f"({param[1].regex})")
-        return node, "".join(rest)
+        return group, "".join(rest)
 
     # --- finding ------------------------------------------------------------------------------
 
     def match(self, method: str, path: str) -> Match | None:
-        """The route for ``method`` and ``path``, or None (see :meth:`allowed` for why)."""
+        """The route for ``method`` and ``path`` and its converted parameters, as
+        ``(rule, params)``, or None (see :meth:`allowed` for why). This runs for every
+        request: it is written for speed."""
         methods = self._static.get(path)
         if methods is not None:
             rule = methods.get(method)
             if rule is not None:
-                return Match(rule, {})
-        for node, position in self._nodes(path):
-            compiled = node.compiled.get(method)
+                return rule, {}
+        groups = self._groups
+        end = len(path)
+        while (slash := path.rfind("/", 0, end)) >= 0:
+            # The path's prefixes ending in "/", longest (most specific) first.
+            end = slash
+            group = groups.get(path[: slash + 1])
+            if group is None:
+                continue
+            compiled = group.compiled.get(method)
             if compiled is None:
-                compiled = node.compiled[method] = self._compile(node, method)
-            pattern, groups = compiled
-            found = pattern.fullmatch(path, position)
+                compiled = group.compiled[method] = self._compile(group, method)
+            found = compiled[0].fullmatch(path, slash + 1)
             if found is None:
                 continue
-            rule, params = groups[found.lastindex]  # type: ignore[index]
+            rule, params = compiled[1][found.lastindex]
+            get = found.group
             try:
-                values = {name: to_python(found.group(g)) for name, to_python, g in params}
+                if len(params) == 1:  # the usual case, without a comprehension's frame
+                    name, to_python, index = params[0]
+                    values = {name: to_python(get(index))}
+                else:
+                    values = {name: to_python(get(index)) for name, to_python, index in params}
             except ValueError:
                 return self._match_slowly(method, path, after=rule)
-            return Match(rule, values)
+            return rule, values
         return None
 
-    def _nodes(self, path: str) -> list[tuple[_Node, int]]:
-        """The tree nodes ``path`` reaches, deepest first, with where its rest starts."""
+    def _reached(self, path: str) -> list[tuple[_Group, int]]:
+        """The groups whose prefix ``path`` starts with, longest first, with where the
+        rest of the path starts."""
         reached = []
-        node, position = self._root, 1
-        if node.rules:
-            reached.append((node, position))
-        while node.children:
-            slash = path.find("/", position)
-            if slash == -1:
-                break
-            node = node.children.get(path[position:slash])  # type: ignore[assignment]
-            if node is None:
-                break
-            position = slash + 1
-            if node.rules:
-                reached.append((node, position))
-        reached.reverse()
+        end = len(path)
+        while (slash := path.rfind("/", 0, end)) >= 0:
+            end = slash
+            group = self._groups.get(path[: slash + 1])
+            if group is not None:
+                reached.append((group, slash + 1))
         return reached
 
     @staticmethod
-    def _compile(node: _Node, method: str) -> tuple[re.Pattern[str], dict[int, tuple[Rule, list]]]:
-        """One pattern of every rule of ``node`` that takes ``method``, in order. Each rule is
-        one group around its parameters' groups, so ``lastindex`` names the rule."""
+    def _compile(
+        group: _Group, method: str
+    ) -> tuple[re.Pattern[str], dict[int, tuple[Rule, list]]]:
+        """One pattern of every rule of ``group`` that takes ``method``, in order. Each rule
+        is one regex group around its parameters' groups, so ``lastindex`` names the rule."""
         alternatives = []
         groups: dict[int, tuple[Rule, list]] = {}
         index = 1
-        for rule, rest in node.rules:
+        for rule, rest in group.rules:
             if method not in rule.methods:
                 continue
             params = [
@@ -510,8 +515,8 @@ class Router:
     def _match_slowly(self, method: str, path: str, after: Rule) -> Match | None:
         """Matching again rule by rule, past ``after`` whose converter refused the value."""
         passed = False
-        for node, position in self._nodes(path):
-            for rule, rest in node.rules:
+        for group, position in self._reached(path):
+            for rule, rest in group.rules:
                 if not passed:
                     passed = rule is after
                     continue
@@ -528,7 +533,7 @@ class Router:
                     }
                 except ValueError:
                     continue
-                return Match(rule, values)
+                return rule, values
         return None
 
     def allowed(self, path: str) -> set[str]:
