@@ -58,7 +58,7 @@ def _json_encoder() -> Callable[[Any], str]:
         def encode(value: Any) -> str:
             return "".join(made(value, 0))
 
-        sample = {"a": [1, 2.5, None, True, "中\n\"x"], "b": {}}
+        sample = {"a": [1, 2.5, None, True, '中\n"x'], "b": {}}
         if encode(sample) == plain.encode(sample):
             return encode
     except (ImportError, TypeError, ValueError):
