@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from pathlib import Path
 
 from netassist.static import StaticFiles
@@ -21,8 +20,9 @@ from seed_site import users
 
 HERE = Path(__file__).resolve().parent
 PAGES = HERE / "pages"
-# Signs the "user" cookie. Set SEED_SITE_SECRET to keep sign-ins across restarts.
-SECRET = os.environ.get("SEED_SITE_SECRET") or secrets.token_hex(32)
+# Signs the "user" cookie: $SEED_SITE_SECRET, or one kept in the accounts file, so that
+# every worker process (gunicorn's too) and the next start sign alike.
+SECRET = os.environ.get("SEED_SITE_SECRET") or users.secret()
 NAME = re.compile(r"[\w\u4e00-\u9fff]{2,20}")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 

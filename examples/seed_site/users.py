@@ -1,7 +1,9 @@
 """The demo's accounts: a SQLite file, so that every worker process sees every sign-up.
 
-Passwords are stored as PBKDF2-SHA256 hashes with a salt of their own, never as text.
-The file is ``$SEED_SITE_DB``, or ``netassist-seed-site.sqlite3`` in the temporary folder.
+Passwords are stored as PBKDF2-SHA256 hashes with a salt of their own, never as text. The
+file also keeps the secret that signs the sign-in cookie, made on first use, so that every
+worker (and the next start) signs alike. The file is ``$SEED_SITE_DB``, or
+``netassist-seed-site.sqlite3`` in the temporary folder.
 """
 
 from __future__ import annotations
@@ -30,7 +32,19 @@ def _connect() -> sqlite3.Connection:
         "CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, email TEXT NOT NULL,"
         " salt BLOB NOT NULL, hash BLOB NOT NULL, created REAL NOT NULL)"
     )
+    connection.execute("CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT)")
     return connection
+
+
+def secret() -> str:
+    """The cookie-signing secret kept in the file (made by the first process to ask)."""
+    with _connect() as connection:
+        connection.execute(
+            "INSERT OR IGNORE INTO settings VALUES ('secret', ?)", (secrets.token_hex(32),)
+        )
+        (value,) = connection.execute("SELECT value FROM settings WHERE name = 'secret'").fetchone()
+    connection.close()
+    return value
 
 
 def _hash(password: str, salt: bytes) -> bytes:
