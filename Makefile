@@ -42,9 +42,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The tutorial's demo site (examples/seed_site) in the foreground; Ctrl-C stops it.
+# RUN_ARGS adds netassist run options, as in: make run RUN_ARGS="--threads 4".
+RUN_ADDRESS := 127.0.0.1:8000
 run: venv-check
 	@$(MAKE) --no-print-directory $(VENV)/.installed
-	$(BIN)/netassist --help
+	@echo "netassist demo site: open http://$(RUN_ADDRESS)/ (Ctrl-C stops it)"
+	$(BIN)/netassist run --chdir examples seed_site:app --bind $(RUN_ADDRESS) $(RUN_ARGS)
 
 test: venv-check
 	@$(MAKE) --no-print-directory $(VENV)/.installed-test
