@@ -56,13 +56,13 @@ test: venv-check
 
 lint: venv-check
 	@$(MAKE) --no-print-directory $(VENV)/.installed-test
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 
 format: venv-check
 	@$(MAKE) --no-print-directory $(VENV)/.installed-test
-	$(BIN)/ruff check --fix src tests bench
-	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench examples
+	$(BIN)/ruff format src tests bench examples
 
 bench: venv-check
 	@$(MAKE) --no-print-directory $(VENV)/.installed-test

@@ -1,8 +1,5 @@
-"""Fixtures for the framework's tests: the demo site as a real process, and a real browser.
-
-``browser`` is the fixture of tests/static/conftest.py (headless Chromium through selenium
-with Debian's driver), imported so that both folders use the one definition.
-"""
+"""Fixtures for the framework's tests: the demo site as a real process (``browser`` is in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
-from tests.static.conftest import browser  # noqa: F401 - a fixture, used by name
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
