@@ -153,6 +153,12 @@ def register(commands: argparse._SubParsersAction) -> None:
             metavar="SECONDS",
             help="give up when the server stays silent this long (default 30)",
         )
+        c.add_argument(
+            "--digest",
+            choices=("blake3", "sha256"),
+            help="the digest that verifies the data (default: blake3, or sha256 with a server "
+            "of protocol version 1; sha256 to compare with published checksums)",
+        )
         c.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
         c.set_defaults(handler={"ls": ls, "get": get, "put": put}[name])
 
@@ -186,7 +192,24 @@ def _output_folder(path: str) -> None:
 
 def _client(args: argparse.Namespace) -> Client:
     host, port = _server_address(args.server)
-    return Client(host, port, token=args.token, tls=_client_tls(args), timeout=args.timeout)
+    if args.digest is None:
+        _say_digest_fallback()
+    return Client(
+        host,
+        port,
+        token=args.token,
+        tls=_client_tls(args),
+        timeout=args.timeout,
+        digest=args.digest,
+    )
+
+
+def _say_digest_fallback() -> None:
+    """One line on stderr where the blake3 wheel is missing: digests are SHA-256 then."""
+    from netassist.transfer import digest
+
+    if digest.BLAKE3 not in digest.available():
+        print(f"netassist: {digest.MISSING_NOTICE}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -227,6 +250,8 @@ def serve(args: argparse.Namespace) -> int:
         _plain_alone(args, "--allow-upload", "--token", "--tls-cert")
     host, port = _server_address(args.bind, listening=True)
     tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    if not args.plain:
+        _say_digest_fallback()
     server = FileServer(
         args.directory,
         host,
@@ -242,12 +267,14 @@ def serve(args: argparse.Namespace) -> int:
         log=ServerLog(sys.stderr, quiet=args.quiet),
     )
     kind = " (TLS)" if tls else " (plain: the tutorial's protocol, read-only)" if args.plain else ""
-    print(
-        f"listening on tcp {server.address}{kind}, sharing {os.path.abspath(args.directory)}",
-        file=sys.stderr,
-        flush=True,
-    )
+    # The signals are taken before the line that says it listens: whoever waits for that
+    # line may stop it at once.
     with stopped_by_signals(server.stop):
+        print(
+            f"listening on tcp {server.address}{kind}, sharing {os.path.abspath(args.directory)}",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             server.serve()
         finally:
@@ -335,7 +362,13 @@ def get(args: argparse.Namespace) -> int:
                 on_progress=progress.update,
                 on_total=progress.total,
             )
-    return _report_get(args, results, started, "all verified", client.left_out)
+    checked = f"all verified ({_digest_name(client.agreed.digest)})"
+    return _report_get(args, results, started, checked, client.left_out)
+
+
+def _digest_name(algorithm: str) -> str:
+    """How a summary line names a digest algorithm."""
+    return {"blake3": "BLAKE3", "sha256": "SHA-256"}.get(algorithm, algorithm)
 
 
 def _report_get(
@@ -355,7 +388,7 @@ def _report_get(
     missing = refused or (args.hidden and left_out.get("hidden"))
     _say_left_out(left_out, asked_hidden=args.hidden)
     if args.json:
-        print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
+        print(json.dumps([r.as_json() for r in results], ensure_ascii=False))
     elif not args.quiet:
         skipped = sum(r.skipped and not r.refused for r in results)
         resumed = sum(1 for r in results if r.resumed_from)
@@ -429,15 +462,15 @@ def put(args: argparse.Namespace) -> int:
             )
     refused = _say_refused(results)
     if args.json:
-        print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
+        print(json.dumps([r.as_json() for r in results], ensure_ascii=False))
     elif not args.quiet:
         sent = sum(r.received for r in results)
         took = max(time.monotonic() - started, 1e-9)
         already = sum(r.skipped and not r.refused for r in results)
         print(
             f"{len(results) - already - refused} file(s), {sent:,} bytes sent in {took:.2f} s, "
-            "all verified by the server"
-            + (f"; {already} already there (the same SHA-256)" if already else "")
+            f"all verified by the server ({_digest_name(client.agreed.digest)})"
+            + (f"; {already} already there (the same digest)" if already else "")
             + (f"; {refused} name(s) skipped (see above)" if refused else ""),
             file=sys.stderr,
         )

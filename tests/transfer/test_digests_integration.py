@@ -1,0 +1,175 @@
+"""Both digests end to end: verified downloads and uploads, resume, damage in flight, the
+notice where blake3 is missing, and a folder of 10,000 files streamed (issue 19)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from netassist.errors import ExitCode
+from netassist.transfer import digest as digests
+from netassist.transfer.client import Client, TransferError
+from netassist.transfer.server import FileServer
+from tests.conftest import NETASSIST, run_netassist
+from tests.transfer.peers import DamagingRelay
+
+pytestmark = pytest.mark.integration
+DIGESTS = ["blake3", "sha256"]
+
+
+@pytest.fixture
+def shared(tmp_path):
+    root = tmp_path / "shared"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def server(shared):
+    srv = FileServer(str(shared), "127.0.0.1", 0, allow_upload=True)
+    threading.Thread(target=srv.serve, daemon=True).start()
+    yield srv
+    srv.stop()
+
+
+def address(srv: FileServer) -> str:
+    return srv.address
+
+
+def digest_of(path, algorithm: str) -> str:
+    return digests.of(algorithm, path.read_bytes())
+
+
+@pytest.mark.parametrize("algorithm", DIGESTS)
+def test_get_and_put_verified_and_named_in_json(server, shared, tmp_path, algorithm):
+    (shared / "f.bin").write_bytes(os.urandom(9 << 20))  # hashed while sent: a trailer
+    (shared / "dir").mkdir()
+    (shared / "dir" / "s.txt").write_bytes(b"small\n")  # a stream of one small file
+    out = tmp_path / "out"
+    got = run_netassist(
+        "files", "get", address(server), "f.bin", "dir", "-o", str(out), "--json",
+        "--digest", algorithm,
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    results = json.loads(got.stdout)
+    assert len(results) == 2
+    for result in results:
+        assert result["algorithm"] == algorithm
+        assert result["digest"] == digest_of(shared / result["remote"], algorithm)
+        assert result["sha256"] == (result["digest"] if algorithm == "sha256" else None)
+    label = {"blake3": "BLAKE3", "sha256": "SHA-256"}[algorithm]
+    assert f"all verified ({label})" in run_netassist(
+        "files", "get", address(server), "dir", "-o", str(tmp_path / "again"),
+        "--digest", algorithm,
+    ).stderr.decode()  # fmt: skip
+    put = run_netassist(
+        "files", "put", address(server), str(out / "f.bin"), "inbox", "--json",
+        "--digest", algorithm,
+    )  # fmt: skip
+    assert put.returncode == 0, put.stderr
+    assert json.loads(put.stdout)[0]["algorithm"] == algorithm
+    assert (shared / "inbox" / "f.bin").read_bytes() == (shared / "f.bin").read_bytes()
+
+
+@pytest.mark.parametrize("algorithm", DIGESTS)
+def test_resume_checks_the_prefix_with_the_agreed_digest(server, shared, tmp_path, algorithm):
+    data = os.urandom(3 << 20)
+    (shared / "r.bin").write_bytes(data)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "r.bin.part").write_bytes(data[:700_000])
+    with Client("127.0.0.1", server.sock.getsockname()[1], digest=algorithm) as client:
+        assert client.agreed.digest == algorithm
+        result = client.get("r.bin", str(out))[0]
+        assert (result.resumed_from, result.received) == (700_000, len(data) - 700_000)
+        assert result.digest == digests.of(algorithm, data)
+        # A .part that is not a prefix of the file starts over, and still ends verified.
+        (out / "r.bin.part").write_bytes(b"x" + data[1:500_000])
+        result = client.get("r.bin", str(out), force=True)[0]
+        assert (result.resumed_from, result.received) == (0, len(data))
+    assert (out / "r.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("algorithm", DIGESTS)
+@pytest.mark.parametrize("what", ["large file", "streamed folder"])
+def test_a_byte_damaged_in_flight_is_caught(server, shared, tmp_path, algorithm, what):
+    if what == "large file":
+        (shared / "big.bin").write_bytes(os.urandom(9 << 20))
+        remote = "big.bin"
+    else:
+        (shared / "box").mkdir()
+        for i in range(20):
+            (shared / "box" / f"{i:02}.txt").write_bytes(b"%d\n" % i * 3000)
+        remote = "box"
+    # Past the greeting and the announcement: a byte of some file's data.
+    relay = DamagingRelay(server.sock.getsockname()[1], position=50_000)
+    with (
+        Client("127.0.0.1", relay.port, digest=algorithm) as client,
+        pytest.raises(TransferError) as caught,
+    ):
+        client.get(remote, str(tmp_path / "out"))
+    assert relay.damaged
+    assert caught.value.exit_code == ExitCode.BAD_DATA
+    assert "damaged" in str(caught.value)
+    (part,) = (tmp_path / "out").rglob("*.part")  # kept, and named in the message
+    assert str(part) in str(caught.value)
+    assert not part.with_suffix("").exists()  # the damaged file never takes its name
+
+
+def test_without_the_blake3_wheel_sha256_with_a_one_line_notice(server, shared, tmp_path):
+    (shared / "a.txt").write_text("a")
+    hide = "import sys; sys.modules['blake3'] = None; from netassist.cli import main; "
+    command = [sys.executable, "-c", hide + "sys.exit(main(sys.argv[1:]))"]
+    out = str(tmp_path / "out")
+    got = subprocess.run(
+        [*command, "files", "get", address(server), "a.txt", "-o", out, "--json"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)[0]["algorithm"] == "sha256"
+    notice = [line for line in got.stderr.decode().splitlines() if "blake3" in line]
+    assert len(notice) == 1 and "SHA-256" in notice[0]
+    asked = subprocess.run(
+        [*command, "files", "ls", address(server), "--digest", "blake3"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert asked.returncode == 2 and "not installed" in asked.stderr.decode()
+    assert asked.stderr.decode().count("\n") == 1
+
+
+def test_ten_thousand_files_with_chinese_names_arrive_whole_and_verified(tmp_path, netassist):
+    shared = tmp_path / "shared"
+    expected = {}
+    for i in range(10_000):
+        folder = shared / "资料" / f"目录{i % 40:02}"
+        if i < 40:
+            folder.mkdir(parents=True)
+        name = folder / f"文件 {i} 笔记.txt"
+        content = f"第{i}个\n".encode() * (i % 7)
+        name.write_bytes(content)
+        expected[str(name.relative_to(shared))] = content
+    (shared / "资料" / "空的").mkdir()
+    server = netassist("files", "serve", str(shared), "--bind", "127.0.0.1:0", "--quiet")
+    out = tmp_path / "out"
+    got = subprocess.run(
+        [*NETASSIST, "files", "get", f"127.0.0.1:{server.port()}", "资料", "-o", str(out)],
+        capture_output=True,
+        timeout=120,
+    )
+    assert got.returncode == 0, got.stderr
+    assert "10000 file(s)" in got.stderr.decode() and "all verified (BLAKE3)" in got.stderr.decode()
+    arrived = {}
+    for where, _, files in os.walk(out):
+        for name in files:
+            path = os.path.join(where, name)
+            with open(path, "rb") as handle:
+                arrived[os.path.relpath(path, out)] = handle.read()
+    assert arrived == expected  # every name, every byte, no .part left
+    assert (out / "资料" / "空的").is_dir()
