@@ -89,7 +89,7 @@ def test_resume_checks_the_prefix_with_the_agreed_digest(server, shared, tmp_pat
         assert (result.resumed_from, result.received) == (700_000, len(data) - 700_000)
         assert result.digest == digests.of(algorithm, data)
         # A .part that is not a prefix of the file starts over, and still ends verified.
-        (out / "r.bin.part").write_bytes(b"x" + data[1:500_000])
+        (out / "r.bin.part").write_bytes(bytes([data[0] ^ 0xFF]) + data[1:500_000])
         result = client.get("r.bin", str(out), force=True)[0]
         assert (result.resumed_from, result.received) == (0, len(data))
     assert (out / "r.bin").read_bytes() == data

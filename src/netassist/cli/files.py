@@ -12,13 +12,26 @@ from collections.abc import Iterator
 
 from netassist import addresses
 from netassist.cli.progress import TransferProgress
-from netassist.cli.wire import _positive_float, _positive_int
 from netassist.errors import ExitCode, NetassistError, UsageError, explain
 from netassist.transfer.admission import HANDSHAKE_TIMEOUT
 from netassist.transfer.client import Client, client_tls, sendable, shown
 from netassist.transfer.protocol import DEFAULT_PORT
 
 MAX_TIMEOUT = 86_400.0
+
+
+# The number types of the assistant's commands, imported when a flag is given (a files
+# command starts without the assistant's modules).
+def _positive_int(text: str) -> int:
+    from netassist.cli.wire import _positive_int as parse
+
+    return parse(text)
+
+
+def _positive_float(text: str) -> float:
+    from netassist.cli.wire import _positive_float as parse
+
+    return parse(text)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -16,12 +16,12 @@ import itertools
 import json
 import os
 import select
-import ssl
 import stat
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
+from typing import TYPE_CHECKING
 
 from netassist import paths
 from netassist.errors import ExitCode, NetassistError, TimeoutExpired, UsageError, explain
@@ -35,9 +35,13 @@ from netassist.transfer.stream import (
     WriteFailed,
     open_no_follow,
     receive_stream,
+    rename_no_replace,
 )
 from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import connect_tcp, format_address
+
+if TYPE_CHECKING:
+    import ssl
 
 RECV_BLOCK = 1 << 20
 PIPELINE = 32  # file requests in flight while a folder downloads file by file
@@ -109,6 +113,8 @@ def _size(item: dict) -> int:
 def client_tls(ca_file: str | None = None) -> ssl.SSLContext:
     """A client TLS context: the system's trust store, or ``ca_file`` (a CA or the server's
     own self-signed certificate). Host names are always checked."""
+    import ssl  # here: a client without TLS starts without it
+
     context = ssl.create_default_context(cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
@@ -150,6 +156,8 @@ class Client:
         self.sock = connect_tcp(host, port, timeout)
         self.sock.settimeout(timeout)
         if tls is not None:
+            import ssl
+
             try:
                 self.sock = tls.wrap_socket(self.sock, server_hostname=host)
             except ssl.SSLCertVerificationError as exc:
@@ -937,8 +945,10 @@ def settle_part(part: str, local: str, force: bool) -> None:
         os.replace(part, local)
         return
     try:
-        # A hard link is a rename that refuses to replace (RENAME_NOREPLACE, which the os
-        # module lacks), so nothing that appears meanwhile is overwritten.
+        if rename_no_replace(part, local):
+            return
+        # A hard link is a rename that refuses to replace, so nothing that appears
+        # meanwhile is overwritten.
         os.link(part, local)
     except FileExistsError:
         pass

@@ -15,10 +15,10 @@ a loop that receives them, a :class:`HashRange` reads a file range on its own wh
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import threading
+from collections.abc import Callable
 from typing import IO, Protocol
 
 BLAKE3 = "blake3"
@@ -62,6 +62,8 @@ def available() -> tuple[str, ...]:
 def new(algorithm: str) -> Hasher:
     """A fresh hasher for ``algorithm`` (one of :func:`available`; ValueError otherwise)."""
     if algorithm == SHA256:
+        import hashlib  # here: a BLAKE3 session never needs it
+
         return hashlib.sha256()
     if algorithm == BLAKE3 and (constructor := _blake3()) is not None:
         return constructor()
@@ -70,9 +72,20 @@ def new(algorithm: str) -> Hasher:
 
 def of(algorithm: str, data) -> str:
     """The hex digest of ``data`` (bytes or a buffer)."""
-    hasher = new(algorithm)
-    hasher.update(data)
-    return hasher.hexdigest()
+    return function(algorithm)(data)
+
+
+def function(algorithm: str) -> Callable[[object], str]:
+    """A function from bytes (or a buffer) to their hex digest by ``algorithm``, for callers
+    that hash many small files (it costs one call each)."""
+    if algorithm == BLAKE3 and (constructor := _blake3()) is not None:
+        return lambda data: constructor(data).hexdigest()
+    if algorithm == SHA256:
+        import hashlib
+
+        sha256 = hashlib.sha256
+        return lambda data: sha256(data).hexdigest()
+    raise ValueError(f"no digest {algorithm!r} here")
 
 
 BLOCK = 1 << 20  # a block received from the network (hashed on the other thread)

@@ -19,7 +19,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from netassist import paths
 from netassist.errors import explain
+from netassist.paths import PathRefused, check_segment
 from netassist.transfer import digest as digests
 from netassist.transfer import protocol
 from netassist.transfer.client import (
@@ -38,6 +40,8 @@ from netassist.transfer.client import (
     write_error,
 )
 from netassist.transfer.stream import FileSink, WriteFailed, open_no_follow
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
 
 class FolderStream:
@@ -68,7 +72,11 @@ class FolderStream:
         self.results: list[Result] = []
         self.skips = _Skips()
         self.algorithm = client.agreed.digest
+        self._digest = digests.function(self.algorithm)
         self.utime_fd = os.utime in os.supports_fd
+        # Folders whose names were judged and made: remote folder (as the stream names it)
+        # -> (local folder, made by this job, remote name of the folder with a slash).
+        self._folders_met: dict[str, tuple[str, bool, str]] = {}
 
     def run(
         self,
@@ -99,6 +107,20 @@ class FolderStream:
     def _place(self, name: object, folder: bool, size: int) -> tuple[str, str, bool] | None:
         """Where the streamed ``name`` goes: its remote name, its local path and whether its
         folder was made by this job; None for a folder (made now) or a skipped name."""
+        if not folder and isinstance(name, str):
+            # In a folder met before, only the last name is new: judged by the strictest
+            # rules that apply (this system's, hidden names as asked), it needs no more.
+            # Anything it fails goes the whole way below, for the right verdict and words.
+            head, _, leaf = name.rpartition("/")
+            known = self._folders_met.get(head)
+            if known is not None and len(known[2]) + len(leaf) <= paths.MAX_PATH_LENGTH:
+                try:
+                    check_segment(leaf, show_hidden=self.hidden, system=self.client.system)
+                except PathRefused:
+                    pass
+                else:
+                    where, fresh, remote_head = known
+                    return remote_head + leaf, os.path.join(where, leaf), fresh
         client = self.client
         after = f"{len(self.results)} file(s) before it arrived verified and were kept"
         segments = client._offered(name, "folder" if folder else "file", after)
@@ -111,6 +133,9 @@ class FolderStream:
             client._folder(self.real_out, self.out_dir, parts, self.folders)
             return None
         where, fresh = client._folder(self.real_out, self.out_dir, parts[:-1], self.folders)
+        if isinstance(name, str):
+            head = name.rpartition("/")[0]
+            self._folders_met[head] = (where, fresh, "/".join(named[:-1]) + "/")
         return "/".join(named), os.path.join(where, parts[-1]), fresh
 
     def _kept(self, remote: str, local: str, fresh: bool) -> bool:
@@ -173,23 +198,24 @@ class FolderStream:
         announced = entry.get("digest")
         if not isinstance(announced, str):
             raise TransferError(f"{self.client.peer} sent no digest for {shown(remote)!r}")
-        got = digests.of(self.algorithm, data)
+        got = self._digest(data)
         part = local + PART
         try:
-            fd = open_no_follow(
-                part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _creation_mode(entry.get("mode"))
-            )
+            fd = open_no_follow(part, _CREATE, _creation_mode(entry.get("mode")))
         except OSError as exc:
             raise explain(exc, f"opening {part}") from None
         mtime_ns = entry.get("mtime_ns")
         times = (mtime_ns, mtime_ns) if _valid_time(mtime_ns) else None
         try:
-            FileSink(fd, part).write(data)
+            written = os.write(fd, data)  # one call takes a small file whole, as a rule
+            if written != len(data):
+                FileSink(fd, part).write(data[written:])
             if times and self.utime_fd:
                 _set_times(fd, times)
                 times = None
-        except WriteFailed as exc:
-            raise write_error(exc, f"{part} keeps what was written of it") from None
+        except (OSError, WriteFailed) as exc:
+            failed = exc if isinstance(exc, WriteFailed) else WriteFailed(part, exc)
+            raise write_error(failed, f"{part} keeps what was written of it") from None
         finally:
             os.close(fd)
         if times:
