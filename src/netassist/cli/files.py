@@ -397,8 +397,9 @@ def _report_get(
     received = sum(r.received for r in results)
     refused = _say_refused(results)
     left_out = left_out or {}
-    # Hidden names the user asked for with --hidden and did not get are missing too.
-    missing = refused or (args.hidden and left_out.get("hidden"))
+    # Hidden names the user asked for with --hidden and did not get are missing too, and so
+    # are files the server left out because they changed while it sent the folder.
+    missing = refused or left_out.get("changed") or (args.hidden and left_out.get("hidden"))
     _say_left_out(left_out, asked_hidden=args.hidden)
     if args.json:
         print(json.dumps([r.as_json() for r in results], ensure_ascii=False))
@@ -433,6 +434,7 @@ _LEFT_OUT = {
     "broken": ("broken link{s}", ""),
     "special": ("device{s}, FIFO{s} or socket{s}", ""),
     "names": ("name{s} its naming rules refuse", ""),
+    "changed": ("file{s} replaced while the folder was sent", "running again fetches them"),
 }
 
 
