@@ -40,9 +40,14 @@ class HostileServer:
     ``reply(body)`` returns (bytes: one or more frames, raw data included)."""
 
     def __init__(
-        self, reply: Callable[[dict], bytes], hello: dict | None = None, version: int = 2
+        self,
+        reply: Callable[[dict], bytes],
+        hello: dict | None = None,
+        version: int = 2,
+        hang_up: Callable[[dict], bool] | None = None,
     ) -> None:
         self.reply = reply
+        self.hang_up = hang_up  # whether to close the connection after answering a request
         greeting = {"version": version} if version == 1 else {"version": 2, "digest": "blake3"}
         self.hello = {**greeting, **(hello or {})}
         self.requests: list[dict] = []
@@ -61,6 +66,8 @@ class HostileServer:
                     elif event.type is protocol.FrameType.REQUEST:
                         self.requests.append(event.body)
                         conn.sendall(self.reply(event.body))
+                        if self.hang_up is not None and self.hang_up(event.body):
+                            return
 
 
 def file_frame(path: str, data: bytes, digest: str | None = None, version: int = 2) -> bytes:

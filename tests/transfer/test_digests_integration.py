@@ -13,10 +13,11 @@ import pytest
 
 from netassist.errors import ExitCode
 from netassist.transfer import digest as digests
+from netassist.transfer import protocol
 from netassist.transfer.client import Client, TransferError
 from netassist.transfer.server import FileServer
 from tests.conftest import NETASSIST, run_netassist
-from tests.transfer.peers import DamagingRelay
+from tests.transfer.peers import DamagingRelay, HostileServer, files_frame, ls_dir
 
 pytestmark = pytest.mark.integration
 DIGESTS = ["blake3", "sha256"]
@@ -173,3 +174,34 @@ def test_ten_thousand_files_with_chinese_names_arrive_whole_and_verified(tmp_pat
                 arrived[os.path.relpath(path, out)] = handle.read()
     assert arrived == expected  # every name, every byte, no .part left
     assert (out / "资料" / "空的").is_dir()
+
+
+def test_a_stream_cut_short_resumes_file_by_file(server, shared, tmp_path):
+    (shared / "box").mkdir()
+    (shared / "box" / "a.txt").write_bytes(b"a" * 100)
+    big = os.urandom(3 << 20)
+    (shared / "box" / "big.bin").write_bytes(big)
+
+    def cut(body: dict) -> bytes:  # the small file, then half the large one, then gone
+        if body["op"] == "ls":
+            return ls_dir(body)
+        header = {"path": "big.bin", "size": len(big), "offset": 0, "length": len(big)}
+        header |= {"digest": None, "mtime_ns": 0, "mode": 0o644}
+        announce = protocol.encode(protocol.FrameType.FILE, header)
+        return files_frame({"a.txt": b"a" * 100}) + announce + big[: len(big) // 2]
+
+    out = tmp_path / "out"
+    hostile = HostileServer(cut, hang_up=lambda body: body["op"] == "get")
+    with (
+        Client("127.0.0.1", hostile.port, timeout=5) as client,
+        pytest.raises(TransferError, match="run again to resume"),
+    ):
+        client.get("box", str(out))
+    assert (out / "box" / "a.txt").read_bytes() == b"a" * 100
+    held = (out / "box" / "big.bin.part").stat().st_size
+    assert 0 < held <= len(big) // 2
+    with Client("127.0.0.1", server.sock.getsockname()[1]) as client:
+        results = {r.remote: r for r in client.get("box", str(out))}
+    assert results["box/a.txt"].skipped  # there already: file by file now
+    assert results["box/big.bin"].resumed_from == held
+    assert (out / "box" / "big.bin").read_bytes() == big

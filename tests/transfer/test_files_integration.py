@@ -475,6 +475,9 @@ def test_put_never_writes_through_a_link_planted_as_its_part_file(upload_server,
 def test_tls_with_a_self_signed_certificate(shared, tmp_path, netassist):
     cert, key = self_signed(tmp_path)
     (shared / "secret.txt").write_text("over TLS")
+    (shared / "box").mkdir()  # a folder stream over TLS: a FILES frame and a large file
+    (shared / "box" / "a.txt").write_text("a")
+    (shared / "box" / "big.bin").write_bytes(os.urandom(3 << 20))
     proc = netassist(
         "files",
         "serve",
@@ -489,10 +492,13 @@ def test_tls_with_a_self_signed_certificate(shared, tmp_path, netassist):
     port = proc.port()
     out = tmp_path / "out"
     ok = run_netassist(
-        "files", "get", f"127.0.0.1:{port}", "secret.txt", "-o", str(out), "--tls-ca", str(cert)
-    )
+        "files", "get", f"127.0.0.1:{port}", "secret.txt", "box", "-o", str(out),
+        "--tls-ca", str(cert),
+    )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert (out / "secret.txt").read_text() == "over TLS"
+    assert sha(out / "box" / "big.bin") == sha(shared / "box" / "big.bin")
+    assert (out / "box" / "a.txt").read_text() == "a"
     untrusted = run_netassist(
         "files", "get", f"127.0.0.1:{port}", "secret.txt", "-o", str(out), "--tls", "--force"
     )
