@@ -205,3 +205,28 @@ def test_a_stream_cut_short_resumes_file_by_file(server, shared, tmp_path):
     assert results["box/a.txt"].skipped  # there already: file by file now
     assert results["box/big.bin"].resumed_from == held
     assert (out / "box" / "big.bin").read_bytes() == big
+
+
+def test_a_stream_of_long_names_splits_its_frames(server, shared, tmp_path):
+    # 400 files whose paths take 3,600 bytes: their entries alone are more than one frame
+    # may hold, so the server must send them in several FILES frames.
+    deep = shared / "deep"
+    folder = deep.joinpath(*(f"{level:02}" + "长" * 80 for level in range(15)))
+    folder.mkdir(parents=True)
+    for i in range(400):
+        (folder / f"{i}.txt").write_bytes(b"%d" % i)
+    out = tmp_path / "out"
+    with Client("127.0.0.1", server.sock.getsockname()[1]) as client:
+        results = client.get("deep", str(out))
+    assert len(results) == 400 and not any(r.skipped for r in results)
+    copy = out / folder.relative_to(shared)
+    assert sorted(os.listdir(copy)) == sorted(f"{i}.txt" for i in range(400))
+    assert (copy / "399.txt").read_bytes() == b"399"
+    # Again into the same folder: its listing is over a frame's limit too, so the server
+    # refuses it (too_large, not a dead session) and the client streams, keeping what is there.
+    (copy / "7.txt").unlink()
+    with Client("127.0.0.1", server.sock.getsockname()[1]) as client:
+        again = client.get("deep", str(out))
+    assert sum(r.skipped for r in again) == 399
+    assert [r.remote.rsplit("/", 1)[1] for r in again if not r.skipped] == ["7.txt"]
+    assert (copy / "7.txt").read_bytes() == b"7"

@@ -52,9 +52,11 @@ PART = ".part"
 
 
 class TransferError(NetassistError):
-    """A transfer that could not be completed; the message says what and what to do."""
+    """A transfer that could not be completed; the message says what and what to do.
+    ``code`` is the server's ERROR code when it said one."""
 
     exit_code = ExitCode.NETWORK
+    code = ""
 
 
 @dataclass
@@ -296,7 +298,9 @@ class Client:
                         protocol.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
                         protocol.ErrorCode.NO_SPACE: ExitCode.ERROR,
                     }.get(code, ExitCode.NETWORK)
-                    raise TransferError(f"{self.peer}: {message} ({code})", exit_code)
+                    error = TransferError(f"{self.peer}: {message} ({code})", exit_code)
+                    error.code = code
+                    raise error
                 return event
             if event is not None:
                 raise TransferError(f"{self.peer} sent data nobody asked for")
@@ -380,15 +384,27 @@ class Client:
             local = os.path.join(out_dir, wanted[-1])
             return [self.get_file(answer_path, local, force=force, on_progress=on_progress)]
         base = wanted[-1:]  # the folder arrives under its own name (asked for: not judged hidden)
-        if self.agreed.version >= 2 and _empty_or_missing(os.path.join(out_dir, *base)):
-            # Nothing there to skip or resume: the server sends every file back to back.
+        streamed = self.agreed.version >= 2
+
+        def stream() -> list[Result]:
             from netassist.transfer.folder_stream import FolderStream
 
-            stream = FolderStream(
+            folder = FolderStream(
                 self, wanted, base, out_dir, real_out, folders, force=force, hidden=hidden
             )
-            return stream.run(answer_path, on_progress, on_total)
-        frame = self.request("get", answer_path)
+            return folder.run(answer_path, on_progress, on_total)
+
+        if streamed and _empty_or_missing(os.path.join(out_dir, *base)):
+            # Nothing there to skip or resume: the server sends every file back to back.
+            return stream()
+        try:
+            frame = self.request("get", answer_path)
+        except TransferError as exc:
+            if not (streamed and exc.code == protocol.ErrorCode.TOO_LARGE):
+                raise
+            # A listing too large for a frame: streamed instead (what is there is kept
+            # without --force; a .part starts over).
+            return stream()
         files, listed = frame.body.get("files"), frame.body.get("folders")
         if frame.type is not protocol.FrameType.REPLY or not isinstance(files, list):
             raise TransferError(f"{self.peer} answered get with neither a file nor a folder")

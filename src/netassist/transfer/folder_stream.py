@@ -9,9 +9,11 @@ them (:meth:`Client._offered`, :meth:`Client._skipped`: ``netassist.paths`` deci
 built to escape ends the job, a name this system cannot hold or a hidden name nobody asked for
 is skipped and named, and folders are made one checked component at a time inside ``-o``.
 
-The client uses it only where nothing is there yet (see :meth:`Client.get`), so there is
-nothing to skip or resume; a job cut short leaves its ``.part`` files and verified files, and
-running it again goes file by file, resuming.
+The client uses it where nothing is there yet (see :meth:`Client.get`), so there is nothing
+to skip or resume; a job cut short leaves its ``.part`` files and verified files, and running
+it again goes file by file, resuming. It also uses it when the server refuses a folder's
+listing as too large (over 100,000 files, or over a frame): files already there are kept
+without --force, and a ``.part`` starts over.
 """
 
 from __future__ import annotations

@@ -661,7 +661,13 @@ class Session:
             "folders": folders,
             "left_out": left_out,
         }
-        self._send(protocol.encode(protocol.FrameType.REPLY, reply))
+        try:
+            listing = protocol.encode(protocol.FrameType.REPLY, reply)
+        except ValueError:  # over a frame's limit: said, not a dead session
+            message = f"the listing of {path or '/'} is over {protocol.MAX_FRAME:,} bytes"
+            self._refuse(protocol.ErrorCode.TOO_LARGE, message, what)
+            return
+        self._send(listing)
         self._done(what, f"a folder of {len(files)} files and {len(folders)} folders")
 
     def _stream_folder(self, path: str, real: str, what: str) -> None:
@@ -676,7 +682,9 @@ class Session:
         for found in _tree(real, self.server, left_out):
             if found.folder:
                 folders += 1
-                batch.entries.append({"path": found.relative, "type": "directory"})
+                batch.add({"path": found.relative, "type": "directory"}, b"")
+                if batch.full():
+                    self._send(batch.frame())
                 continue
             files += 1  # no limit: nothing is held per file (a listing is held whole)
             opened = found.open()
@@ -697,7 +705,7 @@ class Session:
             if size is None:
                 return  # it changed while it was read: the client has been told
             sent += size
-            if batch.size >= HOLD_LIMIT or len(batch.entries) >= BATCH_FILES:
+            if batch.full():
                 self._send(batch.frame())
         end = {"path": path, "type": "directory", "files": files, "folders": folders}
         end["left_out"] = left_out
@@ -856,18 +864,32 @@ class Session:
 class _Batch:
     """The small files of a folder stream waiting to go out in one FILES frame."""
 
-    __slots__ = ("data", "entries", "size")
+    __slots__ = ("data", "entries", "size", "text")
 
     def __init__(self) -> None:
         self.entries: list[dict] = []
         self.data: list[bytes] = []
         self.size = 0
+        self.text = 0  # what the entries' JSON can take at most, in bytes
 
     def add(self, entry: dict, data: bytes) -> None:
-        """One more file: its entry and its bytes."""
+        """One more file (or folder, without data): its entry and its bytes."""
         self.entries.append(entry)
-        self.data.append(data)
-        self.size += len(data)
+        if data:
+            self.data.append(data)
+            self.size += len(data)
+        # A character of a name takes 6 bytes at most in JSON (a \uXXXX escape); the other
+        # fields of an entry fewer than 200.
+        self.text += 6 * len(entry["path"]) + 200
+
+    def full(self) -> bool:
+        """Whether the batch is due: enough data for one send, enough files, or entries
+        whose JSON could approach a frame's limit (deep trees of long names)."""
+        return (
+            self.size >= HOLD_LIMIT
+            or len(self.entries) >= BATCH_FILES
+            or self.text >= protocol.MAX_FRAME // 2
+        )
 
     def frame(self) -> bytes:
         """The FILES frame of what was added, data included (nothing when empty); the batch
@@ -876,7 +898,7 @@ class _Batch:
             return b""
         body = {"entries": self.entries, "length": self.size}
         framed = protocol.encode(protocol.FrameType.FILES, body) + b"".join(self.data)
-        self.entries, self.data, self.size = [], [], 0
+        self.entries, self.data, self.size, self.text = [], [], 0, 0
         return framed
 
 
