@@ -385,7 +385,22 @@ class _Join:
     tries: int
     due: float
     rto: float
+    limit: int
     broadcast: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Joining:
+    """How many joins wait for an answer."""
+
+    unicast: int
+    broadcast: int
+    #: Where the joins to single peers went.
+    addresses: tuple[Address, ...] = ()
+
+
+#: Tries of a ``join`` to a broadcast address (as IP Messenger does at start).
+BROADCAST_TRIES = 3
 
 
 #: How many message ids are remembered to drop duplicates by id.
@@ -446,6 +461,12 @@ class ChatProtocol:
         return min(times) if times else None
 
     @property
+    def joining(self) -> Joining:
+        """Joins still waiting for an answer, to single peers and to broadcast addresses."""
+        single = tuple(a for a, join in self._joins.items() if not join.broadcast)
+        return Joining(len(single), len(self._joins) - len(single), single)
+
+    @property
     def pending(self) -> int:
         """Our messages not yet delivered or given up."""
         return sum(1 for entry in self._outgoing.values() if not entry.done)
@@ -468,7 +489,8 @@ class ChatProtocol:
         """
         if address in self._joins or address in self._by_address:
             return
-        self._joins[address] = _Join(0, now, self.settings.rto_initial * 2, broadcast)
+        limit = BROADCAST_TRIES if broadcast else self.settings.join_tries
+        self._joins[address] = _Join(0, now, self.settings.rto_initial * 2, limit, broadcast)
         self._send_join(address, now)
 
     def add_plain_peer(self, address: Address) -> None:
@@ -547,7 +569,7 @@ class ChatProtocol:
         """Do what is due: retransmissions, joins, pings, and members timed out."""
         for address, join in list(self._joins.items()):
             if join.due <= now:
-                if join.tries >= self.settings.join_tries:
+                if join.tries >= join.limit:
                     del self._joins[address]
                     if not join.broadcast:
                         self._events.append(JoinUnanswered(address))
