@@ -173,7 +173,9 @@ def format_record(record: dict, delivery: dict | None = None, *, dated: bool = F
     kind = record.get("type")
     if kind == "message":
         who = _shown(record.get("sender"))
-        if record.get("plain") and record.get("state") == "unacknowledged":
+        if record.get("plain") and record.get("sender_id"):
+            who += " → plain peers (sent as bare text, not acknowledged)"
+        elif record.get("plain"):
             who += " (plain peer: no delivery guarantee)"
         elif record.get("private"):
             to = ", ".join(_shown(n) for n in record.get("recipients") or [])

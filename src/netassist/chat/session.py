@@ -95,12 +95,18 @@ class Session:
         host, port = self.peer.sock.getsockname()[:2]
         self.me = PeerInfo(self.peer.id, self.peer.name, (host, port))
         self.peer.start()
-        for host, port in self.options.plain_peers:
-            self.peer.add_plain_peer(self.peer.target(host, port))
-        for host, port in self.options.peers:
-            self.peer.join(self.peer.target(host, port))
-        if self.options.discover_to is not None:
-            self.peer.discover(self.peer.target(*self.options.discover_to))
+        try:
+            for host, port in self.options.plain_peers:
+                self.peer.add_plain_peer(self.peer.target(host, port))
+            for host, port in self.options.peers:
+                self.peer.join(self.peer.target(host, port))
+            if self.options.discover_to is not None:
+                self.peer.discover(self.peer.target(*self.options.discover_to))
+        except BaseException:
+            self.peer.close(leave=False)
+            if self.log:
+                self.log.close()
+            raise
         return self
 
     def send(self, text: str, to: Iterable[str] | None = None) -> str:
@@ -132,7 +138,7 @@ class Session:
     def history(self, last: int) -> list[str]:
         """The last ``last`` messages and events, each message with its mark as it is now."""
         chosen = list(self.records)[-last:] if last > 0 else []
-        return [format_record(r, self.deliveries.get(r["id"])) for r in chosen]
+        return [format_record(r, self.deliveries.get(str(r.get("id")))) for r in chosen]
 
     def close(self, *, grace: float = 0.0) -> None:
         """Wait up to ``grace`` seconds for our messages to be acknowledged, leave the room,
