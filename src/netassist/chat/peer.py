@@ -89,6 +89,8 @@ class ChatPeer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
         self.family = self.sock.family
         self.send_errors = 0
+        #: The last failure to send to each address (a few kept), for a caller to explain.
+        self.send_failures: dict[Address, OSError] = {}
         self._lock = threading.RLock()
         self._settled = threading.Condition(self._lock)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -263,10 +265,12 @@ class ChatPeer:
         for address, data in self.protocol.take_datagrams():
             try:
                 self.sock.sendto(data, address)
-            except OSError:
+            except OSError as exc:
                 # A peer gone or unreachable costs us nothing: the protocol retries and
                 # reports what stays undelivered.
                 self.send_errors += 1
+                if len(self.send_failures) < 64:
+                    self.send_failures[address] = exc
         events = self.protocol.take_events()
         if events:
             now = time.time()

@@ -46,9 +46,10 @@ def send(
         if not session.peer.peers():
             if session.unanswered:
                 raise NetassistError(_unanswered(session), ExitCode.TIMEOUT)
+            if session.discover_error:
+                raise NetassistError(session.discover_error, ExitCode.NETWORK)
             raise NetassistError(
-                "no one is in the room: nobody answered within "
-                f"{timeout:g} s (give --peer HOST:PORT of a member)",
+                "no one is in the room: nobody answered (give --peer HOST:PORT of a member)",
                 ExitCode.TIMEOUT,
             )
         message_id = session.send(text, recipients)

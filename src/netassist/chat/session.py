@@ -28,7 +28,7 @@ from netassist.chat.protocol import (
     Sent,
     Undelivered,
 )
-from netassist.errors import ExitCode, NetassistError
+from netassist.errors import ExitCode, NetassistError, explain
 
 #: Messages (and events) kept in memory for ``/history N``.
 HISTORY_KEPT = 10_000
@@ -75,6 +75,7 @@ class Session:
         self.messages: dict[str, dict] = {}
         self.deliveries: dict[str, dict] = {}
         self.unanswered: list[Address] = []
+        self.discover_error: str | None = None
         self.log = ChatLog(options.log) if options.log else None
         try:
             self.peer = ChatPeer(
@@ -101,13 +102,25 @@ class Session:
             for host, port in self.options.peers:
                 self.peer.join(self.peer.target(host, port))
             if self.options.discover_to is not None:
-                self.peer.discover(self.peer.target(*self.options.discover_to))
+                self._discover(self.peer.target(*self.options.discover_to))
         except BaseException:
             self.peer.close(leave=False)
             if self.log:
                 self.log.close()
             raise
         return self
+
+    def _discover(self, broadcast: Address) -> None:
+        self.peer.discover(broadcast)
+        failure = self.peer.send_failures.get(broadcast)
+        if failure is not None:
+            where = f"{broadcast[0]}:{broadcast[1]}"
+            self.discover_error = (
+                f"{explain(failure, f'broadcasting to {where}')} (name your LAN's broadcast "
+                f"address with --discover-to, as in 192.168.1.255:{broadcast[1]})"
+            )
+            if self.show_events:  # chat send reports it as its error instead
+                self.say(f"warning: {self.discover_error}")
 
     def send(self, text: str, to: Iterable[str] | None = None) -> str:
         """Send ``text`` (privately to the member ids ``to``); raise :class:`NetassistError`
