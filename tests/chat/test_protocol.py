@@ -74,6 +74,18 @@ def test_loss_duplicates_and_reordering_show_each_message_once_in_order(seed):
     assert sum(p.retransmits for p in net.peers) > 0
 
 
+def test_a_later_acknowledgement_sends_a_lost_message_again_before_its_timer():
+    net = SimNet(["ana", "bo"])
+    net.meet()
+    start = net.now
+    net.peers[0].send_text("one", net.now)
+    net.peers[0].take_datagrams()  # lost
+    net.peers[0].send_text("two", net.now)
+    net.run(start + 0.1)  # well before the first retransmission timer (0.25 s)
+    assert [e.text for e in net.received(1)] == ["one", "two"]
+    assert net.peers[0].retransmits == 1
+
+
 def test_a_message_given_up_does_not_hold_back_the_next():
     net = SimNet(["ana", "bo"], settings=ChatSettings(max_tries=3, peer_timeout=60))
     net.meet()

@@ -346,6 +346,8 @@ class _Try:
     tries: int
     due: float
     rto: float
+    #: Sent again early since its last timed send (see _on_ack): once per try at most.
+    hurried: bool = False
 
 
 @dataclass(eq=False)
@@ -705,6 +707,13 @@ class ChatProtocol:
         done = [s for s in flying if s == seq or s < upto]
         for s in done:
             self._settle(flying.pop(s).entry, member.id, "acked")
+        # A later seq came through while these did not: they were most likely lost, so
+        # they go again now rather than when their timers run out (TCP's fast retransmit).
+        # Once per try, so reordering costs at most one extra copy each.
+        for s, attempt in flying.items():
+            if s < seq and not attempt.hurried:
+                self.retransmits += 1
+                self._send_message(member, attempt, now, hurried=True)
         if done:
             self._fill_window(member, now)
 
@@ -828,10 +837,14 @@ class ChatProtocol:
             out.next_seq += 1
             self._send_message(member, attempt, now)
 
-    def _send_message(self, member: _Member, attempt: _Try, now: float) -> None:
-        attempt.tries += 1
-        attempt.due = now + attempt.rto
-        attempt.rto = min(attempt.rto * 2, self.settings.rto_max)
+    def _send_message(
+        self, member: _Member, attempt: _Try, now: float, *, hurried: bool = False
+    ) -> None:
+        attempt.hurried = hurried
+        if not hurried:  # a hurried copy leaves the timer and the count of tries alone
+            attempt.tries += 1
+            attempt.due = now + attempt.rto
+            attempt.rto = min(attempt.rto * 2, self.settings.rto_max)
         entry = attempt.entry
         header = {
             "t": "msg",
