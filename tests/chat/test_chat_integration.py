@@ -19,7 +19,7 @@ import pytest
 
 from netassist.chat import protocol
 from netassist.errors import ExitCode
-from tests.conftest import free_port, run_netassist
+from tests.conftest import NETASSIST, free_port, run_netassist, wait_bound
 
 pytestmark = pytest.mark.integration
 WITHOUT_POSIX = [sys.executable, str(Path(__file__).parents[1] / "without_posix.py")]
@@ -235,3 +235,32 @@ def test_bad_arguments_are_one_line(args, message):
     err = result.stderr.decode()
     assert result.returncode in (ExitCode.USAGE, ExitCode.BAD_PORT), err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_listen_into_a_pipe_that_closes_stops_cleanly(tmp_path):
+    port = free_port(socket.SOCK_DGRAM)
+    command = " ".join(NETASSIST) + f" chat listen --name bo --bind 127.0.0.1:{port} --timeout 60"
+    pipeline = subprocess.Popen(
+        f"{command} | head -n 1; echo listen=${{PIPESTATUS[0]}} >&2",
+        shell=True,
+        executable="/bin/bash",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_bound(port, "udp")
+        for text in ("one", "two", "three"):
+            result = run_netassist(
+                "chat", "send", "--name", "ana", "--peer", f"127.0.0.1:{port}", text
+            )
+            if result.returncode:
+                break
+        out, err = pipeline.communicate(timeout=30)
+    finally:
+        if pipeline.poll() is None:
+            os.killpg(pipeline.pid, signal.SIGKILL)
+    assert [r["text"] for r in records(out)] == ["one"]
+    assert b"listen=0" in err, err
+    assert b"Traceback" not in err

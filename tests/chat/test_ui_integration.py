@@ -166,3 +166,30 @@ def test_the_tutorials_chat_program_talks_with_netassist_chat(spawn, tmp_path):
     assert f"127.0.0.1:{theirs} (plain peer: no delivery guarantee): 你好，netassist" in shown
     assert "ana → plain peers (sent as bare text, not acknowledged): 下午好" in shown
     assert f"127.0.0.1:{theirs} (plain peer: no delivery guarantee): exit" in shown
+
+
+def test_encoding_changes_the_terminal_side_only(netassist, spawn):
+    bo = netassist("chat", "listen", "--name", "bo", "--timeout", "60")
+    bo_at = f"127.0.0.1:{bo.port()}"
+    ours = spawn(
+        [*NETASSIST, "chat", "--name", "ana", "--peer", bo_at, "--encoding", "gbk"],
+        stdin=subprocess.PIPE,
+    )
+    wait_for_output(ours, b"* bo joined")
+    port = int(ours.stdout_so_far().split(b"on udp 127.0.0.1:")[1].split(b";")[0])
+    ours.popen.stdin.write("你好\n".encode("gbk"))
+    ours.popen.stdin.flush()
+    sent = run_netassist("chat", "send", "--name", "cy", "--peer", f"127.0.0.1:{port}", "下午好")
+    assert sent.returncode == 0, sent.stderr
+    wait_for_output(ours, "cy: 下午好".encode("gbk"))
+    ours.popen.stdin.write(b"/quit\n")
+    ours.popen.stdin.close()
+    code, out, err = ours.finish(30)
+    assert code == 0, err
+    assert "ana: 你好".encode("gbk") in out
+    bo.popen.send_signal(signal.SIGINT)
+    _, bo_out, _ = bo.finish(30)
+    assert [(r["sender"], r["text"]) for r in records(bo_out)] == [
+        ("ana", "你好"),
+        ("cy", "下午好"),
+    ]

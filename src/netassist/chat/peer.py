@@ -89,6 +89,8 @@ class ChatPeer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
         self.family = self.sock.family
         self.send_errors = 0
+        #: What stopped the receiving thread, if anything did.
+        self.failure: NetassistError | None = None
         #: The last failure to send to each address (a few kept), for a caller to explain.
         self.send_failures: dict[Address, OSError] = {}
         self._lock = threading.RLock()
@@ -225,6 +227,12 @@ class ChatPeer:
     # --- the receiving thread ----------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except Exception as exc:  # kept for the user's thread to report (see failure)
+            self.failure = exc if isinstance(exc, NetassistError) else explain(exc, "chatting")
+
+    def _serve(self) -> None:
         with selectors.DefaultSelector() as selector:
             selector.register(self.sock, selectors.EVENT_READ)
             selector.register(self._wake_r, selectors.EVENT_READ)

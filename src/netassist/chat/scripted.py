@@ -95,7 +95,17 @@ def listen(
     ``lines``, when given, is called on a thread of its own for text to send, one message per
     call, until it returns ``None`` (the end of input: listening goes on).
     """
-    session = Session(options, say=say, on_message=lambda record: write(to_json(record)))
+    broken = threading.Event()
+
+    def on_message(record: dict) -> None:
+        if broken.is_set():
+            return
+        try:
+            write(to_json(record))
+        except OSError:  # the reader of stdout went away (| head): stop listening
+            broken.set()
+
+    session = Session(options, say=say, on_message=on_message)
     try:
         session.start()
         say(f"listening on udp {session.peer.address} as {session.peer.name}")
@@ -105,6 +115,10 @@ def listen(
             ).start()
         deadline = None if timeout is None else time.monotonic() + timeout
         while deadline is None or time.monotonic() < deadline:
+            if broken.is_set():
+                raise BrokenPipeError("stdout closed")
+            if session.peer.failure is not None:
+                raise session.peer.failure
             left = 0.2 if deadline is None else deadline - time.monotonic()
             time.sleep(min(0.2, max(0.0, left)))
     except KeyboardInterrupt:
