@@ -240,8 +240,7 @@ class ChatLog:
                 continue
             try:
                 self._file.write(to_json(record) + "\n")
-                if self._queue.empty():
-                    self._file.flush()
+                self._file.flush()  # whole lines on disk as they come: tail -f follows
             except OSError as exc:
                 self.error = str(explain(exc, f"writing log {self.path}"))
 
