@@ -264,3 +264,29 @@ def test_listen_into_a_pipe_that_closes_stops_cleanly(tmp_path):
     assert [r["text"] for r in records(out)] == ["one"]
     assert b"listen=0" in err, err
     assert b"Traceback" not in err
+
+
+def test_a_peer_that_goes_silent_is_announced_as_left(netassist, tmp_path):
+    ana, ana_at = listen(netassist, "ana", "--log", str(tmp_path / "ana.jsonl"))
+    bo, _ = listen(netassist, "bo", "--peer", ana_at)
+    ana.expect_stderr("bo joined")
+    bo.popen.kill()  # no goodbye: only silence tells
+    bo.popen.wait(10)
+    ana.expect_stderr(r"\* bo left \(went silent\)", timeout=20)  # 10 s without a datagram
+    stop(ana)
+    log = records((tmp_path / "ana.jsonl").read_bytes())
+    assert [(r["event"], r.get("reason")) for r in log] == [("joined", None), ("left", "silent")]
+
+
+def test_history_of_a_file_that_is_not_one_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_bytes(b'{"type": "event", "event": "joined", "name": "bo"}\n\x00\xff binary\n')
+    result = run_netassist("chat", "history", str(bad))
+    err = result.stderr.decode()
+    assert result.returncode == ExitCode.BAD_DATA, err
+    assert err == (
+        f"netassist: {bad}:2: not a chat history record (was it written by netassist chat --log?)\n"
+    )
+    missing = run_netassist("chat", "history", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == ExitCode.FILE
+    assert missing.stderr.decode().count("\n") == 1
