@@ -266,16 +266,44 @@ def test_listen_into_a_pipe_that_closes_stops_cleanly(tmp_path):
     assert b"Traceback" not in err
 
 
-def test_a_peer_that_goes_silent_is_announced_as_left(netassist, tmp_path):
-    ana, ana_at = listen(netassist, "ana", "--log", str(tmp_path / "ana.jsonl"))
+def test_a_peer_that_goes_silent_is_announced_and_what_it_missed_undelivered(netassist, tmp_path):
+    log = tmp_path / "ana.jsonl"
+    ana = netassist(
+        "chat",
+        "listen",
+        "--name",
+        "ana",
+        "--timeout",
+        "120",
+        "--log",
+        str(log),
+        "--send-stdin",
+        stdin=subprocess.PIPE,
+    )
+    ana_at = f"127.0.0.1:{ana.port()}"
     bo, _ = listen(netassist, "bo", "--peer", ana_at)
     ana.expect_stderr("bo joined")
-    bo.popen.kill()  # no goodbye: only silence tells
-    bo.popen.wait(10)
-    ana.expect_stderr(r"\* bo left \(went silent\)", timeout=20)  # 10 s without a datagram
+    bo.popen.send_signal(signal.SIGSTOP)  # no goodbye: only silence tells
+    try:
+        ana.popen.stdin.write(b"are you there?\n")
+        ana.popen.stdin.flush()
+        ana.expect_stderr(r"\* bo left \(went silent\)", timeout=20)  # 10 s without a datagram
+        ana.expect_stderr(r"✗ undelivered to bo \(it went silent\): are you there\?")
+    finally:
+        bo.popen.send_signal(signal.SIGCONT)
     stop(ana)
-    log = records((tmp_path / "ana.jsonl").read_bytes())
-    assert [(r["event"], r.get("reason")) for r in log] == [("joined", None), ("left", "silent")]
+    records_ = records(log.read_bytes())
+    assert [(r["type"], r.get("event") or r.get("state")) for r in records_[:4]] == [
+        ("event", "joined"),
+        ("message", "sending"),
+        ("event", "left"),
+        ("delivery", "undelivered"),
+    ]
+    # Continued, bo pings again and is admitted again.
+    assert [r.get("event") for r in records_[4:]] in ([], ["joined"])
+    assert records_[3]["undelivered"] == [{"name": "bo", "why": "it went silent"}]
+    shown = run_netassist("chat", "history", str(log)).stdout.decode()
+    assert "ana: are you there?  ✗ undelivered to bo (it went silent)" in shown
 
 
 def test_history_of_a_file_that_is_not_one_is_a_clear_error(tmp_path):
