@@ -50,6 +50,8 @@ class SimNet:
         self.order = itertools.count()
         self.events: list[list] = [[] for _ in names]
         self.down: set[int] = set()
+        #: (from, to) pairs whose datagrams are all lost: one-way trouble.
+        self.blocked: set[tuple[int, int]] = set()
 
     def received(self, i: int) -> list[Received]:
         """What peer ``i`` showed, in order."""
@@ -60,6 +62,8 @@ class SimNet:
         for i, peer in enumerate(self.peers):
             for address, data in peer.take_datagrams():
                 if i in self.down or address not in self.index:
+                    continue
+                if (i, self.index[address]) in self.blocked:
                     continue
                 copies = 2 if self.random.random() < self.duplicate else 1
                 for _ in range(copies):

@@ -113,6 +113,30 @@ def test_a_silent_member_leaves_and_its_messages_are_undelivered():
     assert undelivered.missing[0][1] == "it went silent"
 
 
+def test_a_member_dropped_on_one_side_only_still_gets_every_message_after():
+    # ana stops hearing bo for longer than the timeout while bo still hears ana: ana drops
+    # bo, bo keeps ana. When bo is heard again ana admits it anew, with a new stream of
+    # sequence numbers; bo must not take them for old ones.
+    net = SimNet(["ana", "bo"])
+    net.meet()
+    for n in range(3):
+        net.peers[0].send_text(f"before {n}", net.now)
+    net.run(net.now + 1)
+    net.blocked.add((1, 0))
+    net.run(net.now + 12)
+    assert [e.reason for e in net.events[0] if isinstance(e, Left)] == ["silent"]
+    assert len(net.peers[1].members) == 1  # bo still has ana
+    net.blocked.clear()
+    net.run(net.now + 3)  # bo pings; ana admits it again
+    net.peers[0].send_text("after", net.now)
+    net.run(net.now + 10, stop=lambda: net.peers[0].pending == 0)
+    assert [e.text for e in net.received(1)] == [*(f"before {n}" for n in range(3)), "after"]
+    # and the other way round, bo's stream to ana starts again too
+    net.peers[1].send_text("back", net.now)
+    net.run(net.now + 10, stop=lambda: net.peers[1].pending == 0)
+    assert [e.text for e in net.received(0)] == ["back"]
+
+
 def test_leave_is_announced():
     net = SimNet(["ana", "bo", "cy"])
     net.meet()
@@ -231,7 +255,12 @@ def valid(header: dict, body: bytes = b"", key: bytes | None = None) -> bytes:
         (valid({"t": "join", "from": "A" * 16}), "bad field 'from'"),
         (valid({"t": "join", "name": ""}), "bad field 'name'"),
         (valid({"t": "msg", "seq": True, "n": 1, "base": 1, "dst": "b" * 16}), "bad field"),
-        (valid({"t": "msg", "seq": 1, "n": 1, "base": 1, "dst": "b" * 16}, b"\xff"), "not UTF-8"),
+        (
+            valid(
+                {"t": "msg", "seq": 1, "n": 1, "base": 1, "dst": "b" * 16, "sid": "0" * 8}, b"\xff"
+            ),
+            "not UTF-8",
+        ),
         (valid({"t": "join"}, key=b"other"), "signed with a key"),
     ],
 )
@@ -266,6 +295,7 @@ def test_a_members_id_from_another_address_is_forged():
             "dst": ana.id,
             "n": 9,
             "seq": 1,
+            "sid": "0" * 8,
             "base": 1,
         },
         b"give me your password",
@@ -294,9 +324,11 @@ def test_any_bytes_are_taken_without_raising(data):
 SAMPLES = [
     valid({"t": "join"}),
     valid({"t": "peers", "peers": [{"id": "c" * 16, "name": "c", "addr": "127.0.0.1:5"}]}),
-    valid({"t": "ping", "dst": "b" * 16, "base": 1}),
-    valid({"t": "msg", "dst": "b" * 16, "n": 1, "seq": 1, "base": 1}, "你好".encode()),
-    valid({"t": "ack", "dst": "b" * 16, "seq": 1, "upto": 2}),
+    valid({"t": "ping", "dst": "b" * 16, "sid": "0" * 8, "base": 1}),
+    valid(
+        {"t": "msg", "dst": "b" * 16, "sid": "0" * 8, "n": 1, "seq": 1, "base": 1}, "你好".encode()
+    ),
+    valid({"t": "ack", "dst": "b" * 16, "sid": "0" * 8, "seq": 1, "upto": 2}),
     valid({"t": "leave"}),
 ]
 

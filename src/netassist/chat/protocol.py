@@ -63,6 +63,7 @@ MAX_WIRE_NAME = 64
 MAX_MEMBERS = 256
 TYPES = ("msg", "ack", "join", "peers", "ping", "leave")
 _ID = re.compile(r"[0-9a-f]{16}\Z")
+_STREAM = re.compile(r"[0-9a-f]{8}\Z")
 _MAX_NUMBER = 2**53
 # Characters a name must not hold: controls, invisible formatting, separators, spaces.
 _BAD_NAME = re.compile(
@@ -187,6 +188,13 @@ def _peer_id(header: dict, name: str = "from") -> str:
     value = _field(header, name, str)
     if not _ID.match(value):
         raise Malformed(f"bad field {name!r}")
+    return value
+
+
+def _stream_id(header: dict) -> str:
+    value = _field(header, "sid", str)
+    if not _STREAM.match(value):
+        raise Malformed("bad field 'sid'")
     return value
 
 
@@ -350,8 +358,15 @@ class _Try:
     hurried: bool = False
 
 
+def _new_stream_id() -> str:
+    return secrets.token_hex(4)
+
+
 @dataclass(eq=False)
 class _OutStream:
+    #: Names this run of sequence numbers: a member dropped and admitted again gets a new
+    #: stream from 1, and its receiver must know it is not the old one.
+    sid: str = field(default_factory=_new_stream_id)
     next_seq: int = 1
     flying: dict[int, _Try] = field(default_factory=dict)
     waiting: deque[_Outgoing] = field(default_factory=deque)
@@ -363,6 +378,7 @@ class _OutStream:
 
 @dataclass(eq=False)
 class _InStream:
+    sid: str | None = None
     expected: int = 1
     held: dict[int, tuple[str, str, bool]] = field(default_factory=dict)
 
@@ -676,6 +692,7 @@ class ChatProtocol:
 
     def _on_ping(self, header: dict, body: bytes, sender: str, address: Address, now: float):
         name = _wire_name(header)
+        sid = _stream_id(header)
         try:
             self._for_me(header, address, now)
         except _Stale:
@@ -687,6 +704,7 @@ class ChatProtocol:
         self._rename(member, name)
         base = header.get("base")
         if type(base) is int and 1 <= base < _MAX_NUMBER:
+            self._inbound(member, sid)
             self._deliver(member, base)
 
     def _on_leave(self, header: dict, body: bytes, sender: str, address: Address, now: float):
@@ -696,13 +714,14 @@ class ChatProtocol:
 
     def _on_ack(self, header: dict, body: bytes, sender: str, address: Address, now: float):
         seq, upto = _number(header, "seq"), _number(header, "upto")
+        sid = _stream_id(header)
         try:
             self._for_me(header, address, now)
         except _Stale:
             return
         member = self._known(sender, address, now)
-        if member is None:
-            return
+        if member is None or sid != member.out.sid:
+            return  # for a stream of ours that is gone
         flying = member.out.flying
         done = [s for s in flying if s == seq or s < upto]
         for s in done:
@@ -721,6 +740,7 @@ class ChatProtocol:
         name = _wire_name(header)
         seq, number = _number(header, "seq"), _number(header, "n")
         base = _number(header, "base")
+        sid = _stream_id(header)
         private = header.get("private") is True
         if len(body) > MAX_TEXT:
             raise Malformed("too large")
@@ -737,7 +757,7 @@ class ChatProtocol:
             member = self._admit(sender, name, address, now)
             self._send_peers(member, address)
         self._rename(member, name)
-        stream = member.inbound
+        stream = self._inbound(member, sid)
         message_id = f"{sender}-{number}"
         if seq < stream.expected or seq in stream.held:
             self.duplicates += 1  # (a copy of an id already shown is dropped by _show)
@@ -748,7 +768,7 @@ class ChatProtocol:
         self._deliver(member, base)
         self._send(
             address,
-            {"t": "ack", "dst": sender, "seq": seq, "upto": stream.expected},
+            {"t": "ack", "dst": sender, "sid": sid, "seq": seq, "upto": stream.expected},
         )
 
     # --- helpers --------------------------------------------------------------------------
@@ -851,12 +871,25 @@ class ChatProtocol:
             "name": self.name,
             "dst": member.id,
             "n": int(entry.id.rpartition("-")[2]),
+            "sid": member.out.sid,
             "seq": attempt.seq,
             "base": member.out.base,
         }
         if entry.private:
             header["private"] = True
         self._send(member.address, header, entry.text)
+
+    def _inbound(self, member: _Member, sid: str) -> _InStream:
+        """``member``'s stream to us; a new ``sid`` starts it again from 1 (the sender
+        dropped us and admitted us anew), after what the old one held is shown."""
+        stream = member.inbound
+        if stream.sid != sid:
+            if stream.sid is not None:
+                for seq in sorted(stream.held):
+                    self._show(member, stream.held.pop(seq))
+                stream.expected = 1
+            stream.sid = sid
+        return stream
 
     def _deliver(self, member: _Member, base: int) -> None:
         """Show what is next in ``member``'s order; nothing below ``base`` is waited for."""
@@ -883,7 +916,13 @@ class ChatProtocol:
         member.pinged = now
         self._send(
             member.address,
-            {"t": "ping", "name": self.name, "dst": member.id, "base": member.out.base},
+            {
+                "t": "ping",
+                "name": self.name,
+                "dst": member.id,
+                "sid": member.out.sid,
+                "base": member.out.base,
+            },
         )
 
     def _send_join(self, address: Address, now: float) -> None:
