@@ -137,6 +137,24 @@ def test_a_member_dropped_on_one_side_only_still_gets_every_message_after():
     assert [e.text for e in net.received(0)] == ["back"]
 
 
+def test_a_sender_readmitted_mid_stream_is_not_refused_as_too_far_ahead():
+    # bo drops ana (silence seen from bo's side only) and admits it again when its next
+    # message arrives: that message's seq is far past 1, where bo's new view of ana starts.
+    net = SimNet(["ana", "bo"], settings=ChatSettings(hold_max=4))
+    net.meet()
+    for n in range(10):
+        net.peers[0].send_text(f"before {n}", net.now)
+        net.run(net.now + 0.1)
+    net.blocked.add((0, 1))
+    net.run(net.now + 12)
+    assert [e.reason for e in net.events[1] if isinstance(e, Left)] == ["silent"]
+    net.blocked.clear()
+    net.peers[0].send_text("after", net.now)
+    net.run(net.now + 0.3)  # at once, not when a ping's base happens to come by
+    assert [e.text for e in net.received(1)][-1] == "after"
+    assert not [e for e in net.events[0] if isinstance(e, Undelivered)]
+
+
 def test_leave_is_announced():
     net = SimNet(["ana", "bo", "cy"])
     net.meet()

@@ -758,6 +758,7 @@ class ChatProtocol:
             self._send_peers(member, address)
         self._rename(member, name)
         stream = self._inbound(member, sid)
+        self._deliver(member, base)  # nothing below base is waited for, or held against
         message_id = f"{sender}-{number}"
         if seq < stream.expected or seq in stream.held:
             self.duplicates += 1  # (a copy of an id already shown is dropped by _show)
