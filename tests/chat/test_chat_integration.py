@@ -318,3 +318,20 @@ def test_history_of_a_file_that_is_not_one_is_a_clear_error(tmp_path):
     missing = run_netassist("chat", "history", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == ExitCode.FILE
     assert missing.stderr.decode().count("\n") == 1
+
+
+def test_send_does_not_fail_for_an_introduced_member_that_is_gone(netassist):
+    bo, bo_at = listen(netassist, "bo")
+    cy, _ = listen(netassist, "cy", "--peer", bo_at)
+    bo.expect_stderr("cy joined")
+    cy.popen.send_signal(signal.SIGSTOP)  # bo still lists it: it has not timed out yet
+    try:
+        result = run_netassist("chat", "send", "--name", "ana", "--peer", bo_at, "hello")
+    finally:
+        cy.popen.send_signal(signal.SIGCONT)
+    err = result.stderr.decode()
+    assert result.returncode == 0, err
+    assert err.count("\n") == 1 and "warning: nothing answers at 127.0.0.1:" in err
+    assert "a member knew of it, it may have left" in err
+    _, out, _ = stop(bo)
+    assert [r["text"] for r in records(out)] == ["hello"]

@@ -15,8 +15,8 @@ from netassist.errors import ExitCode, NetassistError, UsageError
 from netassist.wire.stdin import StdinReader
 
 
-def _unanswered(session: Session) -> str:
-    where = ", ".join(format_address(a) for a in session.unanswered)
+def _unanswered(addresses: list) -> str:
+    where = ", ".join(format_address(a) for a in addresses)
     return f"nothing answers at {where} (is netassist chat running there, with the same --key?)"
 
 
@@ -45,7 +45,7 @@ def send(
             recipients = [peer.id for peer in found]
         if not session.peer.peers():
             if session.unanswered:
-                raise NetassistError(_unanswered(session), ExitCode.TIMEOUT)
+                raise NetassistError(_unanswered(session.unanswered), ExitCode.TIMEOUT)
             if session.discover_error:
                 raise NetassistError(session.discover_error, ExitCode.NETWORK)
             raise NetassistError(
@@ -74,9 +74,15 @@ def send(
     if delivery["state"] != "delivered":
         missing = "; ".join(f"{item['name']} ({item['why']})" for item in delivery["undelivered"])
         raise NetassistError(f"not delivered to {missing}", ExitCode.TIMEOUT)
-    if session.unanswered:
+    # A member the user named that never answered did not get it: that is a failure. One
+    # that another member introduced may be gone without that member knowing yet: a warning.
+    named = [a for a in session.unanswered if a in session.named]
+    introduced = [a for a in session.unanswered if a not in session.named]
+    if introduced:
+        say(f"warning: {_unanswered(introduced)}; a member knew of it, it may have left")
+    if named:
         raise NetassistError(
-            f"delivered to {', '.join(delivery['delivered'])}; but " + _unanswered(session),
+            f"delivered to {', '.join(delivery['delivered'])}; but " + _unanswered(named),
             ExitCode.TIMEOUT,
         )
 

@@ -30,6 +30,8 @@ from netassist.chat.protocol import (
 )
 from netassist.errors import ExitCode, NetassistError, explain
 
+#: How long ``chat send`` waits for members it was only told of (one may have left).
+INTRODUCED_PATIENCE = 3.0
 #: Messages (and events) kept in memory for ``/history N``.
 HISTORY_KEPT = 10_000
 
@@ -75,6 +77,8 @@ class Session:
         self.messages: dict[str, dict] = {}
         self.deliveries: dict[str, dict] = {}
         self.unanswered: list[Address] = []
+        #: The --peer addresses, resolved: the members the user named.
+        self.named: list[Address] = []
         self.discover_error: str | None = None
         self.log = ChatLog(options.log) if options.log else None
         try:
@@ -100,7 +104,8 @@ class Session:
             for host, port in self.options.plain_peers:
                 self.peer.add_plain_peer(self.peer.target(host, port))
             for host, port in self.options.peers:
-                self.peer.join(self.peer.target(host, port))
+                self.named.append(self.peer.target(host, port))
+                self.peer.join(self.named[-1])
             if self.options.discover_to is not None:
                 self._discover(self.peer.target(*self.options.discover_to))
         except BaseException:
@@ -138,13 +143,16 @@ class Session:
             raise user_error(exc) from None
         self.me = PeerInfo(self.me.id, name, self.me.address)
 
-    def wait_for_room(self, timeout: float) -> None:
+    def wait_for_room(self, timeout: float, *, introduced: float = INTRODUCED_PATIENCE) -> None:
         """Wait until every join was answered or given up (and, when discovering, the
-        broadcasts are done or someone answered), at most ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        broadcasts are done or someone answered), at most ``timeout`` seconds; joins to
+        members only introduced by others are waited for ``introduced`` seconds at most."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
             joins, members = self.peer.joining()
-            if not joins.unicast and not (joins.broadcast and not members):
+            named = [a for a in joins.addresses if a in self.named]
+            settled = not joins.unicast or time.monotonic() - start >= introduced
+            if settled and not named and not (joins.broadcast and not members):
                 return
             time.sleep(0.02)
 
