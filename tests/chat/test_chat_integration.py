@@ -206,7 +206,7 @@ def test_forged_malformed_huge_and_wrong_key_datagrams_are_dropped_and_counted(n
     assert summary and int(summary[1]) > sum(counts.values()), err  # mallory's joins too
 
 
-def test_send_and_listen_run_without_posix_names(spawn):
+def test_send_listen_and_the_line_interface_run_without_posix_names(spawn):
     bo = spawn([*WITHOUT_POSIX, "chat", "listen", "--name", "bo", "--timeout", "60"])
     where = f"127.0.0.1:{bo.port()}"
     result = subprocess.run(
@@ -216,8 +216,17 @@ def test_send_and_listen_run_without_posix_names(spawn):
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr
+    interactive = subprocess.run(
+        [*WITHOUT_POSIX, "chat", "--name", "cy", "--peer", where],
+        input="晚上好\n/peers\n/quit\n".encode(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert interactive.returncode == 0, interactive.stderr
+    assert "* bo at 127.0.0.1:" in interactive.stdout.decode()
+    assert "✓ delivered: 晚上好" in interactive.stdout.decode()
     _, out, _ = stop(bo)
-    assert [r["text"] for r in records(out)] == ["下午好"]
+    assert [r["text"] for r in records(out)] == ["下午好", "晚上好"]
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,13 @@ messages in ``seq`` order, holding back any that arrive early, and drops what it
 ``upto``, the first ``seq`` it has not received yet (a cumulative acknowledgement, so one ack
 that arrives makes up for earlier ones that were lost). The sender sends each message again
 with a doubling delay until it is acknowledged or out of tries, with at most ``window``
-messages unacknowledged per recipient. A message the sender gave up on would hold back the
-ones after it forever, so every message and ping carries ``base``: the lowest ``seq`` the
-sender still tries to deliver; a receiver waits for nothing below it.
+messages unacknowledged per recipient; an ack for a later ``seq`` sends the lower ones still
+unacknowledged again at once (they were most likely lost). A message the sender gave up on
+would hold back the ones after it forever, so every message and ping carries ``base``: the
+lowest ``seq`` the sender still tries to deliver; a receiver waits for nothing below it.
+Each run of ``seq`` numbers has a stream id, ``sid``: a sender that dropped a member and
+admits it again starts a new stream from 1, which the receiver must not take for copies of
+the old one.
 
 Membership: a peer introduces itself with ``join``, sent again until the other answers with
 ``peers``, the list of the members it knows, to whom the newcomer introduces itself in turn:
