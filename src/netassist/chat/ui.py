@@ -28,6 +28,8 @@ HELP = (
     "type a line to send it to the room; commands: /peers, /name NEW, /msg NAME TEXT "
     "(private), /history N, /quit (or exit); //text sends a line that starts with /"
 )
+#: How long the line interface waits for the room to answer before it reads its input.
+ROOM_WAIT = 10.0
 #: How long /quit waits for the last messages to be acknowledged before leaving.
 QUIT_GRACE = 3.0
 
@@ -163,6 +165,8 @@ def _run_lines(options: RoomOptions, encoding: str) -> int:
     session = Session(options, say=say).start()
     for line in _banner(session):
         say(line)
+    # Lines piped in come at once: meet the room first, or the first would go to no one.
+    session.wait_for_room(ROOM_WAIT)
     commands = Commands(session, say)
     read = stdin_lines(encoding)
     try:
