@@ -41,7 +41,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-_ALL = ("wire", "server", "static", "files")
+_ALL = ("wire", "server", "static", "files", "chat")
 # The group of each command (the order is that of netassist --help).
 _GROUPS = {"files": ("files",)}
 

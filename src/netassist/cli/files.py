@@ -280,8 +280,7 @@ def serve(args: argparse.Namespace) -> int:
         log=ServerLog(sys.stderr, quiet=args.quiet),
     )
     kind = " (TLS)" if tls else " (plain: the tutorial's protocol, read-only)" if args.plain else ""
-    # The signals are taken before the line that says it listens: whoever waits for that
-    # line may stop it at once.
+    # The handlers go in before the line that tells a supervisor (or a test) we are up.
     with stopped_by_signals(server.stop):
         print(
             f"listening on tcp {server.address}{kind}, sharing {os.path.abspath(args.directory)}",
