@@ -145,6 +145,36 @@ def test_without_the_blake3_wheel_sha256_with_a_one_line_notice(server, shared, 
     assert asked.stderr.decode().count("\n") == 1
 
 
+def test_a_server_without_the_blake3_wheel_agrees_on_sha256(shared, tmp_path, spawn):
+    # Today's client (with blake3) prefers BLAKE3; the server offers SHA-256 alone, says so
+    # once, and the files arrive verified by SHA-256.
+    (shared / "f.bin").write_bytes(os.urandom(9 << 20))
+    (shared / "box").mkdir()
+    (shared / "box" / "s.txt").write_bytes(b"small\n")
+    hide = "import sys; sys.modules['blake3'] = None; from netassist.cli import main; "
+    server = spawn(
+        [sys.executable, "-c", hide + "sys.exit(main(sys.argv[1:]))", "files", "serve",
+         str(shared), "--bind", "127.0.0.1:0"]
+    )  # fmt: skip
+    port = server.port()
+    out = tmp_path / "out"
+    got = run_netassist(
+        "files", "get", f"127.0.0.1:{port}", "f.bin", "box", "-o", str(out), "--json"
+    )
+    assert got.returncode == 0, got.stderr
+    assert "blake3" not in got.stderr.decode()  # the client has it: no notice there
+    for result in json.loads(got.stdout):
+        assert result["algorithm"] == "sha256"
+        assert result["digest"] == digest_of(shared / result["remote"], "sha256")
+    server.expect_stderr(r"connected \(version 2, sha256\)")
+    server.stop()
+    notices = [line for line in server.stderr_seen if "blake3" in line]
+    while not server.stderr_lines.empty():
+        line = server.stderr_lines.get()
+        notices += [line] if "blake3" in line else []
+    assert len(notices) == 1 and "SHA-256" in notices[0], notices
+
+
 def test_ten_thousand_files_with_chinese_names_arrive_whole_and_verified(tmp_path, netassist):
     shared = tmp_path / "shared"
     expected = {}
