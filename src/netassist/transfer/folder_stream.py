@@ -41,7 +41,7 @@ from netassist.transfer.client import (
     shown,
     write_error,
 )
-from netassist.transfer.stream import FileSink, WriteFailed, open_no_follow
+from netassist.transfer.stream import FileSink, WriteFailed, open_flags, open_no_follow
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
 
@@ -76,6 +76,10 @@ class FolderStream:
         self.algorithm = client.agreed.digest
         self._digest = digests.function(self.algorithm)
         self.utime_fd = os.utime in os.supports_fd
+        # A .part's open flags, found once per stream rather than once per file; None where
+        # the system has no O_NOFOLLOW (open_no_follow then checks by other means).
+        nofollow = getattr(os, "O_NOFOLLOW", None)
+        self._part_flags = None if nofollow is None else open_flags(_CREATE) | nofollow
         # Folders whose names were judged and made: remote folder (as the stream names it)
         # -> (local folder, made by this job, remote name of the folder with a slash).
         self._folders_met: dict[str, tuple[str, bool, str]] = {}
@@ -202,8 +206,12 @@ class FolderStream:
             raise TransferError(f"{self.client.peer} sent no digest for {shown(remote)!r}")
         got = self._digest(data)
         part = local + PART
+        mode = _creation_mode(entry.get("mode"))
         try:
-            fd = open_no_follow(part, _CREATE, _creation_mode(entry.get("mode")))
+            if self._part_flags is None:
+                fd = open_no_follow(part, _CREATE, mode)
+            else:
+                fd = os.open(part, self._part_flags, mode)
         except OSError as exc:
             raise explain(exc, f"opening {part}") from None
         mtime_ns = entry.get("mtime_ns")

@@ -109,11 +109,11 @@ def rename_no_replace(source: str, target: str) -> bool:
         _renameat2 = _find_renameat2()
     if not _renameat2:
         return False
-    import ctypes
-
     if _renameat2(
         _AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE
     ):
+        import ctypes  # here: a rename that succeeds (once per file) needs no lookup
+
         number = ctypes.get_errno()
         if number == errno.EEXIST:
             raise FileExistsError(number, os.strerror(number), target)
