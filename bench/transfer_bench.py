@@ -22,7 +22,10 @@ process start-up counts for everyone.
    read_bytes (/proc/PID/io) says how often the file was read from the disk.
 3. Folders of --files 4 KiB files in 50 folders, a new tree each round (nothing hashed
    before): `netassist files get` (streamed, verified) against `tar c | nc` into
-   `nc -l | tar x` (no verification) and `scp -r`, all in tmpfs.
+   `nc -l | tar x` (no verification) and `scp -r`, all in tmpfs; and each round a folder of
+   one file, by netassist and by tar | nc: the fixed cost (start-up, connection, handshake)
+   that a folder's time includes.
+The load average is printed at the start and after each section.
 scp runs against an sshd this bench starts on a free loopback port with keys it makes
 (apt-get install openssh-server; --no-scp skips it).
 """
@@ -104,7 +107,7 @@ def files_server(root: Path) -> Iterator[tuple[int, int]]:
         server.wait(10)
 
 
-def fetch(port: int, remote: str, out: Path, *extra: str) -> list[str]:
+def fetch(port: int, remote: str, out: Path) -> list[str]:
     return [*NETASSIST, "files", "get", f"127.0.0.1:{port}", remote, "-o", str(out), "--quiet"]
 
 
@@ -313,6 +316,7 @@ def one_file(args, tmp: Path, out_root: Path, scp_prefix, title: str, src: Path)
             finally:
                 shutil.rmtree(out)
     say_file(title, table, size, "nc (no verification)")
+    say_load()
 
 
 def drop_pages(path: Path) -> None:
@@ -326,13 +330,17 @@ def drop_pages(path: Path) -> None:
 
 
 def many_files(args, tmp: Path, count: int, scp_prefix) -> None:
-    table = Table()
+    table, fixed = Table(), Table()
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory(dir=tmp) as round_tmp:
             root = Path(round_tmp)
             tree = make_tree(root / "src", count)
             table.add("netassist files get (verified)", netassist_tree(tree, root / "na"))
             table.add("tar c | nc -> nc -l | tar x", tar_nc_tree(tree, root / "tar"))
+            # The fixed cost of each (start-up, connection, handshake): one file alone.
+            one = make_tree(root / "one", 1)
+            fixed.add("netassist", netassist_tree(one, root / "na1"))
+            fixed.add("tar | nc", tar_nc_tree(one, root / "tar1"))
             if scp_prefix is not None and not args.quick:
                 (root / "scp").mkdir()
                 table.add("scp -r (ssh's own integrity)", scp(scp_prefix, tree, root / "scp", True))
@@ -351,6 +359,17 @@ def many_files(args, tmp: Path, count: int, scp_prefix) -> None:
                 f" server {table.median(name, 'server'):.2f}"
             )
         print(line)
+    print(
+        f"  fixed cost (a folder of one 4 KiB file): netassist {fixed.median('netassist'):.3f} s"
+        f" (CPU client {fixed.median('netassist', 'client'):.3f}), tar | nc"
+        f" {fixed.median('tar | nc'):.3f} s"
+    )
+    say_load()
+
+
+def say_load() -> None:
+    """The load average now: the machine is shared, and a ratio means more beside it."""
+    print("  load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 def main() -> int:
@@ -365,6 +384,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.drop_cache = False
+    print("start:")
+    say_load()
     with (
         tempfile.TemporaryDirectory(dir="/dev/shm") as tmp_name,
         ssh_server(Path(tmp_name), not (args.no_scp or args.quick)) as scp_prefix,
