@@ -260,3 +260,36 @@ def test_a_stream_of_long_names_splits_its_frames(server, shared, tmp_path):
     assert sum(r.skipped for r in again) == 399
     assert [r.remote.rsplit("/", 1)[1] for r in again if not r.skipped] == ["7.txt"]
     assert (copy / "7.txt").read_bytes() == b"7"
+
+
+def test_a_folder_deeper_than_the_recursion_limit_arrives(server, shared, tmp_path):
+    # 1,100 folders deep (a remote name of 2,210 characters): the server's walks once
+    # recursed per level, and past Python's limit the session died mid-transfer.
+    depth = 1_100
+    deep = shared / "deep"
+    deep.mkdir()
+    bottom = str(deep)
+    for _ in range(depth):  # not makedirs, which recurses per level
+        bottom += "/a"
+        os.mkdir(bottom)
+    with open(bottom + "/f.txt", "wb") as handle:
+        handle.write(b"at the bottom")
+    (deep / "top.txt").write_bytes(b"at the top")
+    out = tmp_path / "out"
+    try:
+        port = server.sock.getsockname()[1]
+        with Client("127.0.0.1", port) as client:  # nothing there yet: a stream
+            streamed = client.get("deep", str(out))
+        assert sorted(r.remote for r in streamed) == [
+            "deep/" + "a/" * depth + "f.txt",
+            "deep/top.txt",
+        ]
+        with open(str(out) + bottom.removeprefix(str(shared)) + "/f.txt", "rb") as handle:
+            assert handle.read() == b"at the bottom"
+        (out / "deep" / "top.txt").unlink()
+        with Client("127.0.0.1", port) as client:  # something there: the listing
+            listed = client.get("deep", str(out))
+        assert [r.remote for r in listed if not r.skipped] == ["deep/top.txt"]
+        assert (out / "deep" / "top.txt").read_bytes() == b"at the top"
+    finally:  # shutil.rmtree (and pytest's clean-up) recurse per level too
+        subprocess.run(["rm", "-rf", str(shared / "deep"), str(out)], check=True)

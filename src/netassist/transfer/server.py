@@ -930,28 +930,52 @@ class _Found:
         return fd, st
 
 
-def _tree(
-    folder: str,
-    server: FileServer,
-    left_out: Counter[str],
-    prefix: str = "",
-    seen: set | None = None,
-) -> Iterator[_Found]:
+def _tree(folder: str, server: FileServer, left_out: Counter[str]) -> Iterator[_Found]:
     """Every folder and file below ``folder`` a client may touch, each folder before what it
     holds, folders first and by name, as the walk meets them (a stream sends the first files
     while the walk goes on). Names are judged by ``netassist.paths`` as :func:`_children`
     judges them; an entry the directory says is a plain file or folder needs no lstat (its
     inode is checked when it is opened), a link or anything else goes through
-    :func:`~netassist.paths.resolve_child`. What is left out is counted in ``left_out``."""
-    if seen is None:
-        top = os.stat(folder)
-        seen = {(top.st_dev, top.st_ino)}
+    :func:`~netassist.paths.resolve_child`. What is left out is counted in ``left_out``.
+
+    A stack of folders, not recursion: a tree a thousand folders deep (a path of 2,000
+    characters) would pass Python's recursion limit and end the session."""
+    top = os.stat(folder)
+    seen = {(top.st_dev, top.st_ino)}
+    stack = [iter(_tree_level(folder, server, left_out))]
+    while stack:
+        found = next(stack[-1], None)
+        if found is None:
+            stack.pop()
+            continue
+        is_file, _, path, inode, linked, key, relative = found
+        if is_file:
+            yield _Found(relative, path, False, inode, linked)
+            continue
+        if key is None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield _Found(relative, path, True, inode, linked)
+        stack.append(iter(_tree_level(path, server, left_out, relative + "/")))
+
+
+def _tree_level(
+    folder: str, server: FileServer, left_out: Counter[str], prefix: str = ""
+) -> list[tuple]:
+    """The entries of one folder for :func:`_tree`, judged and sorted (folders first, then
+    by name): (is_file, name, path, inode, through_link, (dev, inode) or None, relative)."""
     found = []
     try:
         with os.scandir(folder) as listing:
             entries = list(listing)
     except OSError:
-        return
+        return found
     for entry in entries:
         name = entry.name
         try:
@@ -973,24 +997,9 @@ def _tree(
             reason = exc.reason if isinstance(exc, PathRefused) else Reason.MISSING
             left_out[_LEFT_OUT.get(reason, "names")] += 1
             continue
-        found.append((not is_dir, name, entry.path, inode, linked, key))
+        found.append((not is_dir, name, entry.path, inode, linked, key, f"{prefix}{name}"))
     found.sort()
-    for is_file, name, path, inode, linked, key in found:
-        relative = f"{prefix}{name}"
-        if is_file:
-            yield _Found(relative, path, False, inode, linked)
-            continue
-        if key is None:
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            key = (st.st_dev, st.st_ino)
-        if key in seen:
-            continue
-        seen.add(key)
-        yield _Found(relative, path, True, inode, linked)
-        yield from _tree(path, server, left_out, relative + "/", seen)
+    return found
 
 
 def _read_at(fd: int, size: int, offset: int) -> bytes:
@@ -1064,21 +1073,26 @@ def _is_part(name: str) -> bool:
 def _walk(
     folder: str,
     server: FileServer,
-    prefix: str = "",
-    seen: set | None = None,
     folders: list[str] | None = None,
     left_out: Counter[str] | None = None,
 ) -> Iterator[tuple[str, os.stat_result]]:
     """Every file below ``folder`` a client may touch, as paths relative to it (a folder
     reached twice through links is walked once, so a link to an ancestor cannot loop).
     ``folders``, when given, collects every folder below it the same way; ``left_out``
-    counts what was left out."""
-    if seen is None:
-        top = os.stat(folder)
-        seen = {(top.st_dev, top.st_ino)}
+    counts what was left out. A stack of folders, not recursion: a tree a thousand folders
+    deep would pass Python's recursion limit and end the session."""
+    top = os.stat(folder)
+    seen = {(top.st_dev, top.st_ino)}
     if left_out is None:
         left_out = Counter()
-    for name, st in _children(folder, server, left_out):
+    stack = [(folder, "", _children(folder, server, left_out))]
+    while stack:
+        where, prefix, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
+        name, st = child
         relative = f"{prefix}{name}"
         if stat.S_ISDIR(st.st_mode):
             if (st.st_dev, st.st_ino) in seen:
@@ -1086,8 +1100,7 @@ def _walk(
             seen.add((st.st_dev, st.st_ino))
             if folders is not None:
                 folders.append(relative)
-            yield from _walk(
-                os.path.join(folder, name), server, relative + "/", seen, folders, left_out
-            )
+            path = os.path.join(where, name)
+            stack.append((path, relative + "/", _children(path, server, left_out)))
         else:
             yield relative, st
