@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -12,19 +11,28 @@ import time
 
 import pytest
 
+from netassist.transfer import digest as digests
 from netassist.transfer import protocol
 from netassist.transfer.client import Client, TransferError
 from netassist.transfer.server import FileServer
 from tests.conftest import run_netassist
 from tests.test_paths import HOSTILE
-from tests.transfer.peers import HostileServer, file_frame, ls_dir, ls_file, self_signed
+from tests.transfer.peers import (
+    HostileServer,
+    file_frame,
+    files_frame,
+    folder_reply,
+    ls_dir,
+    ls_file,
+    self_signed,
+)
 
 pytestmark = pytest.mark.integration
 CANARY = b"CANARY-files-must-never-be-served"
 
 
-def sha(path) -> str:
-    digest = hashlib.sha256()
+def sha(path, algorithm: str = "sha256") -> str:
+    digest = digests.new(algorithm)
     with open(path, "rb") as handle:
         while block := handle.read(1 << 20):
             digest.update(block)
@@ -113,7 +121,8 @@ def test_a_second_download_uses_the_cached_digests_and_verifies(shared, server, 
             assert not (out / "set" / f"{name}.part").exists()
         for name in sizes:  # after the first round, every digest is known to the server
             real = os.path.realpath(shared / "set" / name)
-            assert server.digests.known(real, os.stat(real)) == sha(shared / "set" / name)
+            known = server.digests.known("blake3", real, os.stat(real))
+            assert known == sha(shared / "set" / name, "blake3")
 
 
 def test_existing_files_are_kept_unless_forced(shared, server, tmp_path):
@@ -241,7 +250,7 @@ def test_fifty_clients_at_once(shared, server, tmp_path):
             with Client("127.0.0.1", port_of(server)) as client:
                 for i in range(5):
                     result = client.get(f"f{i}.bin", str(tmp_path / f"c{n}"))[0]
-                    assert result.sha256 == sha(shared / f"f{i}.bin")
+                    assert result.digest == sha(shared / f"f{i}.bin", result.algorithm)
         except Exception as exc:  # collected and asserted below
             failures.append(exc)
 
@@ -265,65 +274,54 @@ def test_token_is_required_when_set(shared, tmp_path):
         srv.stop()
 
 
+def _dangerous(name: str, folder: bool = False):
+    """A server offering the dangerous ``name`` (a file, or a folder) inside a folder."""
+
+    def reply(body: dict, version: int) -> bytes:
+        if body["op"] == "ls":
+            return ls_dir(body)
+        if folder:
+            return folder_reply(body, {}, [name])
+        return folder_reply(body, {name: b"evil"})
+
+    return reply
+
+
+@pytest.mark.parametrize("version", [2, 1])
 @pytest.mark.parametrize(
     ("reply", "needle"),
     [
         (
-            lambda b: ls_file(b) if b["op"] == "ls" else file_frame("other.txt", b"x"),
+            lambda b, v: ls_file(b) if b["op"] == "ls" else file_frame("other.txt", b"x", None, v),
             "was asked for",
         ),
+        (_dangerous("../evil.txt"), "dangerous name"),
+        (_dangerous("/etc/evil"), "dangerous name"),
+        (_dangerous("C:\\evil"), "dangerous name"),
+        (_dangerous("../evil.txt", folder=True), "dangerous folder name"),
         (
-            lambda b: (
-                ls_dir(b)
-                if b["op"] == "ls"
-                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "../evil.txt"}]})
+            lambda b, v: (
+                ls_file(b) if b["op"] == "ls" else file_frame(b["path"], b"data", "0" * 64, v)
             ),
-            "dangerous name",
-        ),
-        (
-            lambda b: (
-                ls_dir(b)
-                if b["op"] == "ls"
-                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "/etc/evil"}]})
-            ),
-            "dangerous name",
-        ),
-        (
-            lambda b: (
-                ls_dir(b)
-                if b["op"] == "ls"
-                else protocol.encode(protocol.FrameType.REPLY, {"files": [{"path": "C:\\evil"}]})
-            ),
-            "dangerous name",
-        ),
-        (
-            lambda b: (
-                ls_dir(b)
-                if b["op"] == "ls"
-                else protocol.encode(
-                    protocol.FrameType.REPLY, {"files": [], "folders": ["../evil.txt"]}
-                )
-            ),
-            "dangerous folder name",
-        ),
-        (
-            lambda b: ls_file(b) if b["op"] == "ls" else file_frame(b["path"], b"data", "0" * 64),
             "damaged",
         ),
         (
-            lambda b: (
-                ls_file(b) if b["op"] == "ls" else file_frame(b["path"], b"data") + b"extra bytes"
+            lambda b, v: (
+                ls_file(b)
+                if b["op"] == "ls"
+                else file_frame(b["path"], b"data", None, v) + b"extra bytes"
             ),
             None,
         ),
     ],
 )
-def test_client_refuses_what_a_hostile_server_tries(tmp_path, reply, needle):
+def test_client_refuses_what_a_hostile_server_tries(tmp_path, reply, needle, version):
     out = tmp_path / "out"
     out.mkdir()
     (out / "x.txt").write_text("mine")
-    hostile = HostileServer(reply)
+    hostile = HostileServer(lambda body: reply(body, version), version=version)
     with Client("127.0.0.1", hostile.port, timeout=5) as client:
+        assert client.agreed.version == version
         if needle is None:
             # extra bytes after the stream are not data: they are a broken next frame
             client.get("x.txt", str(out), force=True)
@@ -335,10 +333,12 @@ def test_client_refuses_what_a_hostile_server_tries(tmp_path, reply, needle):
     assert (out / "x.txt").read_text() == "mine"  # nothing of the user's touched
     assert not (tmp_path / "evil.txt").exists()
     written = {p.name for p in out.rglob("*")}
-    assert written <= {"x.txt", "x.txt.part"}
+    assert written <= {"x.txt", "x.txt.part", "folder"}
+    assert not any((out / "folder").rglob("*"))  # nothing came before the lie
 
 
-def test_a_name_listed_twice_never_replaces_the_first_copy(tmp_path):
+@pytest.mark.parametrize("version", [2, 1])
+def test_a_name_listed_twice_never_replaces_the_first_copy(tmp_path, version):
     # A server listing one name twice in a folder the client has just made: no existence
     # checks are made in a fresh folder, so the final rename itself must refuse.
     contents = iter([b"first", b"second"])
@@ -346,12 +346,15 @@ def test_a_name_listed_twice_never_replaces_the_first_copy(tmp_path):
     def reply(body):
         if body["op"] == "ls":
             return ls_dir(body)
+        if body.get("stream"):  # a FILES frame holds a name once: twice takes two frames
+            first, second = files_frame({"dup.txt": b"first"}), files_frame({"dup.txt": b"second"})
+            return first + second + folder_reply(body, {})
         if body["path"] == "folder":
             listing = {"files": [{"path": "dup.txt"}, {"path": "dup.txt"}], "folders": []}
             return protocol.encode(protocol.FrameType.REPLY, listing)
-        return file_frame(body["path"], next(contents))
+        return file_frame(body["path"], next(contents), None, version)
 
-    hostile = HostileServer(reply)
+    hostile = HostileServer(reply, version=version)
     out = tmp_path / "out"
     with (
         Client("127.0.0.1", hostile.port, timeout=5) as client,
@@ -449,7 +452,7 @@ def test_put_with_hostile_names_writes_nothing_outside(upload_server, shared, tm
         Client("127.0.0.1", port_of(upload_server)) as client,
         pytest.raises(TransferError, match="not_found"),
     ):
-        client.request("put", name, size=1, sha256="0" * 64)
+        client.request("put", name, size=1, **{client.agreed.digest_field: "0" * 64})
     assert not (tmp_path / "evil.txt").exists()
     assert not any(p.name == "evil.txt" for p in shared.rglob("*"))
 
@@ -472,6 +475,9 @@ def test_put_never_writes_through_a_link_planted_as_its_part_file(upload_server,
 def test_tls_with_a_self_signed_certificate(shared, tmp_path, netassist):
     cert, key = self_signed(tmp_path)
     (shared / "secret.txt").write_text("over TLS")
+    (shared / "box").mkdir()  # a folder stream over TLS: a FILES frame and a large file
+    (shared / "box" / "a.txt").write_text("a")
+    (shared / "box" / "big.bin").write_bytes(os.urandom(3 << 20))
     proc = netassist(
         "files",
         "serve",
@@ -486,10 +492,13 @@ def test_tls_with_a_self_signed_certificate(shared, tmp_path, netassist):
     port = proc.port()
     out = tmp_path / "out"
     ok = run_netassist(
-        "files", "get", f"127.0.0.1:{port}", "secret.txt", "-o", str(out), "--tls-ca", str(cert)
-    )
+        "files", "get", f"127.0.0.1:{port}", "secret.txt", "box", "-o", str(out),
+        "--tls-ca", str(cert),
+    )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert (out / "secret.txt").read_text() == "over TLS"
+    assert sha(out / "box" / "big.bin") == sha(shared / "box" / "big.bin")
+    assert (out / "box" / "a.txt").read_text() == "a"
     untrusted = run_netassist(
         "files", "get", f"127.0.0.1:{port}", "secret.txt", "-o", str(out), "--tls", "--force"
     )

@@ -12,11 +12,10 @@ import threading
 import pytest
 
 from netassist import paths
-from netassist.transfer import protocol
 from netassist.transfer.client import shown
 from netassist.transfer.server import FileServer
 from tests.conftest import run_netassist
-from tests.transfer.peers import HostileServer, file_frame, ls_dir
+from tests.transfer.peers import HostileServer, file_frame, folder_reply, ls_dir
 
 pytestmark = pytest.mark.integration
 
@@ -283,7 +282,8 @@ def test_nothing_is_made_outside_o_through_a_link(netassist, tmp_path):
     assert (dls / "real" / "sub1" / "sub2" / "f.txt").read_text() == "f"
 
 
-def test_a_hostile_server_cannot_plant_dot_files(tmp_path):
+@pytest.mark.parametrize("version", [2, 1])
+def test_a_hostile_server_cannot_plant_dot_files(tmp_path, version):
     # Issue 13 item 14: .ssh/authorized_keys and .config/autostart/x.desktop were written.
     offered = {
         ".ssh/authorized_keys": b"ssh-ed25519 AAAA attacker\n",
@@ -296,24 +296,23 @@ def test_a_hostile_server_cannot_plant_dot_files(tmp_path):
         if body["op"] == "ls":
             return ls_dir(body)
         if body["path"] == "folder":
-            files = [{"path": name, "size": len(data)} for name, data in offered.items()]
-            return protocol.encode(
-                protocol.FrameType.REPLY, {"files": files, "folders": [".ssh", ".config"]}
-            )
-        return file_frame(body["path"], offered[body["path"].removeprefix("folder/")])
+            return folder_reply(body, offered, [".ssh", ".config"])
+        data = offered[body["path"].removeprefix("folder/")]
+        return file_frame(body["path"], data, None, version)
 
     out = tmp_path / "out"
-    hostile = HostileServer(reply)
+    hostile = HostileServer(reply, version=version)
     result = run_netassist("files", "get", f"127.0.0.1:{hostile.port}", "folder", "-o", str(out))
     err = result.stderr.decode()
     skipped = skips_of(result, out, {os.path.join("folder", "ok.txt"): b"ok\n"})
     for name in ("folder/.ssh/", "folder/.config/", "folder/sub/.bashrc"):
         assert any(name in line for line in skipped), (name, err)
-    # Nothing hidden was even asked for.
-    assert [r["path"] for r in hostile.requests if r["op"] == "get"] == ["folder", "folder/ok.txt"]
+    # Nothing hidden was even asked for (a stream is one request).
+    asked = ["folder"] if version == 2 else ["folder", "folder/ok.txt"]
+    assert [r["path"] for r in hostile.requests if r["op"] == "get"] == asked
     # Asked for with --hidden, they are the user's choice.
     wanted = tmp_path / "wanted"
-    hostile = HostileServer(reply)
+    hostile = HostileServer(reply, version=version)
     result = run_netassist(
         "files", "get", f"127.0.0.1:{hostile.port}", "folder", "-o", str(wanted), "--hidden"
     )
@@ -321,22 +320,29 @@ def test_a_hostile_server_cannot_plant_dot_files(tmp_path):
     assert tree(wanted / "folder") == offered
 
 
-def test_a_lying_server_is_stopped_before_anything_is_made(tmp_path):
-    # A traversal name anywhere in the listing ends the job before the first folder is made.
+@pytest.mark.parametrize("version", [2, 1])
+def test_a_lying_server_is_stopped_before_anything_is_made(tmp_path, version):
+    # A traversal name in the listing ends the job before the first folder is made; in a
+    # stream, before anything after it is made (what came before it is verified and kept).
     def reply(body: dict) -> bytes:
         if body["op"] == "ls":
             return ls_dir(body)
-        files = [{"path": "a/ok.txt"}, {"path": "b/../../evil.txt"}]
-        return protocol.encode(protocol.FrameType.REPLY, {"files": files, "folders": ["a", "b"]})
+        offered = {"a/ok.txt": b"ok", "b/../../evil.txt": b"evil"}
+        return folder_reply(body, offered, ["a", "b"])
 
     out = tmp_path / "out"
     out.mkdir()
-    hostile = HostileServer(reply)
+    hostile = HostileServer(reply, version=version)
     result = run_netassist("files", "get", f"127.0.0.1:{hostile.port}", "folder", "-o", str(out))
     err = result.stderr.decode()
     assert result.returncode == 10, err
     assert "dangerous name" in err and "b/../../evil.txt" in err
-    assert os.listdir(out) == []
+    assert not (tmp_path / "evil.txt").exists()
+    if version == 1:
+        assert os.listdir(out) == []
+    else:
+        assert "1 file(s) before it arrived verified and were kept" in err
+        assert tree(out) == {os.path.join("folder", "a", "ok.txt"): b"ok"}
 
 
 def test_a_name_with_control_characters_arrives_and_is_shown_escaped(tmp_path):
@@ -346,9 +352,7 @@ def test_a_name_with_control_characters_arrives_and_is_shown_escaped(tmp_path):
         if body["op"] == "ls":
             return ls_dir(body)
         if body["path"] == "folder":
-            return protocol.encode(
-                protocol.FrameType.REPLY, {"files": [{"path": name}], "folders": []}
-            )
+            return folder_reply(body, {name: b"x"})
         return file_frame(body["path"], b"x")
 
     out = tmp_path / "out"
@@ -370,8 +374,7 @@ def test_a_name_too_long_for_this_system_is_skipped_not_fatal(tmp_path):
         if body["op"] == "ls":
             return ls_dir(body)
         if body["path"] == "folder":
-            files = [{"path": name, "size": len(data)} for name, data in offered.items()]
-            return protocol.encode(protocol.FrameType.REPLY, {"files": files, "folders": []})
+            return folder_reply(body, offered)
         return file_frame(body["path"], offered[body["path"].removeprefix("folder/")])
 
     out = tmp_path / "out"

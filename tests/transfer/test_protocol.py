@@ -71,3 +71,26 @@ def test_arbitrary_bytes_never_crash_the_reader(data):
                 break
     except protocol.ProtocolError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("hello", "digests", "agreed"),
+    [
+        ({"version": 1}, ("blake3", "sha256"), (1, "sha256")),  # a version-1 client
+        (protocol.client_hello(["blake3", "sha256"]), ("blake3", "sha256"), (2, "blake3")),
+        (protocol.client_hello(["sha256", "blake3"]), ("blake3", "sha256"), (2, "sha256")),
+        (protocol.client_hello(["blake3", "sha256"]), ("sha256",), (2, "sha256")),  # no wheel
+        ({"version": 1, "versions": [1, 2, 7]}, ("blake3", "sha256"), (2, "sha256")),
+        ({"version": 2}, ("blake3",), None),  # SHA-256 by default, which it lacks
+        ({"version": 3}, ("blake3", "sha256"), None),
+        (protocol.client_hello(["md5"]), ("blake3", "sha256"), None),
+    ],
+)
+def test_the_handshake_agrees_on_a_version_and_a_digest(hello, digests, agreed):
+    if agreed is None:
+        with pytest.raises(protocol.Disagreement):
+            protocol.agree(hello, digests)
+        return
+    result = protocol.agree(hello, digests)
+    assert (result.version, result.digest) == agreed
+    assert result.digest_field == ("sha256" if result.version == 1 else "digest")

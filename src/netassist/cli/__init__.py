@@ -7,6 +7,7 @@ holds logic a library user would need.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -23,10 +24,10 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full command-line grammar, with every subcommand registered."""
-    from netassist.cli import chat, files, server, static, wire
-
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command-line grammar, with every subcommand registered (or, given the
+    ``command`` a command line starts with, only the group that holds it: a ``files get``
+    then starts without importing the other groups)."""
     parser = OneLineParser(
         prog="netassist",
         description="The Python networking toolkit: a TCP/UDP debugging assistant and more.",
@@ -35,17 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         title="commands", metavar="COMMAND", parser_class=OneLineParser
     )
-    wire.register(commands)
-    server.register(commands)
-    static.register(commands)
-    files.register(commands)
-    chat.register(commands)
+    for group in _GROUPS.get(command or "", _ALL):
+        importlib.import_module(f"netassist.cli.{group}").register(commands)
     return parser
+
+
+_ALL = ("wire", "server", "static", "files", "chat")
+# The group of each command (the order is that of netassist --help).
+_GROUPS = {"files": ("files",)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (see :class:`netassist.errors.ExitCode`)."""
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(words[0] if words else None)
     args, extras = parser.parse_known_args(argv)
     _place_late_positional(parser, args, extras)
     handler = getattr(args, "handler", None)

@@ -12,13 +12,26 @@ from collections.abc import Iterator
 
 from netassist import addresses
 from netassist.cli.progress import TransferProgress
-from netassist.cli.wire import _positive_float, _positive_int
 from netassist.errors import ExitCode, NetassistError, UsageError, explain
 from netassist.transfer.admission import HANDSHAKE_TIMEOUT
 from netassist.transfer.client import Client, client_tls, sendable, shown
 from netassist.transfer.protocol import DEFAULT_PORT
 
 MAX_TIMEOUT = 86_400.0
+
+
+# The number types of the assistant's commands, imported when a flag is given (a files
+# command starts without the assistant's modules).
+def _positive_int(text: str) -> int:
+    from netassist.cli.wire import _positive_int as parse
+
+    return parse(text)
+
+
+def _positive_float(text: str) -> float:
+    from netassist.cli.wire import _positive_float as parse
+
+    return parse(text)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -153,6 +166,12 @@ def register(commands: argparse._SubParsersAction) -> None:
             metavar="SECONDS",
             help="give up when the server stays silent this long (default 30)",
         )
+        c.add_argument(
+            "--digest",
+            choices=("blake3", "sha256"),
+            help="the digest that verifies the data (default: blake3, or sha256 with a server "
+            "of protocol version 1; sha256 to compare with published checksums)",
+        )
         c.add_argument("--json", action="store_true", help="print the result as JSON, for scripts")
         c.set_defaults(handler={"ls": ls, "get": get, "put": put}[name])
 
@@ -186,7 +205,24 @@ def _output_folder(path: str) -> None:
 
 def _client(args: argparse.Namespace) -> Client:
     host, port = _server_address(args.server)
-    return Client(host, port, token=args.token, tls=_client_tls(args), timeout=args.timeout)
+    if args.digest is None:
+        _say_digest_fallback()
+    return Client(
+        host,
+        port,
+        token=args.token,
+        tls=_client_tls(args),
+        timeout=args.timeout,
+        digest=args.digest,
+    )
+
+
+def _say_digest_fallback() -> None:
+    """One line on stderr where the blake3 wheel is missing: digests are SHA-256 then."""
+    from netassist.transfer import digest
+
+    if digest.BLAKE3 not in digest.available():
+        print(f"netassist: {digest.MISSING_NOTICE}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -227,6 +263,8 @@ def serve(args: argparse.Namespace) -> int:
         _plain_alone(args, "--allow-upload", "--token", "--tls-cert")
     host, port = _server_address(args.bind, listening=True)
     tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    if not args.plain:
+        _say_digest_fallback()
     server = FileServer(
         args.directory,
         host,
@@ -336,7 +374,13 @@ def get(args: argparse.Namespace) -> int:
                 on_progress=progress.update,
                 on_total=progress.total,
             )
-    return _report_get(args, results, started, "all verified", client.left_out)
+    checked = f"all verified ({_digest_name(client.agreed.digest)})"
+    return _report_get(args, results, started, checked, client.left_out)
+
+
+def _digest_name(algorithm: str) -> str:
+    """How a summary line names a digest algorithm."""
+    return {"blake3": "BLAKE3", "sha256": "SHA-256"}.get(algorithm, algorithm)
 
 
 def _report_get(
@@ -352,11 +396,12 @@ def _report_get(
     received = sum(r.received for r in results)
     refused = _say_refused(results)
     left_out = left_out or {}
-    # Hidden names the user asked for with --hidden and did not get are missing too.
-    missing = refused or (args.hidden and left_out.get("hidden"))
+    # Hidden names the user asked for with --hidden and did not get are missing too, and so
+    # are files the server left out because they changed while it sent the folder.
+    missing = refused or left_out.get("changed") or (args.hidden and left_out.get("hidden"))
     _say_left_out(left_out, asked_hidden=args.hidden)
     if args.json:
-        print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
+        print(json.dumps([r.as_json() for r in results], ensure_ascii=False))
     elif not args.quiet:
         skipped = sum(r.skipped and not r.refused for r in results)
         resumed = sum(1 for r in results if r.resumed_from)
@@ -388,6 +433,7 @@ _LEFT_OUT = {
     "broken": ("broken link{s}", ""),
     "special": ("device{s}, FIFO{s} or socket{s}", ""),
     "names": ("name{s} its naming rules refuse", ""),
+    "changed": ("file{s} replaced while the folder was sent", "running again fetches them"),
 }
 
 
@@ -430,15 +476,15 @@ def put(args: argparse.Namespace) -> int:
             )
     refused = _say_refused(results)
     if args.json:
-        print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
+        print(json.dumps([r.as_json() for r in results], ensure_ascii=False))
     elif not args.quiet:
         sent = sum(r.received for r in results)
         took = max(time.monotonic() - started, 1e-9)
         already = sum(r.skipped and not r.refused for r in results)
         print(
             f"{len(results) - already - refused} file(s), {sent:,} bytes sent in {took:.2f} s, "
-            "all verified by the server"
-            + (f"; {already} already there (the same SHA-256)" if already else "")
+            f"all verified by the server ({_digest_name(client.agreed.digest)})"
+            + (f"; {already} already there (the same digest)" if already else "")
             + (f"; {refused} name(s) skipped (see above)" if refused else ""),
             file=sys.stderr,
         )

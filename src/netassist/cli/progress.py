@@ -42,6 +42,12 @@ class TransferProgress:
             return
         from tqdm import tqdm
 
+        if name != self._file_name and done == size:
+            # A file that arrived whole at once (the small files of a folder stream): a bar
+            # of its own would only flicker; the job's bar moves.
+            if self._job is not None:
+                self._job.update(size)
+            return
         if name != self._file_name:
             if self._file is not None:
                 self._file.close()

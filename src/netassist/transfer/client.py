@@ -1,5 +1,6 @@
 """The file-transfer client: it writes only what it asked for, inside its target folder,
-and only after the SHA-256 the server announced matches what arrived.
+and only after the digest the server announced (BLAKE3 or SHA-256, as agreed in the
+handshake) matches what arrived.
 
 Names are judged before anything is made or sent. A name built to escape (``..``, an
 absolute path, a drive) ends the job; a name this system's file system cannot hold (``aux.c``
@@ -9,23 +10,22 @@ and the skip is a :class:`Result` with ``refused`` saying why, so nothing goes s
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
 import itertools
 import json
 import os
 import select
-import ssl
 import stat
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
+from typing import TYPE_CHECKING
 
 from netassist import paths
 from netassist.errors import ExitCode, NetassistError, TimeoutExpired, UsageError, explain
 from netassist.paths import CANNOT_HOLD, PathRefused, check_segment, enter_folder, relative_parts
+from netassist.transfer import digest as digests
 from netassist.transfer import protocol
 from netassist.transfer.digest import prefix_digest
 from netassist.transfer.stream import (
@@ -34,20 +34,28 @@ from netassist.transfer.stream import (
     WriteFailed,
     open_no_follow,
     receive_stream,
+    rename_no_replace,
 )
 from netassist.wire.codecs import escape_text
 from netassist.wire.sockets import connect_tcp, format_address
 
+if TYPE_CHECKING:
+    import ssl
+
 RECV_BLOCK = 1 << 20
-PIPELINE = 32  # file requests in flight while a folder downloads
+PIPELINE = 32  # file requests in flight while a folder downloads file by file
+REFILL = 8  # requests sent at once to fill the window again
+MAX_BATCH = 64 << 20  # the data of one FILES frame, at most (a server sends far less)
 PUT_STEP = 8 << 20  # bytes sent between two looks at progress and at the server's answer
 PART = ".part"
 
 
 class TransferError(NetassistError):
-    """A transfer that could not be completed; the message says what and what to do."""
+    """A transfer that could not be completed; the message says what and what to do.
+    ``code`` is the server's ERROR code when it said one."""
 
     exit_code = ExitCode.NETWORK
+    code = ""
 
 
 @dataclass
@@ -56,17 +64,25 @@ class Result:
 
     ``skipped`` with an empty ``refused``: the file exists here already (``--force``
     replaces it). ``refused`` says why a name was skipped instead (a name ending in ``/`` is
-    a folder, skipped with its ``files`` files); a name that is not UTF-8 is shown escaped."""
+    a folder, skipped with its ``files`` files); a name that is not UTF-8 is shown escaped.
+    ``digest`` is the verified digest of the whole file, by ``algorithm`` (``blake3`` or
+    ``sha256``; empty when nothing was verified)."""
 
     remote: str
     local: str
     size: int
     received: int
     resumed_from: int
-    sha256: str
+    digest: str
     skipped: bool = False
     refused: str = ""
     files: int = 1
+    algorithm: str = ""
+
+    def as_json(self) -> dict:
+        """The result as ``--json`` prints it: every field, and ``sha256`` (the digest when
+        it is a SHA-256, else null: ``--digest sha256`` asks for one)."""
+        return {**self.__dict__, "sha256": self.digest if self.algorithm == "sha256" else None}
 
 
 class _Skips:
@@ -98,6 +114,8 @@ def _size(item: dict) -> int:
 def client_tls(ca_file: str | None = None) -> ssl.SSLContext:
     """A client TLS context: the system's trust store, or ``ca_file`` (a CA or the server's
     own self-signed certificate). Host names are always checked."""
+    import ssl  # here: a client without TLS starts without it
+
     context = ssl.create_default_context(cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
@@ -120,8 +138,17 @@ class Client:
         timeout: float = 30.0,
         tls: ssl.SSLContext | None = None,
         system: str | None = None,
+        digest: str | None = None,
     ):
+        """Connect and greet the server. ``digest`` insists on one algorithm (``blake3`` or
+        ``sha256``); without it the client offers every one it has, BLAKE3 first, and takes
+        SHA-256 from a server of protocol version 1."""
         self.peer = format_address((host, port))
+        offered = (digest,) if digest else digests.available()
+        if digest is not None and digest not in digests.available():
+            raise NetassistError(f"--digest {digest}: {digests.MISSING_NOTICE}", ExitCode.USAGE)
+        #: The version and digest agreed with the server.
+        self.agreed = protocol.V1
         # Whose names this side can hold: this system's, asked now (a parameter for tests).
         self.system = system or paths.local_system()
         # Counts of what servers left out of folders this client listed or fetched, by why.
@@ -130,6 +157,8 @@ class Client:
         self.sock = connect_tcp(host, port, timeout)
         self.sock.settimeout(timeout)
         if tls is not None:
+            import ssl
+
             try:
                 self.sock = tls.wrap_socket(self.sock, server_hostname=host)
             except ssl.SSLCertVerificationError as exc:
@@ -154,13 +183,12 @@ class Client:
         self.receiving: str | None = None
         self.sending: str | None = None
         try:
-            hello = {"version": protocol.VERSION}
-            if token is not None:
-                hello["token"] = token
+            hello = protocol.client_hello(offered, token)
             self._send(protocol.encode(protocol.FrameType.HELLO, hello))
             answer = self._frame()
             if answer.type is not protocol.FrameType.HELLO:
                 raise TransferError(f"{self.peer} did not greet us as a netassist file server")
+            self.agreed = self._agreed(answer.body, offered)
             # The names the server takes: a server that does not say is held to Windows'
             # rules and no hidden names, as every netassist server was before it said.
             names = answer.body.get("names")
@@ -170,6 +198,25 @@ class Client:
         except BaseException:
             self.sock.close()
             raise
+
+    def _agreed(self, answer: dict, offered: tuple[str, ...]) -> protocol.Agreement:
+        """The version and digest the server's HELLO answer chose among those offered."""
+        version = answer.get("version")
+        if version == 1:
+            if "sha256" not in offered:
+                raise TransferError(
+                    f"{self.peer} speaks protocol version 1, whose only digest is SHA-256: "
+                    "use --digest sha256 (or update the server)",
+                    ExitCode.USAGE,
+                )
+            return protocol.V1
+        chosen = answer.get("digest")
+        if version not in protocol.VERSIONS or chosen not in offered:
+            raise TransferError(
+                f"{self.peer} broke the protocol: it answered version {shown(str(version))} "
+                f"with digest {shown(str(chosen))}, which we did not offer"
+            )
+        return protocol.Agreement(version, chosen)
 
     def __enter__(self) -> Client:
         return self
@@ -250,7 +297,9 @@ class Client:
                         protocol.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
                         protocol.ErrorCode.NO_SPACE: ExitCode.ERROR,
                     }.get(code, ExitCode.NETWORK)
-                    raise TransferError(f"{self.peer}: {message} ({code})", exit_code)
+                    error = TransferError(f"{self.peer}: {message} ({code})", exit_code)
+                    error.code = code
+                    raise error
                 return event
             if event is not None:
                 raise TransferError(f"{self.peer} sent data nobody asked for")
@@ -333,12 +382,32 @@ class Client:
                 return skips.results()
             local = os.path.join(out_dir, wanted[-1])
             return [self.get_file(answer_path, local, force=force, on_progress=on_progress)]
-        frame = self.request("get", answer_path)
+        base = wanted[-1:]  # the folder arrives under its own name (asked for: not judged hidden)
+        streamed = self.agreed.version >= 2
+
+        def stream() -> list[Result]:
+            from netassist.transfer.folder_stream import FolderStream
+
+            folder = FolderStream(
+                self, wanted, base, out_dir, real_out, folders, force=force, hidden=hidden
+            )
+            return folder.run(answer_path, on_progress, on_total)
+
+        if streamed and _empty_or_missing(os.path.join(out_dir, *base)):
+            # Nothing there to skip or resume: the server sends every file back to back.
+            return stream()
+        try:
+            frame = self.request("get", answer_path)
+        except TransferError as exc:
+            if not (streamed and exc.code == protocol.ErrorCode.TOO_LARGE):
+                raise
+            # A listing too large for a frame: streamed instead (what is there is kept
+            # without --force; a .part starts over).
+            return stream()
         files, listed = frame.body.get("files"), frame.body.get("folders")
         if frame.type is not protocol.FrameType.REPLY or not isinstance(files, list):
             raise TransferError(f"{self.peer} answered get with neither a file nor a folder")
         self._note_left_out(frame.body)
-        base = wanted[-1:]  # the folder arrives under its own name (asked for: not judged hidden)
         # Every name is judged before anything is made: a lying server stops the job here.
         skips = _Skips()
         wanted_files = []
@@ -381,13 +450,13 @@ class Client:
     ) -> list[Result]:
         """Fetch each (remote name, local path, folder made by this job) of ``plan``."""
         # Several requests in flight: the server answers in order, and a folder of small
-        # files no longer costs one round trip per file. They go out in batches of half the
-        # window, one send each.
+        # files no longer costs one round trip per file. The window is topped up whenever
+        # REFILL places are free, those requests in one send.
         results = []
         pending: deque[tuple[str, str, int]] = deque()
         queued = iter(plan)
         while True:
-            if len(pending) <= PIPELINE // 2:
+            if len(pending) <= PIPELINE - REFILL:
                 batch = list(itertools.islice(queued, PIPELINE - len(pending)))
                 if batch:
                     frames = []
@@ -402,7 +471,9 @@ class Client:
             frame = self._file_frame(remote_name)
             results.append(self._receive(frame, remote_name, local, force, held, on_progress))
 
-    def _offered(self, name: object, kind: str) -> tuple[str, ...]:
+    def _offered(
+        self, name: object, kind: str, after: str = "nothing was written"
+    ) -> tuple[str, ...]:
         """The segments of a ``kind`` ("file" or "folder") name the server listed; a name
         built to escape (``..``, absolute, a drive, NUL, an encoded slash) ends the job, as
         only a lying server sends one. Rules every system keeps are POSIX's; this system's
@@ -416,8 +487,7 @@ class Client:
                 return tuple(part for part in name.split("/") if part)  # _skipped skips it
             what = "name" if kind == "file" else f"{kind} name"
             raise TransferError(
-                f"{self.peer} offered a dangerous {what} {shown(name)!r}: {exc}; "
-                "nothing was written"
+                f"{self.peer} offered a dangerous {what} {shown(name)!r}: {exc}; {after}"
             ) from None
 
     def _skipped(
@@ -467,6 +537,22 @@ class Client:
             return Result(remote, local, os.path.getsize(local), 0, 0, "", skipped=True)
         held = self._ask(remote, local)
         return self._receive(self._file_frame(remote), remote, local, force, held, on_progress)
+
+    def _stream_bytes(self, length: int) -> bytearray:
+        """The ``length`` bytes of the stream just announced, whole, in memory (a FILES
+        frame's data, which the caller bounds)."""
+        buffer = bytearray(length)
+        sink = _BufferSink(buffer)
+        self._receive_stream(sink, _NO_HASH, length, None)
+        self.reader.next_event()  # the end of the stream
+        return buffer
+
+    def _drop_file(self, frame: protocol.Frame) -> None:
+        """Read and drop the data of a FILE frame (a skipped name), and its trailer."""
+        self._receive_stream(_BufferSink(None), _NO_HASH, frame.body["length"], None)
+        self.reader.next_event()
+        if frame.body.get(self.agreed.digest_field) is None:
+            self._frame()
 
     def _receive_stream(self, out, hasher, length: int, progress: Callable[[int], object]) -> int:
         """Copy exactly ``length`` stream bytes into ``out`` and ``hasher``; never reads past
@@ -587,7 +673,7 @@ class Client:
     ) -> Result:
         """Send one file to the remote name ``remote`` (resuming a partial upload);
         ``on_progress(remote, done, size)`` follows it. A file already there with the same
-        SHA-256 is not sent again (its Result is ``skipped``); one that differs is an error,
+        digest is not sent again (its Result is ``skipped``); one that differs is an error,
         or replaced with ``force``."""
         self._remote(remote)
         sendable(local)  # opening a FIFO would wait for a writer, forever
@@ -600,17 +686,18 @@ class Client:
             if not S_ISREG(st.st_mode):  # replaced since the look above
                 raise _not_sendable(local, st)
             size = st.st_size
-            digest = prefix_digest(handle, size).hexdigest()
-            extra = {"force": True} if force else {}
+            algorithm, field = self.agreed.digest, self.agreed.digest_field
+            digest = prefix_digest(handle, size, algorithm).hexdigest()
+            extra = {field: digest, "mtime_ns": st.st_mtime_ns}
+            if force:
+                extra["force"] = True
             self.sending = remote  # from here on, the server may hold a partial copy
-            answer = self.request(
-                "put", remote, size=size, sha256=digest, mtime_ns=st.st_mtime_ns, **extra
-            )
+            answer = self.request("put", remote, size=size, **extra)
             if answer.body.get("already") is True:
                 self.sending = None
-                if answer.body.get("sha256") != digest:
+                if answer.body.get(field) != digest:
                     raise TransferError(f"{self.peer} claimed {shown(remote)!r} is already there")
-                return Result(remote, local, size, 0, 0, digest, skipped=True)
+                return Result(remote, local, size, 0, 0, digest, True, algorithm=algorithm)
             offset = answer.body.get("offset")
             if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= size:
                 raise TransferError(f"{self.peer} answered the upload with a bad offset")
@@ -629,9 +716,9 @@ class Client:
                 ) from None
         done = self._frame()
         self.sending = None
-        if done.body.get("sha256") != digest:
+        if done.body.get(field) != digest:
             raise TransferError(f"{self.peer} did not confirm {shown(remote)!r}")
-        return Result(remote, local, size, size - offset, offset, digest)
+        return Result(remote, local, size, size - offset, offset, digest, algorithm=algorithm)
 
     def _send_data(
         self,
@@ -691,8 +778,8 @@ class Client:
         (nothing, without a look, when its folder is ``fresh`` from this job)."""
         part = local + PART
         held = 0 if fresh else _regular_size(part)
-        prefix = _hash_file(part) if held else None
-        request = {"op": "get", "path": remote, "offset": held, "prefix_sha256": prefix}
+        prefix = _hash_file(part, self.agreed.digest) if held else None
+        request = {"op": "get", "path": remote, "offset": held, self.agreed.prefix_field: prefix}
         return protocol.encode(protocol.FrameType.REQUEST, request), held
 
     def _folder(
@@ -731,18 +818,23 @@ class Client:
         force: bool,
         held: int,
         on_progress: Callable | None,
+        announced: str | None = None,
     ) -> Result:
+        """Receive the file ``frame`` announces into ``local`` (through ``local.part``,
+        which holds ``held`` bytes already) and verify it. The frame must name ``announced``
+        (a name in a folder stream) or else ``remote``."""
         body = frame.body
-        if body.get("path") != remote:
+        if body.get("path") != (announced or remote):
             raise TransferError(
-                f"{self.peer} sent {shown(str(body.get('path')))!r} when {shown(remote)!r} "
-                "was asked for; refused"
+                f"{self.peer} sent {shown(str(body.get('path')))!r} when "
+                f"{shown(announced or remote)!r} was asked for; refused"
             )
+        algorithm = self.agreed.digest
         size, offset, length, digest = (
             body.get("size"),
             body.get("offset"),
             body.get("length"),
-            body.get("sha256"),
+            body.get(self.agreed.digest_field),
         )
         if not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0
@@ -754,7 +846,7 @@ class Client:
                 f"{self.peer} announced an inconsistent transfer for {shown(remote)!r}"
             )
         part = local + PART
-        hasher = hashlib.sha256()
+        hasher = digests.new(algorithm)
         mtime_ns = body.get("mtime_ns")
         times = (mtime_ns, mtime_ns) if _valid_time(mtime_ns) else None
         report = on_progress and (lambda n: on_progress(remote, offset + n, size))
@@ -764,14 +856,14 @@ class Client:
         # that is a link was not made by us: it is refused rather than written through.
         flags = os.O_RDWR if resuming else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            fd = open_no_follow(part, flags)
+            fd = open_no_follow(part, flags, _creation_mode(body.get("mode")))
         except OSError as exc:
             raise explain(exc, f"opening {part}") from None
         self.receiving = part
         try:
             if resuming:
                 with open(fd, "rb", buffering=0, closefd=False) as held_part:
-                    hasher = prefix_digest(held_part, offset)
+                    hasher = prefix_digest(held_part, offset, algorithm)
                 os.ftruncate(fd, offset)
                 os.lseek(fd, offset, os.SEEK_SET)
             self._receive_stream(FileSink(fd, part), hasher, length, report)
@@ -785,23 +877,80 @@ class Client:
         self.reader.next_event()  # the end of the stream
         if digest is None:  # the server hashed while sending: the digest follows the data
             trailer = self._frame()
-            digest = trailer.body.get("sha256")
+            digest = trailer.body.get(self.agreed.digest_field)
             if trailer.type is not protocol.FrameType.REPLY or not isinstance(digest, str):
                 raise TransferError(f"{self.peer} sent no digest for {shown(remote)!r}")
         got = hasher.hexdigest()
         if got != digest:
-            raise TransferError(
-                f"{shown(remote)!r} arrived damaged or changed while it was sent "
-                f"(SHA-256 {got[:12]}... "
-                f"instead of {digest[:12]}...); kept as {part}, nothing of yours was touched",
-                ExitCode.BAD_DATA,
-            )
+            raise _damaged(remote, part, algorithm, got, digest)
         try:
             settle_part(part, local, force)
         except OSError as exc:
             raise explain(exc, f"renaming {part} to {local}") from None
         self.receiving = None
-        return Result(remote, local, size, length, offset, got)
+        return Result(remote, local, size, length, offset, got, algorithm=algorithm)
+
+
+def _damaged(remote: str, part: str, algorithm: str, got: str, announced: str) -> TransferError:
+    """The error of a file whose digest is not the one announced (kept as ``part``)."""
+    name = "BLAKE3" if algorithm == digests.BLAKE3 else "SHA-256"
+    return TransferError(
+        f"{shown(remote)!r} arrived damaged or changed while it was sent "
+        f"({name} {got[:12]}... instead of {shown(announced[:12])}...); kept as {part}, "
+        "nothing of yours was touched",
+        ExitCode.BAD_DATA,
+    )
+
+
+def _creation_mode(mode: object) -> int:
+    """The permissions a received file is made with: the server's permission bits (no
+    set-id or sticky bit), the umask applied as for any new file, and always the owner's
+    read and write (a .part must take a resume); 0o666 when the server sent none."""
+    if isinstance(mode, int) and not isinstance(mode, bool):
+        return (mode & 0o777) | 0o600
+    return 0o666
+
+
+class _BufferSink:
+    """What :func:`receive_stream` writes into: a bytearray filled in order (or, given
+    None, nothing: the bytes are dropped)."""
+
+    __slots__ = ("_at", "_buffer")
+
+    def __init__(self, buffer: bytearray | None) -> None:
+        self._buffer = buffer
+        self._at = 0
+
+    def write(self, data) -> None:
+        """Copy ``data`` in after what came before."""
+        if self._buffer is not None:
+            end = self._at + len(data)
+            self._buffer[self._at : end] = data
+            self._at = end
+
+
+class _NoHash:
+    """A hasher that hashes nothing (the data is hashed per file, elsewhere)."""
+
+    def update(self, data) -> None:
+        """Ignore ``data``."""
+
+
+_NO_HASH = _NoHash()
+
+
+def _empty_or_missing(path: str) -> bool:
+    """Whether nothing is at ``path`` yet, or an empty folder (not a link) is."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    if not S_ISDIR(st.st_mode):
+        return False
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
 
 
 def settle_part(part: str, local: str, force: bool) -> None:
@@ -811,8 +960,10 @@ def settle_part(part: str, local: str, force: bool) -> None:
         os.replace(part, local)
         return
     try:
-        # A hard link is a rename that refuses to replace (RENAME_NOREPLACE, which the os
-        # module lacks), so nothing that appears meanwhile is overwritten.
+        if rename_no_replace(part, local):
+            return
+        # A hard link is a rename that refuses to replace, so nothing that appears
+        # meanwhile is overwritten.
         os.link(part, local)
     except FileExistsError:
         pass
@@ -883,8 +1034,10 @@ def _valid_time(value: object) -> bool:
 def _set_times(target: int | str, times: tuple[int, int]) -> None:
     """Give the received file the server's modification time, where its file system can
     hold it (the data is what was verified: a time it cannot take is left as it is)."""
-    with contextlib.suppress(OSError, OverflowError, ValueError):
+    try:  # not contextlib.suppress: this runs once per file of a folder stream
         os.utime(target, ns=times)
+    except (OSError, OverflowError, ValueError):
+        pass
 
 
 def _valid_entry(entry: object) -> bool:
@@ -921,6 +1074,6 @@ def _count_files(folder: str) -> tuple[int, int]:
     return count, size
 
 
-def _hash_file(path: str) -> str:
+def _hash_file(path: str, algorithm: str) -> str:
     with open(path, "rb") as handle:
-        return prefix_digest(handle, os.fstat(handle.fileno()).st_size).hexdigest()
+        return prefix_digest(handle, os.fstat(handle.fileno()).st_size, algorithm).hexdigest()

@@ -160,7 +160,7 @@ def fetch_plain(
         settle_part(part, local, force)
     except OSError as exc:
         raise explain(exc, f"renaming {part} to {local}") from None
-    return Result(remote, local, received, received, 0, digest)
+    return Result(remote, local, received, received, 0, digest, algorithm="sha256")
 
 
 def _receive_all(

@@ -9,6 +9,14 @@ its JSON says ``"length": N`` and exactly N raw bytes follow the frame, unframed
 can go out with ``sendfile`` and in with one ``recv_into`` loop. The reader below never
 touches a socket: it is fed bytes and yields :class:`Frame`, :class:`StreamData` and
 :class:`StreamEnd` events, and it refuses anything malformed with :class:`ProtocolError`.
+
+Two versions are spoken. Version 2 negotiates the digest (``blake3`` by default, ``sha256``
+on request), names it ``digest`` where version 1 said ``sha256``, and streams a folder's files
+back to back (a ``FILES`` frame carries many small files and their data at once). A client
+offers versions the way TLS 1.3 does: its HELLO keeps ``"version": 1``, which a version-1
+server checks and accepts, and lists ``"versions": [1, 2]`` and its ``"digests"``, which that
+server ignores; a version-2 server answers with the version and digest it chose
+(:func:`agree`). So each side talks to the other's previous version, both ways.
 """
 
 from __future__ import annotations
@@ -18,7 +26,9 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
-VERSION = 1
+VERSION = 2  # the newest version this side speaks
+VERSIONS = (1, 2)
+LEGACY_VERSION = 1  # what a HELLO's "version" says, so that version-1 servers accept it
 MAGIC = b"NA"
 HEADER = struct.Struct(">2sBBI")
 MAX_FRAME = 1 << 20  # a control frame's JSON, at most
@@ -33,6 +43,7 @@ class FrameType(IntEnum):
     REPLY = 3
     ERROR = 4
     FILE = 5
+    FILES = 6  # version 2: several small files, their data back to back after the JSON
 
 
 class ErrorCode:
@@ -77,6 +88,63 @@ class StreamEnd:
 
 STREAM_END = StreamEnd()
 _FRAME_TYPES = frozenset(FrameType)
+_WITH_DATA = (FrameType.FILE, FrameType.FILES)
+
+
+class Disagreement(Exception):
+    """A client's HELLO and this server have no version or no digest in common."""
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """What a session speaks: the protocol ``version`` and the ``digest`` algorithm."""
+
+    version: int
+    digest: str
+
+    @property
+    def digest_field(self) -> str:
+        """The JSON field that carries a whole file's digest in this version."""
+        return "sha256" if self.version == 1 else "digest"
+
+    @property
+    def prefix_field(self) -> str:
+        """The JSON field of a resumed get that carries the digest of what is held."""
+        return "prefix_sha256" if self.version == 1 else "prefix_digest"
+
+
+V1 = Agreement(1, "sha256")  # version 1 knows SHA-256 alone
+
+
+def client_hello(digests: tuple[str, ...] | list[str], token: str | None = None) -> dict:
+    """A client's HELLO body offering every version and ``digests`` (preferred first)."""
+    body: dict = {"version": LEGACY_VERSION, "versions": list(VERSIONS), "digests": list(digests)}
+    if token is not None:
+        body["token"] = token
+    return body
+
+
+def agree(hello: dict, digests: tuple[str, ...]) -> Agreement:
+    """What a server that computes ``digests`` speaks with the client whose HELLO body is
+    ``hello``: the highest version both speak and, in version 2, the first of the client's
+    digests the server has. Raises :class:`Disagreement` (the message is for the client)."""
+    offered = hello.get("versions")
+    versions = {v for v in offered if v in VERSIONS} if isinstance(offered, list) else set()
+    if hello.get("version") in VERSIONS:
+        versions.add(hello["version"])
+    if not versions:
+        raise Disagreement(f"this server speaks versions {', '.join(map(str, VERSIONS))}")
+    if max(versions) == 1:
+        return V1
+    wanted = hello.get("digests")
+    wanted = [d for d in wanted if isinstance(d, str)] if isinstance(wanted, list) else []
+    for digest in wanted or ["sha256"]:
+        if digest in digests:
+            return Agreement(2, digest)
+    raise Disagreement(
+        f"no digest in common: this server computes {', '.join(digests)}, the client asked "
+        f"for {', '.join(wanted)}"
+    )
 
 
 def encode(frame_type: FrameType, body: dict) -> bytes:
@@ -148,10 +216,10 @@ class Reader:
             raise ProtocolError("frame is not UTF-8 JSON") from None
         if not isinstance(body, dict):
             raise ProtocolError("frame is not a JSON object")
-        if frame_type is FrameType.FILE:
+        if frame_type in _WITH_DATA:
             stream = body.get("length")
             if not isinstance(stream, int) or isinstance(stream, bool) or stream < 0:
-                raise ProtocolError("FILE frame without a valid length")
+                raise ProtocolError(f"{frame_type.name} frame without a valid length")
             self._stream_left = stream
             self._in_stream = True
         return Frame(frame_type, body)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import hmac
 import os
 import socket
@@ -25,6 +24,7 @@ from netassist.paths import (
     resolve_child,
     resolve_real,
 )
+from netassist.transfer import digest as digests
 from netassist.transfer import protocol
 from netassist.transfer.admission import HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, Admission, Ticket
 from netassist.transfer.digest import THREAD_THRESHOLD, HashRange, positional_reads, prefix_digest
@@ -46,6 +46,7 @@ SEND_BLOCK = 1 << 20
 SMALL_SEND = 64 << 10  # up to this, a file with a known digest goes out with one send
 HOLD_LIMIT = 256 << 10  # answers held for one send are sent once they reach this
 MAX_LISTED_FILES = 100_000
+BATCH_FILES = 512  # small files in one FILES frame of a folder stream, at most
 PART_SUFFIX = ".netassist-part"  # an upload in progress is ".NAME.netassist-part"
 # What a listing says it left out, by the rule that left each entry out.
 _LEFT_OUT = {
@@ -59,24 +60,25 @@ DRAIN_TIME = 10.0  # seconds to read an upload the server refused halfway, befor
 
 
 class DigestCache:
-    """SHA-256 of files by (path, size, mtime_ns): a second download hashes nothing."""
+    """Digests of files by (algorithm, path, size, mtime_ns): a second download hashes
+    nothing."""
 
-    def __init__(self, limit: int = 10_000) -> None:
-        self._digests: dict[tuple[str, int, int], str] = {}
+    def __init__(self, limit: int = MAX_LISTED_FILES) -> None:
+        self._digests: dict[tuple[str, str, int, int], str] = {}
         self._lock = threading.Lock()
         self._limit = limit
 
-    def known(self, path: str, st: os.stat_result) -> str | None:
+    def known(self, algorithm: str, path: str, st: os.stat_result) -> str | None:
         """The cached digest of this version of the file, if any."""
         with self._lock:
-            return self._digests.get((path, st.st_size, st.st_mtime_ns))
+            return self._digests.get((algorithm, path, st.st_size, st.st_mtime_ns))
 
-    def remember(self, path: str, st: os.stat_result, digest: str) -> None:
+    def remember(self, algorithm: str, path: str, st: os.stat_result, digest: str) -> None:
         """Cache the digest of this version of the file."""
         with self._lock:
             if len(self._digests) >= self._limit:
                 self._digests.clear()
-            self._digests[(path, st.st_size, st.st_mtime_ns)] = digest
+            self._digests[(algorithm, path, st.st_size, st.st_mtime_ns)] = digest
 
 
 class FileServer:
@@ -103,6 +105,7 @@ class FileServer:
         system: str | None = None,
         plain: bool = False,
         log: ServerLog | None = None,
+        digest_algorithms: tuple[str, ...] | None = None,
     ) -> None:
         if plain and (allow_upload or token is not None or tls is not None):
             raise ValueError("the plain protocol has no uploads, tokens or TLS")
@@ -126,6 +129,8 @@ class FileServer:
         )
         self.sock = listen_tcp(host, port)
         self.digests = DigestCache()
+        #: The digests it computes for version-2 clients, the preferred first.
+        self.digest_algorithms = digest_algorithms or digests.available()
         self._stopped = threading.Event()
 
     @property
@@ -270,6 +275,8 @@ class Session:
         self.peer = peer
         self.first_bytes = b""  # what the client sent first, to tell what it is
         self.reader = protocol.Reader()
+        #: The version and digest agreed in the handshake (version 1 until then).
+        self.agreed = protocol.V1
         self._held: list[bytes] = []  # answers not sent yet (see _answer)
         self._held_size = 0
 
@@ -327,13 +334,12 @@ class Session:
             return False
         if hello is None:
             return False
-        if (
-            hello.type is not protocol.FrameType.HELLO
-            or hello.body.get("version") != protocol.VERSION
-        ):
-            self._refuse(
-                protocol.ErrorCode.VERSION, f"this server speaks version {protocol.VERSION}"
-            )
+        try:
+            if hello.type is not protocol.FrameType.HELLO:
+                raise protocol.Disagreement("expected a HELLO")
+            self.agreed = protocol.agree(hello.body, self.server.digest_algorithms)
+        except protocol.Disagreement as exc:
+            self._refuse(protocol.ErrorCode.VERSION, str(exc))
             return False
         token = self.server.token
         given = hello.body.get("token")
@@ -345,19 +351,19 @@ class Session:
         if ticket is not None and (busy := self.server.admission.admit(ticket)) is not None:
             self._refuse(protocol.ErrorCode.BUSY, f"{busy}; try again later")
             return False
-        self._send(
-            protocol.encode(
-                protocol.FrameType.HELLO,
-                {
-                    "version": protocol.VERSION,
-                    "server": "netassist",
-                    "upload": self.server.allow_upload,
-                    "hidden": self.server.show_hidden,
-                    "names": self.server.system,
-                },
-            )
-        )
-        self.server.log.info("%s connected%s", self.peer, " (TLS)" if self.server.tls else "")
+        answer = {
+            "version": self.agreed.version,
+            "server": "netassist",
+            "upload": self.server.allow_upload,
+            "hidden": self.server.show_hidden,
+            "names": self.server.system,
+        }
+        if self.agreed.version >= 2:
+            answer["digest"] = self.agreed.digest
+        self._send(protocol.encode(protocol.FrameType.HELLO, answer))
+        spoken = f"version {self.agreed.version}, {self.agreed.digest}"
+        tls = ", TLS" if self.server.tls else ""
+        self.server.log.info("%s connected (%s%s)", self.peer, spoken, tls)
         return True
 
     def _stranger(self) -> str:
@@ -419,7 +425,7 @@ class Session:
 
     def put(self, path: str, body: dict) -> None:
         """Receive a file into ``path``: resumable, verified, and over an existing file only
-        when the client says ``force`` (one with the same SHA-256 is already there)."""
+        when the client says ``force`` (one with the same digest is already there)."""
         server = self.server
         what = f"put {escape_text(path)}"
         if not server.allow_upload:
@@ -429,14 +435,15 @@ class Session:
                 what,
             )
             return
-        size, digest, mtime_ns = body.get("size"), body.get("sha256"), body.get("mtime_ns")
+        field = self.agreed.digest_field
+        size, digest, mtime_ns = body.get("size"), body.get(field), body.get("mtime_ns")
         if not (
             isinstance(size, int)
             and not isinstance(size, bool)
             and size >= 0
             and isinstance(digest, str)
         ):
-            self._refuse(protocol.ErrorCode.BAD_REQUEST, "put needs a size and a sha256", what)
+            self._refuse(protocol.ErrorCode.BAD_REQUEST, f"put needs a size and a {field}", what)
             return
         if server.max_upload is not None and size > server.max_upload:
             self._refuse(
@@ -453,9 +460,9 @@ class Session:
         force = body.get("force") is True
         if os.path.lexists(target):
             if self._already_there(target, size, digest):
-                reply = {"path": path, "size": size, "sha256": digest, "already": True}
+                reply = {"path": path, "size": size, field: digest, "already": True}
                 self._send(protocol.encode(protocol.FrameType.REPLY, reply))
-                self._done(what, "already there (the same SHA-256); nothing sent")
+                self._done(what, f"already there (the same {self.agreed.digest}); nothing sent")
                 return
             if os.path.isdir(target):
                 self._refuse(protocol.ErrorCode.EXISTS, f"{path} is a folder on the server", what)
@@ -482,7 +489,7 @@ class Session:
             os.remove(part)
             self._refuse(
                 protocol.ErrorCode.BAD_REQUEST,
-                "the data did not match its SHA-256; nothing kept",
+                f"the data did not match its {self.agreed.digest}; nothing kept",
                 what,
                 "the partial upload was removed",
             )
@@ -508,9 +515,7 @@ class Session:
             with contextlib.suppress(OSError, OverflowError, ValueError):
                 os.utime(target, ns=(mtime_ns, mtime_ns))
         self._send(
-            protocol.encode(
-                protocol.FrameType.REPLY, {"path": path, "size": size, "sha256": digest}
-            )
+            protocol.encode(protocol.FrameType.REPLY, {"path": path, "size": size, field: digest})
         )
         resumed = f" (resumed from {held.offset:,})" if held.offset else ""
         took = time.monotonic() - started
@@ -521,23 +526,24 @@ class Session:
         )
 
     def _already_there(self, target: str, size: int, digest: str) -> bool:
-        """Whether ``target`` is a regular file of ``size`` bytes with SHA-256 ``digest``
+        """Whether ``target`` is a regular file of ``size`` bytes with the digest ``digest``
         (hashed only when the size matches; the digest cache remembers it)."""
+        algorithm = self.agreed.digest
         try:
             st = os.lstat(target)
         except OSError:
             return False
         if not stat.S_ISREG(st.st_mode) or st.st_size != size:
             return False
-        known = self.server.digests.known(target, st)
+        known = self.server.digests.known(algorithm, target, st)
         if known is None:
             try:
                 with open(target, "rb") as handle:
-                    known = prefix_digest(handle, size).hexdigest()
+                    known = prefix_digest(handle, size, algorithm).hexdigest()
             except OSError:
                 return False
             if not _changed_since_path(target, st):
-                self.server.digests.remember(target, st, known)
+                self.server.digests.remember(algorithm, target, st, known)
         return hmac.compare_digest(known, digest)
 
     def _receive_upload(self, fd: int, part: str, path: str, what: str, size: int) -> _Held:
@@ -549,7 +555,7 @@ class Session:
         if held > size:
             held = 0
         with open(fd, "rb", buffering=0, closefd=False) as reading:
-            hasher = prefix_digest(reading, held)
+            hasher = prefix_digest(reading, held, self.agreed.digest)
         os.ftruncate(fd, held)
         os.lseek(fd, held, os.SEEK_SET)
         self._send(protocol.encode(protocol.FrameType.REPLY, {"path": path, "offset": held}))
@@ -609,29 +615,15 @@ class Session:
         self._done(f"ls {escape_text(path) or '/'}", f"{count} entr{'y' if count == 1 else 'ies'}")
 
     def get(self, path: str, body: dict) -> None:
-        """Answer a get: a folder's list of files and folders, or a file's bytes."""
+        """Answer a get: a folder's list of files and folders (or, in version 2 when the
+        client asks for it, the folder's files themselves), or a file's bytes."""
         what = f"get {escape_text(path) or '/'}"
         real, st = self.server.resolve(path)
         if stat.S_ISDIR(st.st_mode):
-            files = []
-            folders: list[str] = []
-            left_out: Counter[str] = Counter()
-            for relative, child in _walk(real, self.server, folders=folders, left_out=left_out):
-                files.append(
-                    {"path": relative, "size": child.st_size, "mtime_ns": child.st_mtime_ns}
-                )
-                if len(files) > MAX_LISTED_FILES:
-                    self._refuse(protocol.ErrorCode.TOO_LARGE, "folder has too many files", what)
-                    return
-            reply = {
-                "path": path,
-                "type": "directory",
-                "files": files,
-                "folders": folders,
-                "left_out": left_out,
-            }
-            self._send(protocol.encode(protocol.FrameType.REPLY, reply))
-            self._done(what, f"a folder of {len(files)} files and {len(folders)} folders")
+            if self.agreed.version >= 2 and body.get("stream") is True:
+                self._stream_folder(path, real, what)
+            else:
+                self._list_folder(path, real, what)
             return
         offset = body.get("offset", 0)
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
@@ -651,6 +643,108 @@ class Session:
             took = time.monotonic() - started
             self._done(what, f"sent {length:,} bytes{resumed} in {took:.2f} s")
 
+    def _list_folder(self, path: str, real: str, what: str) -> None:
+        """Answer a get of a folder with every file and folder below it (the client then
+        gets each file)."""
+        files = []
+        folders: list[str] = []
+        left_out: Counter[str] = Counter()
+        for relative, child in _walk(real, self.server, folders=folders, left_out=left_out):
+            files.append({"path": relative, "size": child.st_size, "mtime_ns": child.st_mtime_ns})
+            if len(files) > MAX_LISTED_FILES:
+                self._refuse(protocol.ErrorCode.TOO_LARGE, "folder has too many files", what)
+                return
+        reply = {
+            "path": path,
+            "type": "directory",
+            "files": files,
+            "folders": folders,
+            "left_out": left_out,
+        }
+        try:
+            listing = protocol.encode(protocol.FrameType.REPLY, reply)
+        except ValueError:  # over a frame's limit: said, not a dead session
+            message = f"the listing of {path or '/'} is over {protocol.MAX_FRAME:,} bytes"
+            self._refuse(protocol.ErrorCode.TOO_LARGE, message, what)
+            return
+        self._send(listing)
+        self._done(what, f"a folder of {len(files)} files and {len(folders)} folders")
+
+    def _stream_folder(self, path: str, real: str, what: str) -> None:
+        """Version 2: send every file and folder below ``real`` back to back, as the walk
+        finds them. Small files go many to a FILES frame (their digests in it, their data
+        after it, one send for up to :data:`HOLD_LIMIT` bytes); a large one goes as the
+        FILE frame of a get. A REPLY with the counts ends the stream."""
+        started = time.monotonic()
+        batch = _Batch()
+        files = folders = sent = 0
+        left_out: Counter[str] = Counter()
+        for found in _tree(real, self.server, left_out):
+            if found.folder:
+                folders += 1
+                batch.add({"path": found.relative, "type": "directory"}, b"")
+                if batch.full():
+                    self._send(batch.frame())
+                continue
+            files += 1  # no limit: nothing is held per file (a listing is held whole)
+            opened = found.open()
+            if opened is None:  # replaced since the walk judged it: left out, said so
+                left_out["changed"] += 1
+                continue
+            fd, st = opened
+            try:
+                if st.st_size > SMALL_SEND:
+                    if batch.entries:
+                        self._send(batch.frame())
+                    done = self._send_file(found.relative, {}, found.path, fd, 0)
+                    size = None if done is None else done[0]
+                else:
+                    size = self._batch_small(batch, found.relative, found.path, fd, st)
+            finally:
+                os.close(fd)
+            if size is None:
+                return  # it changed while it was read: the client has been told
+            sent += size
+            if batch.full():
+                self._send(batch.frame())
+        end = {"path": path, "type": "directory", "files": files, "folders": folders}
+        end["left_out"] = left_out
+        self._send(batch.frame() + protocol.encode(protocol.FrameType.REPLY, end))
+        took = time.monotonic() - started
+        self._done(
+            what,
+            f"streamed {files} files and {folders} folders, {sent:,} bytes in {took:.2f} s",
+        )
+
+    def _batch_small(
+        self, batch: _Batch, relative: str, real: str, fd: int, st: os.stat_result
+    ) -> int | None:
+        """Add the small file open as ``fd`` (``st`` its fstat) to ``batch``; its size, or
+        None (the client told) when it changed while it was read."""
+        algorithm = self.agreed.digest
+        data = _read_at(fd, st.st_size, 0) if st.st_size else b""
+        if len(data) != st.st_size or _changed_since(fd, st):
+            self._send(batch.frame())
+            message = f"{relative} changed while it was read; try again"
+            self._refuse(protocol.ErrorCode.CHANGED, message, f"get {escape_text(relative)}")
+            return None
+        digest = self.server.digests.known(algorithm, real, st)
+        if digest is None:
+            digest = digests.of(algorithm, data)
+            self.server.digests.remember(algorithm, real, st, digest)
+        batch.add(
+            {
+                "path": relative,
+                "type": "file",
+                "size": st.st_size,
+                "mode": stat.S_IMODE(st.st_mode),
+                "mtime_ns": st.st_mtime_ns,
+                "digest": digest,
+            },
+            data,
+        )
+        return st.st_size
+
     def _send_file(
         self, path: str, body: dict, real: str, fd: int, offset: int
     ) -> tuple[int, int] | None:
@@ -659,7 +753,8 @@ class Session:
         when the file changed while it was read (the client is told)."""
         st = os.fstat(fd)  # what is announced and sent is this, not later changes
         size = st.st_size
-        digest = self.server.digests.known(real, st)
+        algorithm = self.agreed.digest
+        digest = self.server.digests.known(algorithm, real, st)
         hasher = None
         # closefd=False: the descriptor is closed by the caller, whatever happens here.
         handle = (
@@ -668,8 +763,8 @@ class Session:
             else None
         )
         if offset:
-            prefix = body.get("prefix_sha256")
-            hasher = prefix_digest(handle, offset) if offset <= size else None
+            prefix = body.get(self.agreed.prefix_field)
+            hasher = prefix_digest(handle, offset, algorithm) if offset <= size else None
             if hasher is None or not isinstance(prefix, str) or hasher.hexdigest() != prefix:
                 offset, hasher = 0, None  # not a prefix of this file: start over
         small = None
@@ -681,16 +776,18 @@ class Session:
                 message = f"{path} changed while it was read; try again"
                 self._refuse(protocol.ErrorCode.CHANGED, message, f"get {escape_text(path)}")
                 return None
-            digest = hashlib.sha256(small).hexdigest()
-            self.server.digests.remember(real, st, digest)
+            digest = digests.of(algorithm, small)
+            self.server.digests.remember(algorithm, real, st, digest)
         header = {
             "path": path,
             "size": size,
             "offset": offset,
             "length": size - offset,
-            "sha256": digest,
+            self.agreed.digest_field: digest,
             "mtime_ns": st.st_mtime_ns,
         }
+        if self.agreed.version >= 2:
+            header["mode"] = stat.S_IMODE(st.st_mode)
         announce = protocol.encode(protocol.FrameType.FILE, header)
         if digest is not None and size - offset <= SMALL_SEND:
             # A small file with a known digest: with its announcement in one send (no
@@ -713,7 +810,7 @@ class Session:
         # in a trailer. The announcement rides with the first block and the last block waits
         # for the trailer, so a small file goes out in a single send.
         if hasher is None:
-            hasher = hashlib.sha256()
+            hasher = digests.new(algorithm)
         handle.seek(offset)
         pending = self._send_hashed(handle, hasher, announce, size - offset, path)
         if _changed_since(fd, st):
@@ -724,9 +821,9 @@ class Session:
             self._send(pending + protocol.error(protocol.ErrorCode.CHANGED, message))
             return None
         digest = hasher.hexdigest()
-        self.server.digests.remember(real, st, digest)
-        trailer = protocol.encode(protocol.FrameType.REPLY, {"path": path, "sha256": digest})
-        self._send(pending + trailer)
+        self.server.digests.remember(algorithm, real, st, digest)
+        trailer = {"path": path, self.agreed.digest_field: digest}
+        self._send(pending + protocol.encode(protocol.FrameType.REPLY, trailer))
         return size - offset, offset
 
     def _send_hashed(self, handle, hasher, announce: bytes, left: int, path: str) -> bytes:
@@ -762,6 +859,147 @@ class Session:
         if sent != left or hashed != left:
             raise protocol.ProtocolError(f"{path} shrank while it was sent")
         return b""
+
+
+class _Batch:
+    """The small files of a folder stream waiting to go out in one FILES frame."""
+
+    __slots__ = ("data", "entries", "size", "text")
+
+    def __init__(self) -> None:
+        self.entries: list[dict] = []
+        self.data: list[bytes] = []
+        self.size = 0
+        self.text = 0  # what the entries' JSON can take at most, in bytes
+
+    def add(self, entry: dict, data: bytes) -> None:
+        """One more file (or folder, without data): its entry and its bytes."""
+        self.entries.append(entry)
+        if data:
+            self.data.append(data)
+            self.size += len(data)
+        # A character of a name takes 6 bytes at most in JSON (a \uXXXX escape); the other
+        # fields of an entry fewer than 200.
+        self.text += 6 * len(entry["path"]) + 200
+
+    def full(self) -> bool:
+        """Whether the batch is due: enough data for one send, enough files, or entries
+        whose JSON could approach a frame's limit (deep trees of long names)."""
+        return (
+            self.size >= HOLD_LIMIT
+            or len(self.entries) >= BATCH_FILES
+            or self.text >= protocol.MAX_FRAME // 2
+        )
+
+    def frame(self) -> bytes:
+        """The FILES frame of what was added, data included (nothing when empty); the batch
+        is empty again after it."""
+        if not self.entries:
+            return b""
+        body = {"entries": self.entries, "length": self.size}
+        framed = protocol.encode(protocol.FrameType.FILES, body) + b"".join(self.data)
+        self.entries, self.data, self.size, self.text = [], [], 0, 0
+        return framed
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A file or folder a folder stream met: ``relative`` to the folder streamed, ``path``
+    to open, and the inode the walk judged (the file opened must be that one)."""
+
+    relative: str
+    path: str
+    folder: bool
+    inode: int
+    through_link: bool
+
+    def open(self) -> tuple[int, os.stat_result] | None:
+        """The file open for reading and its fstat; None when what is there now is not the
+        regular file the walk judged (swapped for a link, a FIFO, another file)."""
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block us
+        if not self.through_link:
+            flags |= getattr(os, "O_NOFOLLOW", 0)  # looked up here: Windows has none
+        try:
+            fd = os.open(self.path, open_flags(flags))
+        except OSError:
+            return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (self.inode and st.st_ino != self.inode):
+            os.close(fd)
+            return None
+        return fd, st
+
+
+def _tree(folder: str, server: FileServer, left_out: Counter[str]) -> Iterator[_Found]:
+    """Every folder and file below ``folder`` a client may touch, each folder before what it
+    holds, folders first and by name, as the walk meets them (a stream sends the first files
+    while the walk goes on). Names are judged by ``netassist.paths`` as :func:`_children`
+    judges them; an entry the directory says is a plain file or folder needs no lstat (its
+    inode is checked when it is opened), a link or anything else goes through
+    :func:`~netassist.paths.resolve_child`. What is left out is counted in ``left_out``.
+
+    A stack of folders, not recursion: a tree a thousand folders deep (a path of 2,000
+    characters) would pass Python's recursion limit and end the session."""
+    top = os.stat(folder)
+    seen = {(top.st_dev, top.st_ino)}
+    stack = [iter(_tree_level(folder, server, left_out))]
+    while stack:
+        found = next(stack[-1], None)
+        if found is None:
+            stack.pop()
+            continue
+        is_file, _, path, inode, linked, key, relative = found
+        if is_file:
+            yield _Found(relative, path, False, inode, linked)
+            continue
+        if key is None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield _Found(relative, path, True, inode, linked)
+        stack.append(iter(_tree_level(path, server, left_out, relative + "/")))
+
+
+def _tree_level(
+    folder: str, server: FileServer, left_out: Counter[str], prefix: str = ""
+) -> list[tuple]:
+    """The entries of one folder for :func:`_tree`, judged and sorted (folders first, then
+    by name): (is_file, name, path, inode, through_link, (dev, inode) or None, relative)."""
+    found = []
+    try:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+    except OSError:
+        return found
+    for entry in entries:
+        name = entry.name
+        try:
+            if _is_part(name):
+                raise PathRefused(Reason.HIDDEN)
+            if entry.is_symlink() or not (
+                entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)
+            ):
+                _, st = resolve_child(
+                    server.root, folder, name, show_hidden=server.show_hidden, system=server.system
+                )
+                is_dir, inode, linked = stat.S_ISDIR(st.st_mode), st.st_ino, True
+                key = (st.st_dev, st.st_ino)
+            else:
+                paths.check_segment(name, show_hidden=server.show_hidden, system=server.system)
+                is_dir, inode, linked = entry.is_dir(follow_symlinks=False), entry.inode(), False
+                key = None
+        except (PathRefused, OSError) as exc:
+            reason = exc.reason if isinstance(exc, PathRefused) else Reason.MISSING
+            left_out[_LEFT_OUT.get(reason, "names")] += 1
+            continue
+        found.append((not is_dir, name, entry.path, inode, linked, key, f"{prefix}{name}"))
+    found.sort()
+    return found
 
 
 def _read_at(fd: int, size: int, offset: int) -> bytes:
@@ -835,21 +1073,26 @@ def _is_part(name: str) -> bool:
 def _walk(
     folder: str,
     server: FileServer,
-    prefix: str = "",
-    seen: set | None = None,
     folders: list[str] | None = None,
     left_out: Counter[str] | None = None,
 ) -> Iterator[tuple[str, os.stat_result]]:
     """Every file below ``folder`` a client may touch, as paths relative to it (a folder
     reached twice through links is walked once, so a link to an ancestor cannot loop).
     ``folders``, when given, collects every folder below it the same way; ``left_out``
-    counts what was left out."""
-    if seen is None:
-        top = os.stat(folder)
-        seen = {(top.st_dev, top.st_ino)}
+    counts what was left out. A stack of folders, not recursion: a tree a thousand folders
+    deep would pass Python's recursion limit and end the session."""
+    top = os.stat(folder)
+    seen = {(top.st_dev, top.st_ino)}
     if left_out is None:
         left_out = Counter()
-    for name, st in _children(folder, server, left_out):
+    stack = [(folder, "", _children(folder, server, left_out))]
+    while stack:
+        where, prefix, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            continue
+        name, st = child
         relative = f"{prefix}{name}"
         if stat.S_ISDIR(st.st_mode):
             if (st.st_dev, st.st_ino) in seen:
@@ -857,8 +1100,7 @@ def _walk(
             seen.add((st.st_dev, st.st_ino))
             if folders is not None:
                 folders.append(relative)
-            yield from _walk(
-                os.path.join(folder, name), server, relative + "/", seen, folders, left_out
-            )
+            path = os.path.join(where, name)
+            stack.append((path, relative + "/", _children(path, server, left_out)))
         else:
             yield relative, st

@@ -94,6 +94,49 @@ def open_no_follow(path: str, flags: int, mode: int = 0o666) -> int:
     return fd
 
 
+_RENAME_NOREPLACE = 1  # renameat2's flag: fail with EEXIST rather than replace
+_AT_FDCWD = -100
+_renameat2: object = None  # looked up on first use: None (not yet), False (not here)
+
+
+def rename_no_replace(source: str, target: str) -> bool:
+    """Rename ``source`` to ``target`` unless something is at ``target``
+    (FileExistsError), in one system call where the system has one (Linux's renameat2,
+    through ctypes: the os module lacks it). False where it has none, or where the file
+    system refuses the flag: the caller then does it another way."""
+    global _renameat2
+    if _renameat2 is None:
+        _renameat2 = _find_renameat2()
+    if not _renameat2:
+        return False
+    if _renameat2(
+        _AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE
+    ):
+        import ctypes  # here: a rename that succeeds (once per file) needs no lookup
+
+        number = ctypes.get_errno()
+        if number == errno.EEXIST:
+            raise FileExistsError(number, os.strerror(number), target)
+        if number in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            return False  # a file system (or kernel) without the flag
+        raise OSError(number, os.strerror(number), source)
+    return True
+
+
+def _find_renameat2():
+    """libc's renameat2 with its argument types, or False where there is none."""
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (ImportError, OSError, AttributeError, TypeError):
+        return False
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    function.argtypes += [ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
 def receive_stream(
     sock: socket.socket,
     reader: Reader,
