@@ -1,0 +1,353 @@
+"""The pre-fork master as a process, with real signals and a real load of clients.
+
+Every load is bounded in time and count (tests/server/load.py); every process is stopped by
+its PID. Times asked of the server (--timeout 2, a replacement within a second) are checked
+against the master's own log, whose lines carry the time they were written.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.server.load import Load
+from tests.server.raw import one_response_body
+
+pytestmark = pytest.mark.integration
+
+_LISTENING = r"listening on http://127\.0\.0\.1:(\d+)"
+_STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
+
+VERSIONED_APP = """
+import os
+
+VERSION = {version!r}
+
+
+def app(environ, start_response):
+    body = f"{{VERSION}} {{os.getpid()}}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def logged_at(line: str) -> float:
+    """The wall-clock time a log line of the server was written."""
+    stamp = _STAMP.match(line)
+    assert stamp, line
+    moment = datetime.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f")
+    return moment.timestamp()
+
+
+def write_app(folder: Path, version: str) -> None:
+    (folder / "versioned.py").write_text(VERSIONED_APP.format(version=version))
+
+
+@pytest.fixture
+def versioned(netassist, tmp_path):
+    """``netassist run versioned:app`` from a folder whose app the test rewrites."""
+
+    def start(*args: str):
+        write_app(tmp_path, "v1")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")  # a rewrite is read, not a stale .pyc
+        proc = netassist(
+            "run", "versioned:app", "--chdir", str(tmp_path), "-b", "127.0.0.1:0", *args, env=env
+        )
+        return proc, int(proc.expect_stderr(_LISTENING, timeout=20).group(1))
+
+    start.folder = tmp_path
+    return start
+
+
+def test_hup_three_times_under_load_fails_nothing_and_serves_the_new_code(versioned):
+    proc, port = versioned("-w", "4")
+    reloaded_at, hup_at = [], []
+    with Load("/", port=port, clients=8, seconds=60) as load:
+        load.wait_for(200)
+        for version in ("v2", "v3", "v4"):
+            write_app(versioned.folder, version)
+            hup_at.append(time.monotonic())
+            proc.popen.send_signal(signal.SIGHUP)
+            proc.expect_stderr(r"reloaded: 4 workers", timeout=30)
+            reloaded_at.append(time.monotonic())  # the old workers are gone by now
+            done = len(load.results)
+            load.wait_for(done + 200)
+        results = load.stop()
+    assert load.failures == [], load.failures[:5]
+    assert len(results) >= 800
+    # Between a reload's end and the next HUP, only the new code answers.
+    for phase, version in enumerate(("v2", "v3", "v4")):
+        start = reloaded_at[phase]
+        end = hup_at[phase + 1] if phase < 2 else float("inf")
+        seen = Counter(r.body.split()[0] for r in results if start < r.started and r.ended < end)
+        assert set(seen) == {version.encode()}, (version, seen)
+        assert seen[version.encode()] >= 150
+    assert {r.body.split()[0] for r in results if r.ended < hup_at[0]} == {b"v1"}
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+def test_term_during_50_slow_requests_lets_all_finish_then_exits_0(netassist, rendezvous):
+    proc = netassist(
+        "run", "tests.server.apps:app", "-b", "127.0.0.1:0", "-w", "2", "--threads", "50"
+    )
+    port = int(proc.expect_stderr(_LISTENING).group(1))
+    socks = []
+    try:
+        for _ in range(50):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+            sock.sendall(f"GET /hold?{rendezvous.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            socks.append(sock)
+        for _ in range(50):
+            rendezvous.arrived()  # all 50 are inside the app
+        proc.popen.terminate()
+        proc.expect_stderr("stopping: finishing the requests in progress")
+        with pytest.raises(ConnectionRefusedError):  # no new client while they finish
+            socket.create_connection(("127.0.0.1", port), timeout=10).close()
+        assert proc.popen.poll() is None  # still waiting for them
+        rendezvous.release()
+        bodies = [one_response_body(sock) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert bodies == [b"released"] * 50
+    code, _, err = proc.finish()
+    assert code == 0, err
+    assert "stopped" in err
+
+
+def test_kill_9_of_a_worker_under_load_is_replaced_within_a_second(netassist):
+    proc = netassist("run", "tests.server.apps:app", "-b", "127.0.0.1:0", "-w", "4")
+    port = int(proc.expect_stderr(_LISTENING).group(1))
+    with Load("/pid", port=port, clients=8, seconds=30) as load:
+        load.wait_for(300)
+        victim = int(load.results[-1].body)
+        killed_at, killed_wall = time.monotonic(), time.time()
+        os.kill(victim, signal.SIGKILL)
+        proc.expect_stderr(rf"\(pid {victim}\) was killed by signal 9 \(SIGKILL\)")
+        ready = proc.expect_stderr(r"worker 5 \(pid (\d+)\) ready").string
+        while time.monotonic() < killed_at + 1.0:
+            time.sleep(0.05)
+        load.wait_for(len(load.results) + 300)
+        results = load.stop()
+    assert logged_at(ready) - killed_wall < 1.0, ready
+    # Who held a connection on the victim: the clients whose last answer before the kill
+    # came from it. Each may lose the request in flight (or the next one, on the dead
+    # connection), and nobody else loses any.
+    held = {}
+    for r in results:
+        if r.ended < killed_at and r.error is None:
+            held[r.client] = int(r.body) == victim
+    failed = Counter(r.client for r in load.failures)
+    assert all(held.get(client) for client in failed), (failed, held)
+    assert all(count == 1 for count in failed.values()), failed
+    for failure in load.failures:  # its request in flight, or the first one after the kill
+        later = [r for r in results if r.client == failure.client and r.error is None]
+        assert not any(killed_at < r.started < failure.started for r in later)
+    answered = [r for r in results if r.error is None and r.started > killed_at + 0.5]
+    assert answered and victim not in {int(r.body) for r in answered}
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+def test_a_handler_stuck_past_timeout_is_killed_and_its_request_named(netassist):
+    proc = netassist("run", "tests.server.apps:app", "-b", "127.0.0.1:0", "--timeout", "2")
+    port = int(proc.expect_stderr(_LISTENING).group(1))
+    outcome = []
+
+    def stuck() -> None:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/slow?30", timeout=20)
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    client = threading.Thread(target=stuck, daemon=True)
+    client.start()
+    line = proc.expect_stderr(
+        r"worker 1 \(pid \d+\) killed: no heartbeat for ([\d.]+)s \(--timeout 2\); "
+        r"it was running GET /slow\?30 for ([\d.]+)s",
+        timeout=15,
+    )
+    assert 2.0 <= float(line.group(1)) < 6.0
+    assert 2.0 <= float(line.group(2)) < 7.0
+    proc.expect_stderr(r"worker 2 \(pid \d+\) ready")
+    client.join(20)
+    assert outcome  # its request died with the worker
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=10).text == "Hello, world!"
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+def test_max_requests_under_load_retires_workers_and_fails_nothing(netassist):
+    proc = netassist(
+        "run",
+        *("tests.server.apps:app", "-b", "127.0.0.1:0", "-w", "2"),
+        *("--max-requests", "100", "--max-requests-jitter", "20"),
+    )
+    port = int(proc.expect_stderr(_LISTENING).group(1))
+    with Load("/pid", port=port, clients=6, seconds=30, limit=1500) as load:
+        load.wait_for(1500, timeout=30)
+        results = load.stop()
+    assert load.failures == [], load.failures[:5]
+    served = Counter(int(r.body) for r in results)
+    retired = {}
+    for _ in range(4):  # at least four retirements while the load ran
+        line = proc.expect_stderr(r"\(pid (\d+)\) has served its (\d+) requests \(--max-requests")
+        retired[int(line.group(1))] = int(line.group(2))
+    for pid, limit in retired.items():
+        assert 100 <= limit <= 120
+        # It went on serving only until its replacement was up, then finished and left.
+        assert served[pid] >= limit
+    assert len(served) >= 6, served
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+# --- proxy headers ------------------------------------------------------------------------------
+
+
+def _echo_over_unix(path: str, headers: dict[str, str]) -> dict:
+    import json
+
+    from tests.server.load import UnixHTTPConnection
+
+    conn = UnixHTTPConnection(path, timeout=10)
+    try:
+        conn.request("GET", "/echo", headers=headers)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+SPOOFED = {
+    "X-Forwarded-For": "203.0.113.7",
+    "X-Forwarded-Proto": "https",
+    "Forwarded": "for=198.51.100.1;proto=https",
+}
+
+
+def test_proxy_headers_from_trusted_and_untrusted_peers(netassist, tmp_path):
+    unix = str(tmp_path / "app.sock")
+    # The default: 127.0.0.1 is believed, a peer on the unix: socket is not.
+    proc = netassist("run", "tests.server.apps:app", "-b", "127.0.0.1:0", "-b", f"unix:{unix}")
+    port = int(proc.expect_stderr(_LISTENING).group(1))
+    proc.expect_stderr(r"add --forwarded-allow-ips unix to believe a proxy there")
+    url = f"http://127.0.0.1:{port}/echo"
+    seen = requests.get(url, headers=SPOOFED, timeout=10).json()
+    assert (seen["remote_addr"], seen["scheme"]) == ("203.0.113.7", "https")
+    assert seen["http"]["HTTP_X_FORWARDED_FOR"] == "203.0.113.7"  # kept for the app
+    chain = {"X-Forwarded-For": "1.2.3.4, 198.51.100.9, 127.0.0.1"}
+    seen = requests.get(url, headers=chain, timeout=10).json()
+    assert seen["remote_addr"] == "198.51.100.9"  # the rightmost hop not ours
+    only_forwarded = {"Forwarded": 'for="[2001:db8::1]:4711";proto=https'}
+    seen = requests.get(url, headers=only_forwarded, timeout=10).json()
+    assert (seen["remote_addr"], seen["remote_port"], seen["scheme"]) == (
+        "2001:db8::1",
+        "4711",
+        "https",
+    )
+    seen = _echo_over_unix(unix, SPOOFED)
+    assert (seen["remote_addr"], seen["scheme"]) == ("", "http")
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED"} & set(
+        seen["http"]
+    )
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+    # Another list: the unix: socket's peers are believed, 127.0.0.1 is not any more.
+    unix2 = str(tmp_path / "app2.sock")
+    proc = netassist(
+        "run",
+        *("tests.server.apps:app", "-b", "127.0.0.1:0", "-b", f"unix:{unix2}"),
+        *("--forwarded-allow-ips", "10.0.0.0/8,unix"),
+    )
+    port = int(proc.expect_stderr(_LISTENING).group(1))
+    seen = requests.get(f"http://127.0.0.1:{port}/echo", headers=SPOOFED, timeout=10).json()
+    assert (seen["remote_addr"], seen["scheme"]) == ("127.0.0.1", "http")
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED"} & set(
+        seen["http"]
+    )
+    spoof_by_underscore = {"X_Forwarded_For": "203.0.113.99"}
+    seen = requests.get(f"http://127.0.0.1:{port}/echo", headers=spoof_by_underscore).json()
+    assert seen["remote_addr"] == "127.0.0.1" and "HTTP_X_FORWARDED_FOR" not in seen["http"]
+    seen = _echo_over_unix(unix2, SPOOFED)
+    assert (seen["remote_addr"], seen["scheme"]) == ("203.0.113.7", "https")
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+user root;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+    upstream app {{ server unix:{sock}; keepalive 4; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Forwarded "";
+        }}
+    }}
+}}
+"""
+
+
+def test_nginx_in_front_over_a_unix_socket_passes_the_client_on(netassist, spawn, tmp_path):
+    from tests.conftest import free_port, need, wait_bound
+
+    nginx = need("nginx")
+    sock = tmp_path / "app.sock"
+    proc = netassist(
+        "run",
+        *("tests.server.apps:app", "-b", f"unix:{sock}", "-w", "2"),
+        *("--forwarded-allow-ips", "unix", "--umask", "007"),
+    )
+    proc.expect_stderr(r"listening on unix:")
+    assert sock.stat().st_mode & 0o777 == 0o770
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp_path, sock=sock, port=port))
+    spawn([nginx, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log")])
+    wait_bound(port)
+    base = f"http://127.0.0.1:{port}"
+    with requests.Session() as session:
+        seen = session.get(base + "/echo/a?b=1", timeout=10).json()
+        assert seen["http"]["HTTP_X_FORWARDED_FOR"] == "127.0.0.1"
+        assert (seen["remote_addr"], seen["scheme"]) == ("127.0.0.1", "http")
+        assert seen["path_info"] == "/echo/a" and seen["query"] == "b=1"
+        # A client's own X-Forwarded-For is kept in the chain, but it cannot set REMOTE_ADDR:
+        # the rightmost hop, the one nginx saw, is the client.
+        seen = session.get(
+            base + "/echo", headers={"X-Forwarded-For": "198.51.100.23"}, timeout=10
+        ).json()
+        assert seen["http"]["HTTP_X_FORWARDED_FOR"] == "198.51.100.23, 127.0.0.1"
+        assert seen["remote_addr"] == "127.0.0.1"
+        body = os.urandom(300_000)
+        reply = session.post(base + "/read", data=body, timeout=10)
+        import hashlib
+
+        assert reply.text == hashlib.sha256(body).hexdigest()
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
