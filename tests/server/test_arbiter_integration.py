@@ -351,3 +351,246 @@ def test_nginx_in_front_over_a_unix_socket_passes_the_client_on(netassist, spawn
         assert reply.text == hashlib.sha256(body).hexdigest()
     proc.popen.terminate()
     assert proc.finish()[0] == 0
+
+
+# --- operations ----------------------------------------------------------------------------------
+
+
+def test_tls_with_a_self_signed_certificate(netassist, tmp_path):
+    import hashlib
+    import subprocess
+
+    from tests.conftest import need, run_netassist
+
+    openssl = need("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2"),
+            *("-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 << 20))  # through TLS a file is read, not sendfile'd
+    proc = netassist(
+        "run",
+        *("tests.server.apps:app", "-b", "127.0.0.1:0", "-w", "2"),
+        *("--certfile", str(cert), "--keyfile", str(key)),
+    )
+    port = int(proc.expect_stderr(r"listening on https://127\.0\.0\.1:(\d+)").group(1))
+    base = f"https://127.0.0.1:{port}"
+    with requests.Session() as session:
+        seen = session.get(base + "/echo", verify=str(cert), timeout=10).json()
+        assert seen["scheme"] == "https"
+        reply = session.get(f"{base}/file?{big}", verify=str(cert), timeout=20)
+        assert hashlib.sha256(reply.content).digest() == hashlib.sha256(big.read_bytes()).digest()
+        upload = os.urandom(1 << 20)
+        reply = session.post(base + "/read", data=upload, verify=str(cert), timeout=20)
+        assert reply.text == hashlib.sha256(upload).hexdigest()
+        ports = {
+            session.get(base + "/echo", verify=str(cert)).json()["remote_port"] for _ in range(5)
+        }
+        assert len(ports) == 1  # keep-alive through TLS
+    # Plain HTTP at the TLS port is told so in plain HTTP, and the server serves on.
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+        plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := plain.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert answer.endswith(b"this port speaks HTTPS: use https://\n")
+    assert requests.get(base + "/hello", verify=str(cert), timeout=10).text == "Hello, world!"
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+    # A key that is not the certificate's: one line, before anything is bound.
+    other = tmp_path / "other.pem"
+    subprocess.run([openssl, "genrsa", "-out", str(other), "2048"], check=True, capture_output=True)
+    result = run_netassist(
+        "run", "tests.server.apps:app", "--certfile", str(cert), "--keyfile", str(other)
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode().startswith(f"netassist: cannot serve TLS with {cert} and")
+    assert result.stderr.decode().count("\n") == 1
+
+
+def test_pid_file_and_an_address_in_use_are_refused_clearly(netassist, tmp_path):
+    import subprocess
+
+    from tests.conftest import run_netassist
+
+    pid = tmp_path / "netassist.pid"
+    proc = netassist("run", "tests.server.apps:app", "-b", "127.0.0.1:0", "--pid", str(pid))
+    port = int(proc.expect_stderr(_LISTENING).group(1))
+    assert pid.read_text() == f"{proc.popen.pid}\n"
+    second = run_netassist("run", "tests.server.apps:app", "-b", "127.0.0.1:0", "--pid", str(pid))
+    assert second.returncode == 1
+    assert second.stderr.decode() == (
+        f"netassist: {pid} names a running netassist (pid {proc.popen.pid}): "
+        "stop it first, or give another --pid\n"
+    )
+    third = run_netassist("run", "tests.server.apps:app", "-b", f"127.0.0.1:{port}")
+    assert third.returncode == 7
+    assert third.stderr.decode() == (
+        f"netassist: binding 127.0.0.1:{port}: address already in use "
+        "(another program holds this port; pick another or stop it)\n"
+    )
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+    assert not pid.exists()
+    # A stale file whose pid now belongs to another program is not a reason to refuse.
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        pid.write_text(f"{other.pid}\n")
+        proc = netassist("run", "tests.server.apps:app", "-b", "127.0.0.1:0", "--pid", str(pid))
+        proc.expect_stderr(_LISTENING)
+        assert pid.read_text() == f"{proc.popen.pid}\n"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_ttin_adds_a_worker_and_ttou_retires_one(netassist):
+    proc = netassist("run", "tests.server.apps:app", "-b", "127.0.0.1:0")
+    port = int(proc.expect_stderr(_LISTENING).group(1))
+    first = requests.get(f"http://127.0.0.1:{port}/pid", timeout=10).text
+    proc.popen.send_signal(signal.SIGTTIN)
+    proc.expect_stderr("TTIN: 2 workers")
+    second = proc.expect_stderr(r"worker 2 \(pid (\d+)\) ready").group(1)
+    pids = set()
+    for _ in range(200):  # new connections land on either (bounded)
+        pids.add(requests.get(f"http://127.0.0.1:{port}/pid", timeout=10).text)
+        if len(pids) == 2:
+            break
+    assert pids == {first, second}
+    proc.popen.send_signal(signal.SIGTTOU)
+    proc.expect_stderr("TTOU: 1 workers")
+    proc.expect_stderr(rf"worker 1 \(pid {first}\) retiring: one worker fewer")
+    proc.expect_stderr(rf"worker 1 \(pid {first}\) finished|pid {first}", timeout=10)
+    replies = {requests.get(f"http://127.0.0.1:{port}/pid", timeout=10).text for _ in range(20)}
+    assert replies == {second}
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+def test_quit_exits_at_once_and_warning_level_hides_info(netassist, rendezvous):
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = netassist(
+        "run", "tests.server.apps:app", "-b", f"127.0.0.1:{port}", "--log-level", "warning"
+    )
+    for _ in range(200):  # no "listening" line at this level: wait for the port (bounded)
+        try:
+            held = socket.create_connection(("127.0.0.1", port), timeout=10)
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+    with held:
+        held.sendall(f"GET /hold?{rendezvous.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        rendezvous.arrived()
+        started = time.monotonic()
+        proc.popen.send_signal(signal.SIGQUIT)
+        code, _, err = proc.finish(timeout=10)
+        assert time.monotonic() - started < 3  # not waiting for the held request
+        assert held.recv(4096) == b""  # cut off, not answered
+    assert code == 0
+    assert " INFO " not in err and "Traceback" not in err
+
+
+def test_usr1_reopens_the_logs_after_they_are_moved(netassist, tmp_path):
+    access, errors = tmp_path / "access.log", tmp_path / "error.log"
+    proc = netassist(
+        "run",
+        *("tests.server.apps:app", "-b", "127.0.0.1:0", "-w", "2", "--access-log", str(access)),
+        *("--access-log-format", '%h "%r" %>s %b %D %{X-Test}i %{Content-Type}o %P'),
+        *("--error-log", str(errors)),
+    )
+    for _ in range(200):  # the error log, not stderr, says where it listens (bounded)
+        found = re.search(_LISTENING, errors.read_text() if errors.exists() else "")
+        if found:
+            break
+        time.sleep(0.05)
+    port = int(found.group(1))
+    assert requests.get(f"http://127.0.0.1:{port}/hello", headers={"X-Test": "one"}).ok
+    line = access.read_text()
+    assert re.fullmatch(
+        r'127\.0\.0\.1 "GET /hello HTTP/1\.1" 200 13 \d+ one text/plain \d+\n', line
+    )
+    access.rename(tmp_path / "access.log.1")
+    errors.rename(tmp_path / "error.log.1")
+    proc.popen.send_signal(signal.SIGUSR1)
+    pids = set()
+    for _ in range(200):  # until both workers have written to the new file (bounded)
+        requests.get(f"http://127.0.0.1:{port}/pid", timeout=10)
+        if access.exists():
+            pids = {row.rsplit(" ", 1)[1] for row in access.read_text().splitlines()}
+        if len(pids) == 2:
+            break
+        time.sleep(0.02)
+    assert len(pids) == 2
+    assert "USR1: log files reopened" in errors.read_text()
+    old = (tmp_path / "access.log.1").read_text().splitlines()
+    assert old[0] == line.rstrip("\n") and all(row.startswith("127.0.0.1 ") for row in old)
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+    assert "stopped" in errors.read_text()
+
+
+def test_an_inherited_socket_fd(netassist):
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    with listener:
+        proc = netassist(
+            "run",
+            *("tests.server.apps:app", "-b", f"fd://{listener.fileno()}", "-w", "2"),
+            pass_fds=[listener.fileno()],
+        )
+        proc.expect_stderr(rf"listening on http://127\.0\.0\.1:{port} ")
+    # Only the server holds it now.
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=10).text == "Hello, world!"
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+def test_a_reload_that_cannot_import_keeps_the_old_workers(versioned):
+    proc, port = versioned("-w", "2")
+    (versioned.folder / "versioned.py").write_text("def app(:\n")
+    proc.popen.send_signal(signal.SIGHUP)
+    proc.expect_stderr(
+        r"reload failed, the previous workers go on serving: importing 'versioned' failed: "
+        r"invalid syntax \(versioned\.py, line 1\)"
+    )
+    bodies = {requests.get(f"http://127.0.0.1:{port}/", timeout=10).text[:2] for _ in range(10)}
+    assert bodies == {"v1"}
+    write_app(versioned.folder, "v2")
+    proc.popen.send_signal(signal.SIGHUP)
+    proc.expect_stderr("reloaded: 2 workers")
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).text.startswith("v2 ")
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+def test_reload_for_development_follows_the_app_s_files(versioned):
+    proc, port = versioned("--reload")
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).text.startswith("v1 ")
+    write_app(versioned.folder, "v2")
+    proc.expect_stderr(r"versioned\.py changed: reloading \(--reload\)")
+    proc.expect_stderr("reloaded: 1 workers")
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).text.startswith("v2 ")
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+def test_an_app_that_fails_to_import_is_one_line_and_no_server(tmp_path):
+    from tests.conftest import run_netassist
+
+    (tmp_path / "broken.py").write_text("import os\n\nRATIO = 1 / 0\n")
+    result = run_netassist("run", "broken:app", "--chdir", str(tmp_path), "-b", "127.0.0.1:0")
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        "netassist: loading 'broken:app' failed: ZeroDivisionError: division by zero "
+        "(broken.py, line 3)\n"
+    )

@@ -49,6 +49,7 @@ import random
 import select
 import signal
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -57,7 +58,7 @@ from dataclasses import dataclass, field
 
 from netassist.errors import NetassistError, UsageError, explain
 from netassist.server.config import Bind, ServerConfig
-from netassist.server.loader import check_app, load_app, reload_app
+from netassist.server.loader import ChangeWatcher, check_app, load_app, reload_app
 from netassist.server.logs import Logs
 from netassist.server.worker import Worker
 
@@ -104,17 +105,19 @@ def _run_alone(
 ) -> None:
     """No fork (Windows): one process serves with its threads; TERM and INT stop it."""
     application = load_app(app, directory=directory) if isinstance(app, str) else app
+    tls_context(config)  # a bad certificate is refused before anything is bound
     with pid_file(config.pid):
         sockets = listen(config)
         ours = _unix_socket_files(config, sockets)
         raise_fd_limit()
-        worker = Worker(application, config, sockets, access=logs.access)
+        tls = tls_context(config)
+        worker = Worker(application, config, sockets, access=logs.access, tls=tls)
         threads = worker.threads
         if threads < config.threads:
             log.warning("--threads %d needs epoll (Linux): serving with one thread", config.threads)
         try:
             with stopped_by_signals(lambda: _stop(worker, sockets)):
-                addresses = [_url(sock) for sock in sockets]
+                addresses = [_url(sock, "https" if tls else "http") for sock in sockets]
                 for address in addresses:
                     log.info("listening on %s (%d thread%s)", address, threads, "s" * (threads > 1))
                 if on_ready is not None:
@@ -288,9 +291,10 @@ class Arbiter:
         self._numbers = itertools.count(1)
         self._backoff = 0.0
         self._spawn_after = 0.0
-        self._previous: tuple[ServerConfig, Callable | None] | None = None
+        self._previous: tuple[ServerConfig, Callable | None, ssl.SSLContext | None] | None = None
         self._loaded: Callable | None = None if isinstance(self.app, str) else self.app
         self._ours: dict[str, int] = {}
+        self.tls: ssl.SSLContext | None = None
         self._wake_r = self._wake_w = -1
 
     # --- the master's life ---------------------------------------------------------------------
@@ -301,6 +305,7 @@ class Arbiter:
         config = self.config
         if isinstance(self.app, str):
             check_app(self.app, directory=self.directory)
+        self.tls = tls_context(config)
         with pid_file(config.pid):
             self.sockets = listen(config)
             try:
@@ -353,7 +358,7 @@ class Arbiter:
         shape = f"{threads} thread{'s' * (threads > 1)}"
         if workers > 1:
             shape = f"{workers} workers, {shape} each"
-        addresses = [_url(sock) for sock in self.sockets]
+        addresses = [_url(sock, "https" if self.tls else "http") for sock in self.sockets]
         for address in addresses:
             log.info("listening on %s (%s)", address, shape)
         if on_ready is not None:
@@ -434,9 +439,9 @@ class Arbiter:
                     self.target -= 1
                     log.info("TTOU: %d workers", self.target)
             elif signum == signal.SIGUSR1:
-                log.info("USR1: reopening the log files")
                 if self.logs is not None:
                     self.logs.reopen()
+                log.info("USR1: log files reopened")
                 for child in self.children.values():
                     _signal(child.pid, signal.SIGUSR1)
 
@@ -493,7 +498,7 @@ class Arbiter:
                     self._retire(child, "replaced")
 
     def _retire(self, child: Child, why: str) -> None:
-        log.debug("%s: retiring (%s)", child.name(), why)
+        log.info("%s retiring: %s", child.name(), why)
         child.retiring = True
         child.retired_at = time.monotonic()
         _signal(child.pid, signal.SIGTERM)
@@ -595,12 +600,12 @@ class Arbiter:
             )
         elif code == BOOT_FAILED or page.state == Page.BOOT_FAILED:
             self._boot_failed(child, page.report or "its app could not be loaded")
+        elif child.retiring and not child.killed:
+            log.debug("%s finished", child.name())  # as asked (a signal, if before its handlers)
         elif code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             level = logging.WARNING if child.killed else logging.ERROR
             log.log(level, "%s was killed by signal %d (%s)", child.name(), -code, name)
-        elif child.retiring and code == 0:
-            log.debug("%s finished", child.name())
         else:
             log.error("%s exited with code %d", child.name(), code)
 
@@ -636,6 +641,7 @@ class Arbiter:
                 log.error("reload failed, the previous workers go on serving: %s", exc)
                 return
         try:
+            tls = tls_context(config)  # renewed certificates are read again
             self._rebind(config)
         except NetassistError as exc:
             log.error("reload refused, nothing changed: %s", exc)
@@ -644,8 +650,8 @@ class Arbiter:
             self.logs.configure(
                 config.error_log, config.log_level, config.access_log, config.access_log_format
             )
-        self._previous = (self.config, self._loaded)
-        self.config, self._loaded = config, loaded
+        self._previous = (self.config, self._loaded, self.tls)
+        self.config, self._loaded, self.tls = config, loaded, tls
         self.target = config.workers
         self.generation += 1
         self.reloading = True
@@ -662,7 +668,7 @@ class Arbiter:
                 child.leaving = False
                 child.generation = self.generation  # kept: they serve on
         if self._previous is not None:
-            self.config, self._loaded = self._previous
+            self.config, self._loaded, self.tls = self._previous
             self.target = self.config.workers
             self._previous = None
         self.reloading = False
@@ -689,14 +695,6 @@ class Arbiter:
         """The child's life after fork; returns its exit code (never returns into the CLI)."""
         master = os.getppid()
         state: dict[str, object] = {"worker": None, "stop": False, "reopen": False}
-        signal.set_wakeup_fd(-1)
-        os.close(self._wake_r)
-        for name in self._HANDLED:
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), signal.SIG_DFL)
-        # Ctrl-C reaches the whole process group: the master decides what it means.
-        for name in ("SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU"):
-            signal.signal(getattr(signal, name), signal.SIG_IGN)
         config = self.config
 
         def on_term(signum: int, frame: object) -> None:
@@ -720,21 +718,28 @@ class Arbiter:
             page.report = describe_stuck(running, time.monotonic())
             os._exit(ABORTED)
 
+        # Ours at once: until now the master's handlers (which only queue) were inherited,
+        # so no signal finds a default action (QUIT's would dump core) in between.
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGQUIT, on_quit)
         signal.signal(signal.SIGUSR1, on_usr1)
         signal.signal(signal.SIGABRT, on_abort)
+        # Ctrl-C reaches the whole process group: the master decides what it means.
+        for name in ("SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU"):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+        os.close(self._wake_r)
         try:
             app = self._loaded or load_app(self.app, directory=self.directory)  # type: ignore[arg-type]
         except BaseException as exc:  # whatever the import raised is the report
-            page.report = (
-                str(exc) if isinstance(exc, NetassistError) else f"{type(exc).__name__}: {exc}"
-            )
+            page.report = _boot_error(self.app, exc)
             page.state = Page.BOOT_FAILED
             self._notify()
             return BOOT_FAILED
         logs = self.logs
-        worker = Worker(app, config, self.sockets, access=logs.access if logs else None)
+        access = logs.access if logs else None
+        worker = Worker(app, config, self.sockets, access=access, tls=self.tls)
         state["worker"] = worker
 
         def tick(now: float) -> None:
@@ -752,6 +757,17 @@ class Arbiter:
             page.handled = worker.handled
             page.state = Page.AT_LIMIT
             self._notify()
+
+        if config.reload:
+            watcher = ChangeWatcher(self.directory)
+            plain_tick = tick
+
+            def tick(now: float) -> None:
+                plain_tick(now)
+                changed = watcher.changed()
+                if changed is not None:
+                    log.info("%s changed: reloading (--reload)", changed)
+                    _signal(master, signal.SIGHUP)
 
         worker.on_tick = tick
         if limit:
@@ -771,11 +787,42 @@ class Arbiter:
             pass  # the pipe is full: the master is awake anyway
 
 
+def tls_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """The TLS context of ``--certfile``/``--keyfile`` (None without them), refused in one
+    line when the files cannot be read or do not make a certificate and its key."""
+    if not config.certfile:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        context.load_cert_chain(config.certfile, config.keyfile)
+    except ssl.SSLError as exc:
+        raise NetassistError(
+            f"cannot serve TLS with {config.certfile}"
+            f"{' and ' + config.keyfile if config.keyfile else ''}: {exc.reason or exc}"
+        ) from None
+    except OSError as exc:
+        raise explain(exc, f"reading {exc.filename or config.certfile}") from None
+    return context
+
+
 def _threads(config: ServerConfig) -> int:
     """The threads a worker will run: several need epoll."""
     from netassist.server.poller import HAS_EPOLL
 
     return config.threads if HAS_EPOLL else 1
+
+
+def _boot_error(app: object, exc: BaseException) -> str:
+    """One line for an app that could not be loaded, with where it failed."""
+    if isinstance(exc, NetassistError):
+        return str(exc)
+    import traceback
+
+    where = traceback.extract_tb(exc.__traceback__)
+    place = f" ({os.path.basename(where[-1].filename)}, line {where[-1].lineno})" if where else ""
+    return f"loading {app!r} failed: {type(exc).__name__}: {exc}{place}"
 
 
 def describe_stuck(running: list[tuple[str, str, float | None]], now: float) -> str:
@@ -889,12 +936,12 @@ def _remove_socket_files(files: dict[str, int]) -> None:
             pass
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, scheme: str = "http") -> str:
     name = sock.getsockname()
     if isinstance(name, str):
         return f"unix:{name}"
     host, port = name[0], name[1]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def listen(config: ServerConfig) -> list[socket.socket]:

@@ -74,20 +74,57 @@ def load_app(spec: str, *, directory: str | None = None) -> Callable:
     return target  # type: ignore[return-value]
 
 
-def reload_app(spec: str, *, directory: str | None = None) -> Callable:
-    """Import the application again, with its own modules afresh: those loaded from files
-    under ``directory`` (the app's folder; default the current one), but not the standard
-    library or installed packages, even if a virtual environment lives in that folder. For a
-    master that imported the app itself (``--preload``) and reloads on HUP."""
+def app_modules(directory: str | None = None) -> dict[str, str]:
+    """The application's own modules, name -> file: those loaded from files under
+    ``directory`` (the app's folder; default the current one), but not the standard library,
+    installed packages (even a virtual environment inside that folder) or netassist."""
     folder = os.path.abspath(directory or os.getcwd()) + os.sep
     installed = tuple(
         os.path.abspath(p) + os.sep
         for p in {sys.prefix, sys.base_prefix, *(sysconfig.get_paths().values())}
     )
+    found = {}
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        where = os.path.abspath(path) if path else ""
-        if where.startswith(folder) and not where.startswith(installed):
-            del sys.modules[name]
+        where = os.path.abspath(path) if isinstance(path, str) else ""
+        if (
+            where.startswith(folder)
+            and not where.startswith(installed)
+            and name.partition(".")[0] != "netassist"
+        ):
+            found[name] = where
+    return found
+
+
+def reload_app(spec: str, *, directory: str | None = None) -> Callable:
+    """Import the application again with its own modules (:func:`app_modules`) afresh, for
+    a master that imported it itself (``--preload``) and reloads on HUP."""
+    for name in app_modules(directory):
+        del sys.modules[name]
     importlib.invalidate_caches()
     return load_app(spec, directory=directory)
+
+
+class ChangeWatcher:
+    """``--reload``: notices when a file of the app's own modules changes (or goes)."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        self.directory = directory
+        self._seen: dict[str, float] = {}
+        self.changed()
+
+    def changed(self) -> str | None:
+        """The first file that changed since the last call (None: none did). Modules
+        imported since are watched from now on."""
+        found = None
+        seen = {}
+        for path in app_modules(self.directory).values():
+            try:
+                stamp = os.stat(path).st_mtime_ns
+            except OSError:
+                stamp = -1
+            seen[path] = stamp
+            if found is None and path in self._seen and self._seen[path] != stamp:
+                found = path
+        self._seen = seen
+        return found

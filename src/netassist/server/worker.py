@@ -32,6 +32,7 @@ import io
 import logging
 import os
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -90,7 +91,35 @@ _PLAIN_FILES = (io.BufferedReader, io.FileIO)
 
 # What a connection is doing; the deadline that applies follows from it. (Not the parser's
 # states: those are about the request's bytes, these about the connection's work.)
-READ_HEAD, READ_BODY, IN_APP, WRITE, LINGER = range(5)
+READ_HEAD, READ_BODY, IN_APP, WRITE, LINGER, HANDSHAKE = range(6)
+
+
+def _tls_read(sock: ssl.SSLSocket, size: int) -> bytes:
+    """``_read`` of a TLS worker: what OpenSSL has decrypted, all of it (a record read
+    only in part would wait for an event that never comes)."""
+    try:
+        data = sock.recv(size)
+        while sock.pending():
+            data += sock.recv(sock.pending())
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        raise BlockingIOError from None
+    return data
+
+
+def _tls_write(sock: ssl.SSLSocket, data: bytes) -> int:
+    """``_write`` of a TLS worker."""
+    try:
+        return sock.send(data)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        raise BlockingIOError from None
+
+
+def _serve_tls() -> None:
+    """Make this process's reads and writes go through TLS. A process serves either TLS or
+    plain HTTP (--certfile applies to every bind), and the hot path reads these two module
+    names: choosing per worker or per connection cost 300 or more instructions a request."""
+    global _read, _write
+    _read, _write = _tls_read, _tls_write  # type: ignore[assignment]
 
 
 class Connection:
@@ -170,7 +199,7 @@ class Worker:
         sockets: list[socket.socket],
         *,
         access: AccessLog | None = None,
-        url_scheme: str = "http",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.config = config
@@ -199,6 +228,9 @@ class Worker:
         self.poller.register(self._waker.fd, IN_LEVEL)
         self.access = access
         self._log_access = access is not None
+        self._tls = tls
+        if tls is not None:
+            _serve_tls()
         self._keep_alive = config.keep_alive
         self._level = HAS_EPOLL and self.threads == 1
         self._in, self._out = (IN_LEVEL, OUT_LEVEL) if self._level else (IN, OUT)
@@ -217,7 +249,7 @@ class Worker:
             builder = EnvironBuilder(
                 server_name=server_name,
                 server_port=server_port,
-                url_scheme=url_scheme,
+                url_scheme="http" if tls is None else "https",
                 multithread=self.threads > 1,
                 multiprocess=multiprocess,
                 script_name=config.script_name,
@@ -354,6 +386,9 @@ class Worker:
             client.setblocking(False)
             if client.family != _AF_UNIX:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls is not None:
+                self._accept_tls(client, remote, builder, deadline)
+                continue
             conn = Connection(
                 client, remote, ServerConnection(config.limits, config.server_name), builder
             )
@@ -371,6 +406,58 @@ class Worker:
                 # With TCP_DEFER_ACCEPT the request is usually here already: no epoll round trip.
                 self._read(conn)
         self._rearm_listener(fd)
+
+    def _accept_tls(
+        self, client: socket.socket, remote: Any, builder: EnvironBuilder, deadline: float
+    ) -> None:
+        """A TLS connection: its handshake goes on in the loop, under header_timeout."""
+        assert self._tls is not None
+        try:
+            wrapped = self._tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError):
+            client.close()
+            return
+        config = self.config
+        conn = Connection(
+            wrapped, remote, ServerConnection(config.limits, config.server_name), builder
+        )
+        conn.io = wrapped  # read and written through TLS (_tls_read, _tls_write)
+        conn.deadline = deadline
+        conn.trusted = self.peers.trusts(conn.remote)
+        conn.start.write = partial(self._write_callable, conn)
+        conn.phase = HANDSHAKE
+        self.conns[conn.fd] = conn
+        with conn.lock:
+            self._handshake(conn)
+
+    def _handshake(self, conn: Connection) -> None:
+        try:
+            conn.sock.do_handshake()  # type: ignore[attr-defined]
+        except ssl.SSLWantReadError:
+            self._arm(conn, self._in)
+            return
+        except ssl.SSLWantWriteError:
+            self._arm(conn, self._out)
+            return
+        except ssl.SSLError as exc:
+            if exc.reason == "HTTP_REQUEST":  # plain HTTP: say so in plain HTTP, as nginx does
+                answer = conn.proto.error_response(400, "this port speaks HTTPS: use https://")
+                try:
+                    socket.socket.send(conn.sock, answer)  # beside TLS, not through it
+                except OSError:
+                    pass
+                self._begin_linger(conn)
+            else:
+                self._close(conn)
+            return
+        except (OSError, ValueError):  # a reset, a closed socket
+            self._close(conn)
+            return
+        conn.phase = READ_HEAD
+        if self.threads > 1:
+            self._arm(conn, self._in)
+        else:
+            self._read(conn)  # the request often came with the handshake's last flight
 
     def _rearm_listener(self, fd: int) -> None:
         if not self.stopping:
@@ -414,6 +501,8 @@ class Worker:
                 self._pump(conn)
             elif conn.phase == LINGER:
                 self._linger(conn)
+            elif conn.phase == HANDSHAKE:
+                self._handshake(conn)
             else:
                 self._read(conn)
         except Exception:  # a bug of ours must cost one connection, never the worker
@@ -643,7 +732,7 @@ class Worker:
     def _send_some(self, conn: Connection) -> bool:
         """Send ``conn.out``; True when all of it went, False when the socket is full."""
         try:
-            sent = conn.sock.send(conn.out)
+            sent = _write(conn.io, conn.out)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
@@ -667,8 +756,8 @@ class Worker:
             offset = filelike.tell()
         except (AttributeError, OSError, io.UnsupportedOperation):
             return False
-        if not _HAS_SENDFILE or not S_ISREG(stat.st_mode):
-            return False
+        if not _HAS_SENDFILE or not S_ISREG(stat.st_mode) or self._tls is not None:
+            return False  # (through TLS, the file is read and encrypted: iterated)
         start = conn.start
         if start.status is None or start.headers is None:
             return False
@@ -840,6 +929,11 @@ class Worker:
     def _begin_linger(self, conn: Connection) -> None:
         """Close our side, then read away what the client still sends for a moment, so
         its unread request bytes do not turn our close into a reset that loses the response."""
+        if self._tls is not None:
+            try:
+                conn.sock.unwrap()  # type: ignore[attr-defined]  # sends close_notify
+            except (OSError, ValueError):
+                pass  # the peer's close_notify is not here yet; ours has gone
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
