@@ -594,3 +594,28 @@ def test_an_app_that_fails_to_import_is_one_line_and_no_server(tmp_path):
         "netassist: loading 'broken:app' failed: ZeroDivisionError: division by zero "
         "(broken.py, line 3)\n"
     )
+
+
+def test_hup_reads_the_config_file_again(netassist, tmp_path):
+    config = tmp_path / "netassist.toml"
+    config.write_text('bind = "127.0.0.1:0"\nworkers = 1\n')
+    proc = netassist("run", "tests.server.apps:app", "--config", str(config))
+    port = int(proc.expect_stderr(_LISTENING + r" \(1 thread\)").group(1))
+    config.write_text('bind = "127.0.0.1:0"\nworkers = "many"\n')
+    proc.popen.send_signal(signal.SIGHUP)
+    proc.expect_stderr(r"reload refused, nothing changed: .*workers: 'many' is not a whole number")
+    config.write_text('bind = "127.0.0.1:0"\nworkers = 3\n')
+    proc.popen.send_signal(signal.SIGHUP)
+    proc.expect_stderr("reloaded: 3 workers")
+    pids = set()
+    for _ in range(300):  # new connections land on all three (bounded)
+        pids.add(requests.get(f"http://127.0.0.1:{port}/pid", timeout=10).text)
+        if len(pids) == 3:
+            break
+    assert len(pids) == 3
+    # A worker stopped by someone else's TERM finishes and is replaced.
+    os.kill(int(pids.pop()), signal.SIGTERM)
+    proc.expect_stderr(r"left by itself: replacing it")
+    proc.expect_stderr(r"worker 5 \(pid \d+\) ready")
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0

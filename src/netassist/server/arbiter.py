@@ -351,6 +351,9 @@ class Arbiter:
                 if not self.started and self.stopping is None and self._all_up():
                     self.started = True
                     self._announce(on_ready)
+                if self.started and self.reload_pending and not self.reloading:
+                    self.reload_pending = False  # a HUP that came while busy
+                    self._reload()
             self._sleep(0.25 if self.stopping is not None else 1.0)
 
     def _announce(self, on_ready: Callable[[list[str]], None] | None) -> None:
@@ -582,9 +585,6 @@ class Arbiter:
             self.reloading = False
             self._previous = None
             log.info("reloaded: %d workers serving the new configuration and code", self.target)
-            if self.reload_pending:
-                self.reload_pending = False
-                self._reload()
 
     def _reaped(self, child: Child, status: int) -> None:
         page = child.page
@@ -606,6 +606,8 @@ class Arbiter:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             level = logging.WARNING if child.killed else logging.ERROR
             log.log(level, "%s was killed by signal %d (%s)", child.name(), -code, name)
+        elif code == 0:  # someone else's TERM: it finished its requests and left
+            log.info("%s left by itself: replacing it", child.name())
         else:
             log.error("%s exited with code %d", child.name(), code)
 
@@ -685,7 +687,10 @@ class Arbiter:
         sockets = [current[b] if b in current else next(fresh) for b in config.binds]
         for bind, sock in current.items():
             if bind not in config.binds:
+                log.info("no longer listening on %s", bind)
                 sock.close()  # the old workers keep their own descriptors until they leave
+        for sock in opened:
+            log.info("listening on %s too", _url(sock, "https" if config.certfile else "http"))
         self.sockets = sockets
         self._ours.update(_unix_socket_files(config, sockets))
 

@@ -13,7 +13,10 @@ follows ``X-Forwarded-Proto`` (``http`` or ``https``). ``X-Forwarded-*`` win ove
 when both come: they are what nginx and HAProxy set, and a proxy that sets one kind usually
 passes the other through from the client untouched.
 
-Pure: no sockets, only strings and the environ dict.
+The environ builder (``wsgi.py``) applies these rules as it meets the headers: it keeps them
+out of the environ for a connection that is not believed, and calls :func:`apply` for one
+that is, so a request without proxy headers costs nothing more. Pure: no sockets, only
+strings and the environ dict.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ from collections.abc import Iterable
 FOR = "HTTP_X_FORWARDED_FOR"
 PROTO = "HTTP_X_FORWARDED_PROTO"
 FORWARDED = "HTTP_FORWARDED"
-#: Header names (lower case) whose presence makes a request go through :func:`apply`.
-HEADER_NAMES = (b"x-forwarded-for", b"x-forwarded-proto", b"forwarded")
 _SCHEMES = ("http", "https")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -77,13 +78,6 @@ class TrustedPeers:
         if len(self._cache) < 1024:
             self._cache[host] = trusted
         return trusted
-
-
-def strip(environ: dict) -> None:
-    """A peer we do not trust: its proxy headers are not the app's to see."""
-    environ.pop(FOR, None)
-    environ.pop(PROTO, None)
-    environ.pop(FORWARDED, None)
 
 
 def apply(environ: dict, peers: TrustedPeers) -> None:

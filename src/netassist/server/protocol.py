@@ -207,7 +207,7 @@ _HOP_BY_HOP = frozenset(
 )
 _NO_BODY_STATUS = frozenset({204, 304})
 # Fields the head's checks look at: framing, routing, and the singletons below.
-_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _CONNECTION, _FORWARDED = range(1, 7)
+_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _CONNECTION = range(1, 6)
 # Fields defined as one value, not a list (RFC 9110 5.3): a second one is 400 (two parts of a
 # chain reading different values is how smuggling starts). Each is a bit of a mask.
 _SINGLETONS = (
@@ -231,10 +231,6 @@ _FIELD_KINDS = {
     b"transfer-encoding": _TRANSFER_ENCODING,
     b"expect": _EXPECT,
     b"connection": _CONNECTION,
-    # A proxy's word on the client: the server decides whether to believe it (forwarded.py).
-    b"x-forwarded-for": _FORWARDED,
-    b"x-forwarded-proto": _FORWARDED,
-    b"forwarded": _FORWARDED,
     **{name: _FIRST_SINGLETON << i for i, name in enumerate(_SINGLETONS)},
 }
 # Field name as received -> its kind (0: none of those), learnt once per spelling (bounded).
@@ -387,10 +383,6 @@ class ServerConnection:
         self._host_seen = b"\0"  # the last valid Host value (never a real one at first)
         #: Whether the connection may carry another request after this one.
         self.keep_alive = True
-        #: Set when a request head carries X-Forwarded-For, X-Forwarded-Proto or Forwarded;
-        #: the server resets it once it has judged them. Set only then, and never reset here,
-        #: so a request without them costs nothing.
-        self.proxied = False
 
     # --- input ---------------------------------------------------------------------------------
 
@@ -590,8 +582,6 @@ class ServerConnection:
                 if value.strip(b" \t").lower() != b"chunked":
                     raise self._fail(501, "transfer coding not implemented (only chunked is)")
                 chunked = True
-            elif kind == _FORWARDED:
-                self.proxied = True
             else:  # Expect
                 expect_continue = value.strip(b" \t").lower() == b"100-continue"
         if chunked or content_length is not None:  # framing rules, for requests with a body

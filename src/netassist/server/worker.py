@@ -152,7 +152,6 @@ class Connection:
         "sock",
         "start",
         "started_at",
-        "trusted",
     )
 
     def __init__(
@@ -183,7 +182,6 @@ class Connection:
         self.out = b""
         self.file: list[int] | None = None  # [file fd, offset, remaining, total] during sendfile
         self.started_at = 0.0
-        self.trusted = False  # whether its proxy headers are believed (forwarded.py)
         # For the access log only: the environ the app saw and the body bytes it produced.
         self.seen: dict | None = None
         self.sent = 0
@@ -205,7 +203,9 @@ class Worker:
         self.config = config
         self.threads = config.threads if HAS_EPOLL else 1
         self.poller = Poller()
-        self.listeners: dict[int, tuple[socket.socket, EnvironBuilder]] = {}
+        # fd -> (socket, the environ builder of its connections, and of those from a proxy
+        # that --forwarded-allow-ips believes)
+        self.listeners: dict[int, tuple[socket.socket, EnvironBuilder, EnvironBuilder]] = {}
         self.conns: dict[int, Connection] = {}
         self.stopping = False
         # Whether a response ends its connection because the worker stops (TERM of the
@@ -254,7 +254,7 @@ class Worker:
                 multiprocess=multiprocess,
                 script_name=config.script_name,
             )
-            self.listeners[sock.fileno()] = (sock, builder)
+            self.listeners[sock.fileno()] = (sock, builder, builder.trusting(self.peers))
             self.poller.register(sock.fileno(), IN)
 
     # --- running ----------------------------------------------------------------------------
@@ -366,10 +366,10 @@ class Worker:
     def _accept(self, fd: int) -> None:
         if self.stopping:
             return  # the listener is shut: accept() would only fail
-        sock, builder = self.listeners[fd]
+        sock, builder, trusting = self.listeners[fd]
         config = self.config
         deadline = time.monotonic() + config.header_timeout
-        peers = self.peers
+        trusts = self.peers.trusts
         for _ in range(self._accept_batch):
             if len(self.conns) >= config.max_connections:
                 self._accept_paused = True
@@ -386,14 +386,14 @@ class Worker:
             client.setblocking(False)
             if client.family != _AF_UNIX:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            chosen = trusting if trusts(remote if isinstance(remote, tuple) else None) else builder
             if self._tls is not None:
-                self._accept_tls(client, remote, builder, deadline)
+                self._accept_tls(client, remote, chosen, deadline)
                 continue
             conn = Connection(
-                client, remote, ServerConnection(config.limits, config.server_name), builder
+                client, remote, ServerConnection(config.limits, config.server_name), chosen
             )
             conn.deadline = deadline
-            conn.trusted = peers.trusts(conn.remote)
             conn.start.write = partial(self._write_callable, conn)
             self.conns[conn.fd] = conn
             if self.threads > 1:
@@ -423,7 +423,6 @@ class Worker:
         )
         conn.io = wrapped  # read and written through TLS (_tls_read, _tls_write)
         conn.deadline = deadline
-        conn.trusted = self.peers.trusts(conn.remote)
         conn.start.write = partial(self._write_callable, conn)
         conn.phase = HANDSHAKE
         self.conns[conn.fd] = conn
@@ -497,11 +496,14 @@ class Worker:
         try:
             if conn.closed:
                 return
-            if conn.phase == WRITE:
+            phase = conn.phase
+            if phase <= READ_BODY:
+                self._read(conn)  # the usual event, first
+            elif phase == WRITE:
                 self._pump(conn)
-            elif conn.phase == LINGER:
+            elif phase == LINGER:
                 self._linger(conn)
-            elif conn.phase == HANDSHAKE:
+            elif phase == HANDSHAKE:
                 self._handshake(conn)
             else:
                 self._read(conn)
@@ -618,12 +620,6 @@ class Worker:
         conn.phase = IN_APP
         conn.deadline = _NEVER
         environ = conn.builder.build(conn.environ, request, body, content_length)
-        if conn.proto.proxied:
-            conn.proto.proxied = False
-            if conn.trusted:
-                forwarded.apply(environ, self.peers)
-            else:
-                forwarded.strip(environ)
         if self._log_access:
             conn.started_at = time.time()
             conn.seen = environ
@@ -1005,7 +1001,7 @@ class Worker:
         once the loops have ended; a helper thread may still be finishing an event of its own.
         A retiring worker keeps its keep-alive connections until their next request, which
         it answers with ``Connection: close`` (see :meth:`stop`)."""
-        for fd, (sock, _) in self.listeners.items():
+        for fd, (sock, *_) in self.listeners.items():
             self.poller.unregister(fd)
             sock.close()
         self.poller.unregister(self._waker.fd)  # stop()'s byte would keep the poll readable
