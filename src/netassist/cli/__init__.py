@@ -25,7 +25,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line grammar, with every subcommand registered."""
-    from netassist.cli import files, server, static, wire
+    from netassist.cli import chat, files, server, static, wire
 
     parser = OneLineParser(
         prog="netassist",
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     server.register(commands)
     static.register(commands)
     files.register(commands)
+    chat.register(commands)
     return parser
 
 

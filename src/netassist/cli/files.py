@@ -242,12 +242,13 @@ def serve(args: argparse.Namespace) -> int:
         log=ServerLog(sys.stderr, quiet=args.quiet),
     )
     kind = " (TLS)" if tls else " (plain: the tutorial's protocol, read-only)" if args.plain else ""
-    print(
-        f"listening on tcp {server.address}{kind}, sharing {os.path.abspath(args.directory)}",
-        file=sys.stderr,
-        flush=True,
-    )
+    # The handlers go in before the line that tells a supervisor (or a test) we are up.
     with stopped_by_signals(server.stop):
+        print(
+            f"listening on tcp {server.address}{kind}, sharing {os.path.abspath(args.directory)}",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             server.serve()
         finally:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from netassist.errors import BadDataError, explain
 from netassist.wire.codecs import decode_lossless
@@ -28,6 +28,7 @@ EVENTS = ("open", "data", "close")
 DIRECTIONS = ("in", "out")
 #: The longest line a log can hold: a 256 KiB read as hex and as escaped text, with room.
 MAX_RECORD = 4 * 1024 * 1024
+T = TypeVar("T")
 #: Records are stamped after 1970 and before the year 5000.
 _LATEST = 95_617_584_000.0
 
@@ -132,21 +133,33 @@ def read_records(path: str | Path) -> Iterator[Record]:
     Anything that is not a log (a binary file, JSON of another shape) is a bad line, read
     no further than :data:`MAX_RECORD` bytes.
     """
+    return read_json_lines(
+        path, Record.from_json, MAX_RECORD, "not a netassist log record (was it written by --log?)"
+    )
+
+
+def read_json_lines(
+    path: str | Path, parse: Callable[[str], T], limit: int, not_one: str
+) -> Iterator[T]:
+    """Yield ``parse(line)`` for each non-blank line of the file at ``path``, in order.
+
+    A line longer than ``limit`` bytes, not UTF-8, or that ``parse`` refuses (``ValueError``,
+    ``KeyError``, ``TypeError``, ``OverflowError``) raises :class:`BadDataError`:
+    ``PATH:LINE: not_one``. Lines end at ``\\n`` only, as JSON Lines do.
+    """
     try:
         handle = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise explain(exc, f"opening log {path}") from None
     with handle:
         number = 0
-        while line := handle.readline(MAX_RECORD + 1):
+        while line := handle.readline(limit + 1):
             number += 1
             if not line.strip():
                 continue
             try:
-                if len(line) > MAX_RECORD:
+                if len(line) > limit:
                     raise ValueError("line too long")
-                yield Record.from_json(line.decode("utf-8"))
-            except (ValueError, KeyError, TypeError, OverflowError):  # UnicodeError too
-                raise BadDataError(
-                    f"{path}:{number}: not a netassist log record (was it written by --log?)"
-                ) from None
+                yield parse(line.decode("utf-8"))
+            except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
+                raise BadDataError(f"{path}:{number}: {not_one}") from None
