@@ -619,3 +619,161 @@ def test_hup_reads_the_config_file_again(netassist, tmp_path):
     proc.expect_stderr(r"worker 5 \(pid \d+\) ready")
     proc.popen.terminate()
     assert proc.finish()[0] == 0
+
+
+# --- how many workers, where the app is imported, how a worker leaves ---------------------------
+
+MARKED_APP = """
+import os
+
+VERSION = {version!r}
+with open(os.path.join(os.path.dirname(__file__), "imports.txt"), "a") as marks:
+    marks.write(f"{{os.getpid()}}\\n")  # who imported this module
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/exit":
+        os._exit(int(environ["QUERY_STRING"]))
+    body = f"{{VERSION}} {{os.getpid()}}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+@pytest.fixture
+def marked(netassist, tmp_path):
+    """``netassist run marked:app``: an app that notes in imports.txt each process that
+    imports it, answers its version and pid, and at /exit?N leaves with code N."""
+
+    def start(*args: str, version: str = "v1"):
+        (tmp_path / "marked.py").write_text(MARKED_APP.format(version=version))
+        (tmp_path / "imports.txt").unlink(missing_ok=True)
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        proc = netassist(
+            "run", "marked:app", "--chdir", str(tmp_path), "-b", "127.0.0.1:0", *args, env=env
+        )
+        return proc, int(proc.expect_stderr(_LISTENING, timeout=20).group(1))
+
+    def importers() -> list[int]:
+        return [int(pid) for pid in (tmp_path / "imports.txt").read_text().split()]
+
+    start.importers = importers
+    start.folder = tmp_path
+    return start
+
+
+def _pids(port: int, expected: int) -> set[str]:
+    """The workers that answer new connections, asked until ``expected`` differ (bounded)."""
+    pids = set()
+    for _ in range(400):
+        with requests.get(f"http://127.0.0.1:{port}/pid", timeout=10) as reply:
+            pids.add(reply.text.split()[-1])
+        if len(pids) >= expected:
+            break
+    return pids
+
+
+def test_workers_auto_is_one_per_usable_core(netassist, spawn):
+    from tests.conftest import NETASSIST, need
+
+    cores = len(os.sched_getaffinity(0))
+    proc = netassist(
+        "run", "tests.server.apps:app", "-b", "127.0.0.1:0", "-w", "auto", "--access-log", "-"
+    )
+    line = proc.expect_stderr(_LISTENING + r" \((?:(\d+) workers, )?1 thread")
+    port = int(line.group(1))
+    assert int(line.group(2) or 1) == cores
+    pids = _pids(port, cores)
+    assert len(pids) == cores and str(proc.popen.pid) not in pids
+    # --access-log - writes the combined format, as nginx and Apache do, to stderr.
+    access = proc.expect_stderr(r"^127\.0\.0\.1 - - \[.*\] \"GET /pid HTTP/1\.1\" 200 \d+ ")
+    assert re.fullmatch(
+        r'127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "GET /pid HTTP/1\.1" '
+        r'200 \d+ "-" "python-requests/[\d.]+"',
+        access.string,
+    )
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+    if cores < 2:
+        return
+    # The cores this process may use, not the machine's: under `taskset -c 0`, one worker.
+    pinned = spawn(
+        [
+            *(need("taskset"), "-c", "0", *NETASSIST, "run", "tests.server.apps:app"),
+            *("-b", "127.0.0.1:0", "-w", "auto"),
+        ]
+    )
+    port = int(pinned.expect_stderr(_LISTENING + r" \(1 thread\)").group(1))
+    assert len(_pids(port, 2)) == 1
+    pinned.popen.terminate()
+    assert pinned.finish()[0] == 0
+
+
+def test_preload_imports_the_app_once_in_the_master_and_again_on_hup(marked):
+    proc, port = marked("-w", "2", "--preload")
+    master = proc.popen.pid
+    assert marked.importers() == [master]
+    pids = _pids(port, 2)
+    assert len(pids) == 2 and str(master) not in pids
+    (marked.folder / "marked.py").write_text(MARKED_APP.format(version="v2"))
+    proc.popen.send_signal(signal.SIGHUP)
+    proc.expect_stderr("reloaded: 2 workers", timeout=20)
+    assert marked.importers() == [master, master]  # imported afresh, by the master again
+    replies = {requests.get(f"http://127.0.0.1:{port}/", timeout=10).text[:3] for _ in range(10)}
+    assert replies == {"v2 "}
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+    # Without --preload, each worker imports the app itself and the master never does.
+    proc, port = marked("-w", "2")
+    pids = _pids(port, 2)
+    assert sorted(marked.importers()) == sorted(int(pid) for pid in pids)
+    assert proc.popen.pid not in marked.importers()
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+def test_a_worker_that_exits_is_replaced_and_its_exit_code_logged(marked):
+    proc, port = marked()
+    first = requests.get(f"http://127.0.0.1:{port}/", timeout=10).text.split()[1]
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/exit?3", timeout=10)
+    proc.expect_stderr(rf"worker 1 \(pid {first}\) exited with code 3$")
+    second = proc.expect_stderr(r"worker 2 \(pid (\d+)\) ready").group(1)
+    assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).text == f"v1 {second}"
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
+def test_term_waits_for_a_stuck_request_only_up_to_graceful_timeout(netassist, rendezvous):
+    proc = netassist(
+        "run", "tests.server.apps:app", "-b", "127.0.0.1:0", "-w", "2", "--graceful-timeout", "2"
+    )
+    port = int(proc.expect_stderr(_LISTENING).group(1))
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as held:
+        held.sendall(f"GET /hold?{rendezvous.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        rendezvous.arrived()  # inside the app, which is never released
+        started = time.monotonic()
+        proc.popen.terminate()
+        code, _, err = proc.finish(timeout=20)
+        took = time.monotonic() - started
+        try:
+            assert held.recv(4096) == b""  # cut off, never answered
+        except ConnectionResetError:
+            pass
+    assert code == 0, err
+    assert 2.0 <= took < 8.0, took
+    assert re.search(r"worker \d \(pid \d+\) did not finish within --graceful-timeout", err)
+    assert "stopped" in err and "Traceback" not in err
+
+
+def test_a_unix_path_that_is_a_plain_file_is_refused_and_left_alone(tmp_path):
+    from tests.conftest import run_netassist
+
+    notes = tmp_path / "notes 10:30.md"
+    notes.write_text("not a socket\n")
+    result = run_netassist("run", "tests.server.apps:app", "-b", f"unix:{notes}")
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        f"netassist: unix:{notes} is a file that is not a socket: left alone; bind another path\n"
+    )
+    assert notes.read_text() == "not a socket\n"

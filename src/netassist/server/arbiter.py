@@ -50,6 +50,7 @@ import select
 import signal
 import socket
 import ssl
+import stat
 import struct
 import threading
 import time
@@ -598,7 +599,7 @@ class Arbiter:
                 self.config.timeout,
                 stuck or "it did not say which request it was running",
             )
-        elif code == BOOT_FAILED or page.state == Page.BOOT_FAILED:
+        elif page.state == Page.BOOT_FAILED:  # not the code alone: an app may exit with 3
             self._boot_failed(child, page.report or "its app could not be loaded")
         elif child.retiring and not child.killed:
             log.debug("%s finished", child.name())  # as asked (a signal, if before its handlers)
@@ -994,8 +995,14 @@ def _tcp(bind: Bind) -> socket.socket:
 def _unix(path: str, umask: int | None) -> socket.socket:
     if _AF_UNIX is None:
         raise UsageError(f"unix:{path}: this system has no Unix sockets; bind HOST:PORT")
-    if os.path.exists(path) and _is_stale_socket(path):
-        os.unlink(path)
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            # Never removed to make room: `-b unix:notes.txt` must not cost anyone a file.
+            raise UsageError(
+                f"unix:{path} is a file that is not a socket: left alone; bind another path"
+            )
+        if _is_stale_socket(path):
+            os.unlink(path)
     sock = socket.socket(_AF_UNIX, socket.SOCK_STREAM)
     # The socket file's mode is 0777 less the umask: who may connect (nginx's group...).
     previous = os.umask(umask) if umask is not None else None
