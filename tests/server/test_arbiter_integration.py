@@ -286,6 +286,29 @@ def test_proxy_headers_from_trusted_and_untrusted_peers(netassist, tmp_path):
     assert proc.finish()[0] == 0
 
 
+def test_ipv4_and_ipv6_binds_shared_by_the_workers(netassist):
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    proc = netassist(
+        "run", "tests.server.apps:app", "-b", "127.0.0.1:0", "-b", "[::1]:0", "-w", "2"
+    )
+    v4 = int(proc.expect_stderr(_LISTENING).group(1))
+    v6 = int(proc.expect_stderr(r"listening on http://\[::1\]:(\d+) \(2 workers").group(1))
+    seen = requests.get(f"http://[::1]:{v6}/echo", headers=SPOOFED, timeout=10).json()
+    # ::1 is not in the default --forwarded-allow-ips (127.0.0.1): its proxy headers go.
+    assert (seen["remote_addr"], seen["scheme"], seen["server_port"]) == ("::1", "http", str(v6))
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED"} & set(seen["http"])
+    assert requests.get(f"http://127.0.0.1:{v4}/echo", timeout=10).json()["remote_addr"] == (
+        "127.0.0.1"
+    )
+    assert len(_pids(v6, 2, "[::1]")) == 2  # both workers accept on both sockets
+    assert len(_pids(v4, 2)) == 2
+    proc.popen.terminate()
+    assert proc.finish()[0] == 0
+
+
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
@@ -662,11 +685,11 @@ def marked(netassist, tmp_path):
     return start
 
 
-def _pids(port: int, expected: int) -> set[str]:
+def _pids(port: int, expected: int, host: str = "127.0.0.1") -> set[str]:
     """The workers that answer new connections, asked until ``expected`` differ (bounded)."""
     pids = set()
     for _ in range(400):
-        with requests.get(f"http://127.0.0.1:{port}/pid", timeout=10) as reply:
+        with requests.get(f"http://{host}:{port}/pid", timeout=10) as reply:
             pids.add(reply.text.split()[-1])
         if len(pids) >= expected:
             break
