@@ -8,10 +8,12 @@ the master itself costs.
 machine, nothing pinned and ``wrk -t1 -c50`` running alongside (a server sharing its machine
 with its load, as on a small VM): ``netassist run -w 2`` against gunicorn (gthread, 2
 workers of 4 threads), granian (WSGI, 2 workers), bjoern in one process (the reference: it
-has no workers) and ``netassist run -w 1``. Each round runs every server once, in turn,
-starting one further along the list each round; the table gives medians over rounds, and the
-ratio of netassist -w 2 to each as the median of the rounds' own ratios (a round's servers
-see about the same load from the rest of the machine).
+has no workers), ``netassist run -w 1`` and ``-w 2 --busy-poll 50``. Each round runs every
+server once, in turn, starting one further along the list each round; the table gives
+medians over rounds, and the ratio of netassist -w 2 to each as the median of the rounds'
+own ratios (a round's servers see about the same load from the rest of the machine). Beside
+each figure, the CPU the server's processes used during the run (from schedstat), in cores:
+on a shared machine it tells a server short of CPU from one waiting for its client.
 
 ``reload``: ``netassist run -w 2`` under ``wrk -c50`` for --duration seconds twice in each
 round, once steady and once with a HUP in the middle (new workers up, old ones retiring):
@@ -60,6 +62,9 @@ def servers(python: Path, peers: Path) -> dict[str, Callable[[int], list[str]]]:
     found: dict[str, Callable[[int], list[str]]] = {
         "netassist -w 2": lambda port: netassist(python, port, "-w", "2"),
         "netassist -w 1": lambda port: netassist(python, port, "-w", "1"),
+        "netassist -w 2 --busy-poll 50": lambda port: netassist(
+            python, port, "-w", "2", "--busy-poll", "50"
+        ),
     }
     if (peers / "gunicorn").exists():
         found["gunicorn gthread -w 2 --threads 4"] = lambda port: [
@@ -155,11 +160,18 @@ def scale(args: argparse.Namespace) -> None:
                 print(f"  {name}: failed to start ({exc})", file=sys.stderr)
                 continue
             try:
+                processes = [server.proc.pid, *_children(server.proc.pid)]
+                before, started = _cpu_of(processes), time.monotonic()
                 figures = wrk(port, args.duration)
+                figures["cores"] = (_cpu_of(processes) - before) / (time.monotonic() - started)
             finally:
                 server.stop()
             rounds[-1][name] = figures
-            print(f"round {round_number + 1} {name}: {figures['rate']:,.0f}/s", file=sys.stderr)
+            print(
+                f"round {round_number + 1} {name}: {figures['rate']:,.0f}/s "
+                f"on {figures['cores']:.2f} cores",
+                file=sys.stderr,
+            )
     ours = "netassist -w 2"
     print(f"\nscale: median of {args.repeats} rounds of {args.duration:g} s, unpinned, wrk -c50")
     print(f"  (ratio: {ours} / this, the median of the rounds' own ratios, and their range)")
@@ -176,9 +188,11 @@ def scale(args: argparse.Namespace) -> None:
             if ratios
             else "  -"
         )
+        per_cpu = statistics.median(r["rate"] / r["cores"] for r in runs)
         print(
-            f"  {name:<34} {row['rate']:>9,.0f} req/s  p50 {row['p50']:6.2f}  p99 "
-            f"{row['p99']:6.2f} ms  errors {sum(r['errors'] for r in runs)}  ratio {spread}"
+            f"  {name:<34} {row['rate']:>7,.0f} req/s  p50 {row['p50']:5.2f}  p99 "
+            f"{row['p99']:6.2f} ms  errors {sum(r['errors'] for r in runs)}  CPU "
+            f"{row['cores']:.2f} cores ({per_cpu:,.0f} req per CPU second)  ratio {spread}"
         )
 
 
@@ -246,8 +260,19 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds of these processes together (a server's master and workers)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += _cpu_seconds(pid)
+        except OSError:
+            pass  # it left meanwhile
+    return total
+
+
 def _cpu_seconds(pid: int) -> float:
-    """CPU time of a process's threads, in nanoseconds from schedstat (utime and stime
+    """CPU seconds of a process's threads, from schedstat's nanoseconds (utime and stime
     count whole clock ticks of 10 ms: an idle master's few microseconds a second are 0)."""
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
