@@ -78,7 +78,8 @@ def servers(python: Path, peers: Path) -> dict[str, Callable[[int], list[str]]]:
             *("--log-level", "warning", "bench.apps:hello"),
         ]
     peer_py = peers / "python"
-    if peer_py.exists() and not subprocess.run([peer_py, "-c", "import bjoern"]).returncode:
+    probe = [peer_py, "-c", "import bjoern"]
+    if peer_py.exists() and not subprocess.run(probe, capture_output=True).returncode:
         found["bjoern (1 process)"] = lambda port: [
             str(peer_py),
             "-c",
@@ -99,9 +100,9 @@ class Server:
         stop(self.proc)
 
 
-def wrk(port: int, duration: float, during=None) -> dict:
-    """One unpinned ``wrk -t1 -c50`` run: rate, p50/p99/max ms, errors. ``during(seconds)``
-    is called halfway through (the HUP)."""
+def wrk(port: int, duration: float, during: Callable[[], None] | None = None) -> dict:
+    """One unpinned ``wrk -t1 -c50`` run: rate, p50/p99/max ms, errors. ``during()`` is
+    called halfway through (the HUP)."""
     proc = subprocess.Popen(
         [
             *("wrk", "-t1", f"-c{CLIENTS}", f"-d{max(1, round(duration))}s", "--latency"),

@@ -206,9 +206,15 @@ def test_max_requests_under_load_retires_workers_and_fails_nothing(netassist):
         retired[int(line.group(1))] = int(line.group(2))
     for pid, limit in retired.items():
         assert 100 <= limit <= 120
-        # It went on serving only until its replacement was up, then finished and left.
+        # It went on serving until its replacement was up (how long that takes depends on
+        # the machine's load), then finished and left: the master reaped it.
         assert served[pid] >= limit
-    assert len(served) >= 6, served
+        deadline = time.monotonic() + 20
+        while os.path.exists(f"/proc/{pid}"):
+            assert time.monotonic() < deadline, f"retired worker {pid} did not leave"
+            time.sleep(0.05)
+    # The third and fourth retirements are of replacements: four workers at least served.
+    assert len(served) >= 4, served
     proc.popen.terminate()
     assert proc.finish()[0] == 0
 
@@ -299,7 +305,9 @@ def test_ipv4_and_ipv6_binds_shared_by_the_workers(netassist):
     seen = requests.get(f"http://[::1]:{v6}/echo", headers=SPOOFED, timeout=10).json()
     # ::1 is not in the default --forwarded-allow-ips (127.0.0.1): its proxy headers go.
     assert (seen["remote_addr"], seen["scheme"], seen["server_port"]) == ("::1", "http", str(v6))
-    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED"} & set(seen["http"])
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED"} & set(
+        seen["http"]
+    )
     assert requests.get(f"http://127.0.0.1:{v4}/echo", timeout=10).json()["remote_addr"] == (
         "127.0.0.1"
     )
@@ -538,7 +546,11 @@ def test_usr1_reopens_the_logs_after_they_are_moved(netassist, tmp_path):
         time.sleep(0.05)
     port = int(found.group(1))
     assert requests.get(f"http://127.0.0.1:{port}/hello", headers={"X-Test": "one"}).ok
-    line = access.read_text()
+    for _ in range(200):  # the line is written once the answer is out: wait for it (bounded)
+        line = access.read_text() if access.exists() else ""
+        if line.endswith("\n"):
+            break
+        time.sleep(0.02)
     assert re.fullmatch(
         r'127\.0\.0\.1 "GET /hello HTTP/1\.1" 200 13 \d+ one text/plain \d+\n', line
     )
@@ -668,8 +680,8 @@ def marked(netassist, tmp_path):
     """``netassist run marked:app``: an app that notes in imports.txt each process that
     imports it, answers its version and pid, and at /exit?N leaves with code N."""
 
-    def start(*args: str, version: str = "v1"):
-        (tmp_path / "marked.py").write_text(MARKED_APP.format(version=version))
+    def start(*args: str):
+        (tmp_path / "marked.py").write_text(MARKED_APP.format(version="v1"))
         (tmp_path / "imports.txt").unlink(missing_ok=True)
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         proc = netassist(
