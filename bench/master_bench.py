@@ -12,8 +12,9 @@ has no workers), ``netassist run -w 1`` and ``-w 2 --busy-poll 50``. Each round 
 server once, in turn, starting one further along the list each round; the table gives
 medians over rounds, and the ratio of netassist -w 2 to each as the median of the rounds'
 own ratios (a round's servers see about the same load from the rest of the machine). Beside
-each figure, the CPU the server's processes used during the run (from schedstat), in cores:
-on a shared machine it tells a server short of CPU from one waiting for its client.
+each figure, the CPU the server's processes used during the run and the time they were
+runnable but waited for a CPU (from schedstat), in cores: on a shared machine they tell a
+server short of CPU from one waiting for its client.
 
 ``reload``: ``netassist run -w 2`` under ``wrk -c50`` for --duration seconds twice in each
 round, once steady and once with a HUP in the middle (new workers up, old ones retiring):
@@ -162,15 +163,17 @@ def scale(args: argparse.Namespace) -> None:
                 continue
             try:
                 processes = [server.proc.pid, *_children(server.proc.pid)]
-                before, started = _cpu_of(processes), time.monotonic()
+                before, started = _sched_of(processes), time.monotonic()
                 figures = wrk(port, args.duration)
-                figures["cores"] = (_cpu_of(processes) - before) / (time.monotonic() - started)
+                after, took = _sched_of(processes), time.monotonic() - started
+                figures["cores"] = (after[0] - before[0]) / took
+                figures["waiting"] = (after[1] - before[1]) / took
             finally:
                 server.stop()
             rounds[-1][name] = figures
             print(
                 f"round {round_number + 1} {name}: {figures['rate']:,.0f}/s "
-                f"on {figures['cores']:.2f} cores",
+                f"on {figures['cores']:.2f} cores, waiting for one {figures['waiting']:.2f}",
                 file=sys.stderr,
             )
     ours = "netassist -w 2"
@@ -193,7 +196,8 @@ def scale(args: argparse.Namespace) -> None:
         print(
             f"  {name:<34} {row['rate']:>7,.0f} req/s  p50 {row['p50']:5.2f}  p99 "
             f"{row['p99']:6.2f} ms  errors {sum(r['errors'] for r in runs)}  CPU "
-            f"{row['cores']:.2f} cores ({per_cpu:,.0f} req per CPU second)  ratio {spread}"
+            f"{row['cores']:.2f} cores ({per_cpu:,.0f} req per CPU second), waiting "
+            f"{row['waiting']:.2f}  ratio {spread}"
         )
 
 
@@ -261,15 +265,18 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _cpu_of(pids: list[int]) -> float:
-    """CPU seconds of these processes together (a server's master and workers)."""
-    total = 0.0
+def _sched_of(pids: list[int]) -> tuple[float, float]:
+    """Seconds these processes' threads (a server's master and workers) ran on a CPU, and
+    seconds they were runnable but waited for one (schedstat's first two fields)."""
+    ran = waited = 0
     for pid in pids:
         try:
-            total += _cpu_seconds(pid)
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                fields = (task / "schedstat").read_text().split()
+                ran, waited = ran + int(fields[0]), waited + int(fields[1])
         except OSError:
             pass  # it left meanwhile
-    return total
+    return ran / 1e9, waited / 1e9
 
 
 def _cpu_seconds(pid: int) -> float:
