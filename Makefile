@@ -43,12 +43,18 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 # The tutorial's demo site (examples/seed_site) in the foreground; Ctrl-C stops it.
-# RUN_ARGS adds netassist run options, as in: make run RUN_ARGS="--threads 4".
+# Two workers, as it would be deployed: the site keeps nothing in a worker's memory (the
+# accounts and the cookie's secret are in its SQLite file), and a sign-in's password hash
+# (about 0.1 s of CPU) in one worker leaves the other serving pages. Two, not --workers
+# auto: a demo needs no more processes on a machine with many cores.
+# RUN_ARGS adds netassist run options, as in: make run RUN_ARGS="--threads 4" (or "-w 1").
 RUN_ADDRESS := 127.0.0.1:8000
+RUN_WORKERS := 2
 run: venv-check
 	@$(MAKE) --no-print-directory $(VENV)/.installed
 	@echo "netassist demo site: open http://$(RUN_ADDRESS)/ (Ctrl-C stops it)"
-	$(BIN)/netassist run --chdir examples seed_site:app --bind $(RUN_ADDRESS) $(RUN_ARGS)
+	$(BIN)/netassist run --chdir examples seed_site:app --bind $(RUN_ADDRESS) \
+	  --workers $(RUN_WORKERS) $(RUN_ARGS)
 
 test: venv-check
 	@$(MAKE) --no-print-directory $(VENV)/.installed-test

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 _NGINX = """
 worker_processes 1;
@@ -30,3 +35,17 @@ def free_port() -> int:
 def nginx_conf(tmp: str, port: int, server: str) -> str:
     """One worker, no logs, sendfile on; ``server`` is the body of the server block."""
     return _NGINX.format(tmp=tmp, port=port, server=server)
+
+
+def spawn(command: list[str]) -> subprocess.Popen:
+    """Start a server from this checkout (its src/ and bench/ importable) in a session of its
+    own, quiet, so that it and its children are stopped together by process group."""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}")
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from bench.common import free_port  # noqa: E402
+from bench.common import free_port, spawn  # noqa: E402
 
 PROJECT_PY = ROOT / ".venv" / "bin" / "python"
 SERVER_CORE, LOAD_CORE = "0", "1"
@@ -112,16 +112,7 @@ def start(python: Path, factory: str) -> tuple[subprocess.Popen, int]:
         "--log-level",
         "warning",
     ]
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'src'}")
-    proc = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    return proc, port
+    return spawn(command), port
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -34,7 +34,14 @@ def need(tool: str) -> str:
 class Proc:
     """A started process whose stderr is read line by line on a thread."""
 
-    def __init__(self, args: Sequence[str], *, stdin: int | None = subprocess.DEVNULL, env=None):
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        stdin: int | None = subprocess.DEVNULL,
+        env=None,
+        pass_fds: Sequence[int] = (),
+    ):
         self.args = list(args)
         self.popen = subprocess.Popen(
             self.args,
@@ -42,6 +49,7 @@ class Proc:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
+            pass_fds=pass_fds,
         )
         self.stderr_lines: queue.Queue[str] = queue.Queue()
         self.stderr_seen: list[str] = []

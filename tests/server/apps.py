@@ -151,6 +151,13 @@ def _thread(environ, start_response):
     return [name]
 
 
+def _pid(environ, start_response):
+    """The process id of the worker that answers."""
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _router(environ, start_response):
     routes = {
         "/echo": _echo,
@@ -164,6 +171,7 @@ def _router(environ, start_response):
         "/thread": _thread,
         "/hold": _hold,
         "/write": _write,
+        "/pid": _pid,
     }
     path = environ["PATH_INFO"]
     for prefix, handler in routes.items():

@@ -86,3 +86,24 @@ def test_a_unix_socket_bind_without_unix_sockets_is_one_clear_line(spawn, tmp_pa
     lines = [line for line in err.splitlines() if line.startswith("netassist:")]
     assert len(lines) == 1 and "this system has no Unix sockets" in lines[0], err
     assert "Traceback" not in err
+
+
+def test_run_without_fork_refuses_workers_and_serves_in_one_process(spawn):
+    refused = subprocess_run([*WITHOUT_POSIX, "run", "tests.server.apps:app", "--workers", "2"])
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        "netassist: --workers above 1 needs fork, which this system lacks; use --threads\n"
+    )
+    proc = _start(spawn, "run", "tests.server.apps:app", "--bind", "127.0.0.1:0", "-w", "auto")
+    port = int(proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+) \(1 thread\)").group(1))
+    pids = {requests.get(f"http://127.0.0.1:{port}/pid", timeout=10).text for _ in range(5)}
+    assert pids == {str(proc.popen.pid)}  # served by the process itself: no master, no fork
+    proc.popen.terminate()
+    code, _, err = proc.finish()
+    assert code == 0, err
+
+
+def subprocess_run(args: list[str]):
+    import subprocess
+
+    return subprocess.run(args, capture_output=True, timeout=30, stdin=subprocess.DEVNULL)

@@ -6,7 +6,6 @@ import hashlib
 import http.client
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import requests
 
 from tests.conftest import need
 from tests.server.corpus import INVALID, VALID
+from tests.server.raw import one_response_body
 
 pytestmark = pytest.mark.integration
 
@@ -368,41 +368,7 @@ def test_unix_socket_file_bound_by_another_is_left_alone(netassist, tmp_path):
         assert path.exists()
 
 
-class Rendezvous:
-    """Where /hold apps report that they run, and wait until the test releases them."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(10)
-        self.port = self.listener.getsockname()[1]
-        self.held: list[socket.socket] = []
-
-    def arrived(self) -> str:
-        """Wait for the next app to report; the name of the thread it runs on."""
-        peer, _ = self.listener.accept()
-        peer.settimeout(10)
-        self.held.append(peer)
-        return peer.makefile("rb").readline().decode().strip()
-
-    def release(self) -> None:
-        for peer in self.held:
-            peer.sendall(b"x")
-            peer.close()
-        self.held.clear()
-
-    def close(self) -> None:
-        self.release()
-        self.listener.close()
-
-
-@pytest.fixture
-def rendezvous():
-    place = Rendezvous()
-    yield place
-    place.close()
-
-
-def _send_hold(port: int, rendezvous: Rendezvous) -> socket.socket:
+def _send_hold(port: int, rendezvous) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(f"GET /hold?{rendezvous.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     return sock
@@ -417,26 +383,11 @@ def test_threads_serve_apps_that_block_concurrently(server, rendezvous):
         names = {rendezvous.arrived() for _ in range(4)}
         assert len(names) == 4
         rendezvous.release()
-        assert [_body_of_one_response(sock) for sock in socks] == [b"released"] * 4
+        assert [one_response_body(sock) for sock in socks] == [b"released"] * 4
     finally:
         for sock in socks:
             sock.close()
     assert requests.get(f"http://127.0.0.1:{port}/echo", timeout=10).json()["multithread"] is True
-
-
-def _body_of_one_response(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        assert chunk, "connection closed"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
-    while len(body) < length:
-        chunk = sock.recv(4096)
-        assert chunk, "connection closed"
-        body += chunk
-    return body
 
 
 def test_threads_answer_many_quick_requests_on_four_connections(server):
@@ -450,7 +401,7 @@ def test_threads_answer_many_quick_requests_on_four_connections(server):
         for _ in range(250):
             for sock in socks:  # four requests in flight at once, one per connection
                 sock.sendall(b"GET /thread HTTP/1.1\r\nHost: x\r\n\r\n")
-            names += [_body_of_one_response(sock) for sock in socks]
+            names += [one_response_body(sock) for sock in socks]
     finally:
         for sock in socks:
             sock.close()
@@ -466,7 +417,7 @@ def test_threads_answer_quick_requests_while_one_app_blocks(server, rendezvous):
             for _ in range(20):  # queued behind the held app, these would time out
                 assert hello_on(quick).startswith(b"HTTP/1.1 200 OK\r\n")
         rendezvous.release()
-        assert _body_of_one_response(held) == b"released"
+        assert one_response_body(held) == b"released"
 
 
 def test_threads_serve_others_while_a_100_continue_body_is_slow(server):
@@ -486,7 +437,7 @@ def test_threads_serve_others_while_a_100_continue_body_is_slow(server):
             for _ in range(20):
                 assert hello_on(quick).startswith(b"HTTP/1.1 200 OK\r\n")
         uploader.sendall(body)
-        assert _body_of_one_response(uploader) == hashlib.sha256(body).hexdigest().encode()
+        assert one_response_body(uploader) == hashlib.sha256(body).hexdigest().encode()
 
 
 def test_sigterm_stops_gracefully(server):
@@ -553,7 +504,7 @@ def test_after_sigterm_a_new_client_is_refused_while_requests_finish(server, ren
             time.sleep(0.02)
         assert refused  # while the held request still runs
         rendezvous.release()
-        assert _body_of_one_response(held) == b"released"
+        assert one_response_body(held) == b"released"
     code, _, err = server.proc.finish()
     assert code == 0
     assert "stopped" in err

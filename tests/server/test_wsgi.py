@@ -110,3 +110,48 @@ def test_live_input_raises_when_the_body_is_cut_short():
     assert live.read(3) == b"abc"
     with pytest.raises(ProtocolError):
         live.read()
+
+
+# --- proxy headers in the environ (forwarded.py's rules, as the builder applies them) -------
+
+
+def _built(trusted: bool, headers: list[tuple[bytes, bytes]]) -> dict:
+    from netassist.server.forwarded import TrustedPeers
+    from netassist.server.protocol import Request
+    from netassist.server.wsgi import EMPTY_INPUT, EnvironBuilder
+
+    builder = EnvironBuilder(server_name="127.0.0.1", server_port="8000")
+    if trusted:
+        builder = builder.trusting(TrustedPeers(["127.0.0.1"]))
+    base = builder.connection_base(("127.0.0.1", 5000))
+    request = Request("GET", b"/", "1.1", [(b"Host", b"x"), *headers], True, None, False, False)
+    return builder.build(base, request, EMPTY_INPUT, None)
+
+
+PROXY_HEADERS = [
+    (b"X-Forwarded-For", b"203.0.113.7"),
+    (b"x-forwarded-proto", b"https"),
+    (b"FORWARDED", b"for=198.51.100.1;proto=http"),
+]
+
+
+def test_a_peer_not_believed_never_puts_proxy_headers_in_the_environ():
+    environ = _built(False, PROXY_HEADERS)
+    assert not {"HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_FORWARDED"} & set(environ)
+    assert (environ["REMOTE_ADDR"], environ["REMOTE_PORT"]) == ("127.0.0.1", "5000")
+    assert environ["wsgi.url_scheme"] == "http"
+
+
+@pytest.mark.parametrize("order", [PROXY_HEADERS, PROXY_HEADERS[::-1]], ids=["as-is", "reversed"])
+def test_a_believed_peer_sets_the_client_whatever_the_order_of_its_headers(order):
+    environ = _built(True, order)
+    assert environ["HTTP_X_FORWARDED_FOR"] == "203.0.113.7"
+    assert environ["HTTP_FORWARDED"] == "for=198.51.100.1;proto=http"
+    assert (environ["REMOTE_ADDR"], environ["wsgi.url_scheme"]) == ("203.0.113.7", "https")
+    assert "REMOTE_PORT" not in environ
+
+
+def test_repeated_x_forwarded_for_lines_make_one_chain():
+    environ = _built(True, [(b"X-Forwarded-For", b"6.6.6.6"), (b"X-Forwarded-For", b"10.1.1.1")])
+    assert environ["HTTP_X_FORWARDED_FOR"] == "6.6.6.6,10.1.1.1"
+    assert environ["REMOTE_ADDR"] == "10.1.1.1"

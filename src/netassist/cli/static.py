@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
-from netassist.cli.server import add_common_server_options, config_from_args, configure_logging
+from netassist.cli.server import add_common_server_options, config_from_args, log_when_ready
 from netassist.errors import ExitCode, UsageError
 
 
@@ -67,9 +66,9 @@ def serve(args: argparse.Namespace) -> int:
     from netassist.server import arbiter
     from netassist.static import StaticFiles
 
-    configure_logging(args.log_level)
     if not os.path.isdir(args.directory):
         raise UsageError(f"{args.directory!r} is not a folder")
+    config = config_from_args(args)
     app = StaticFiles(
         args.directory,
         listing=not args.no_listing,
@@ -79,7 +78,11 @@ def serve(args: argparse.Namespace) -> int:
         gzip=args.gzip,
         charset=args.charset,
     )
-    config = config_from_args(args)
-    logging.getLogger("netassist.server").info("serving %s", os.path.abspath(args.directory))
-    arbiter.run(app, config)
+    folder = os.path.abspath(args.directory)
+    arbiter.run(
+        app,
+        config,
+        reconfigure=lambda: config_from_args(args),
+        on_ready=log_when_ready("serving %s", folder),
+    )
     return ExitCode.OK

@@ -32,6 +32,8 @@ import io
 import logging
 import os
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +42,9 @@ from stat import S_ISREG
 from typing import Any
 
 from netassist.corking import CORK_MIN, set_cork
+from netassist.server import forwarded
 from netassist.server.config import ServerConfig
+from netassist.server.logs import AccessLog, Entry
 from netassist.server.poller import HAS_EPOLL, IN, IN_LEVEL, OUT, OUT_LEVEL, Poller, Waker
 from netassist.server.protocol import (
     CLOSED,
@@ -63,7 +67,6 @@ from netassist.server.wsgi import (
 )
 
 log = logging.getLogger("netassist.server")
-access_log = logging.getLogger("netassist.access")
 
 RECV_SIZE = 64 * 1024  # below the allocator's mmap threshold: a bigger recv costs a mmap per call
 LINGER_SECONDS = 2.0
@@ -73,6 +76,10 @@ _NEVER = float("inf")  # the deadline of a connection whose app is running
 # 1.87 GB/s, bench/README.md).
 SENDFILE_CHUNK = 2 << 20
 SWEEP_INTERVAL = 1.0
+# Connections taken per wake-up of the listener. A worker alone takes a burst at once; one of
+# several takes one, so a burst of new clients (wrk's 50 at its start) spreads over the workers
+# instead of landing on whichever woke first.
+ACCEPT_ALONE, ACCEPT_SHARED = 64, 1
 _AF_UNIX = getattr(socket, "AF_UNIX", None)  # missing on Windows
 # os.read/os.write skip the socket methods' argument parsing; Windows sockets need the methods.
 _read: Callable[[Any, int], bytes] = os.read if HAS_EPOLL else socket.socket.recv
@@ -84,7 +91,35 @@ _PLAIN_FILES = (io.BufferedReader, io.FileIO)
 
 # What a connection is doing; the deadline that applies follows from it. (Not the parser's
 # states: those are about the request's bytes, these about the connection's work.)
-READ_HEAD, READ_BODY, IN_APP, WRITE, LINGER = range(5)
+READ_HEAD, READ_BODY, IN_APP, WRITE, LINGER, HANDSHAKE = range(6)
+
+
+def _tls_read(sock: ssl.SSLSocket, size: int) -> bytes:
+    """``_read`` of a TLS worker: what OpenSSL has decrypted, all of it (a record read
+    only in part would wait for an event that never comes)."""
+    try:
+        data = sock.recv(size)
+        while sock.pending():
+            data += sock.recv(sock.pending())
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        raise BlockingIOError from None
+    return data
+
+
+def _tls_write(sock: ssl.SSLSocket, data: bytes) -> int:
+    """``_write`` of a TLS worker."""
+    try:
+        return sock.send(data)
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        raise BlockingIOError from None
+
+
+def _serve_tls() -> None:
+    """Make this process's reads and writes go through TLS. A process serves either TLS or
+    plain HTTP (--certfile applies to every bind), and the hot path reads these two module
+    names: choosing per worker or per connection cost 300 or more instructions a request."""
+    global _read, _write
+    _read, _write = _tls_read, _tls_write  # type: ignore[assignment]
 
 
 class Connection:
@@ -112,6 +147,8 @@ class Connection:
         "remote",
         "request",
         "result",
+        "seen",
+        "sent",
         "sock",
         "start",
         "started_at",
@@ -145,25 +182,55 @@ class Connection:
         self.out = b""
         self.file: list[int] | None = None  # [file fd, offset, remaining, total] during sendfile
         self.started_at = 0.0
+        # For the access log only: the environ the app saw and the body bytes it produced.
+        self.seen: dict | None = None
+        self.sent = 0
 
 
 class Worker:
     """Serves ``app`` on already-listening ``sockets`` until :meth:`stop`."""
 
-    def __init__(self, app: WSGIApp, config: ServerConfig, sockets: list[socket.socket]) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        config: ServerConfig,
+        sockets: list[socket.socket],
+        *,
+        access: AccessLog | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = app
         self.config = config
         self.threads = config.threads if HAS_EPOLL else 1
         self.poller = Poller()
-        self.listeners: dict[int, tuple[socket.socket, EnvironBuilder]] = {}
+        # fd -> (socket, the environ builder of its connections, and of those from a proxy
+        # that --forwarded-allow-ips believes)
+        self.listeners: dict[int, tuple[socket.socket, EnvironBuilder, EnvironBuilder]] = {}
         self.conns: dict[int, Connection] = {}
         self.stopping = False
+        # Whether a response ends its connection because the worker stops (TERM of the
+        # whole server), rather than the connection being kept until its next request, which
+        # is then answered with "Connection: close" (a worker retiring while others serve).
+        self._closing = False
+        #: --max-requests: the count after which on_limit is called (0: never).
+        self.max_requests = 0
+        self.handled = 0
+        #: Called once when max_requests is reached (the arbiter starts a replacement).
+        self.on_limit: Callable[[], None] | None = None
+        #: Called about once a second from the loop, with the monotonic time (heartbeat).
+        self.on_tick: Callable[[float], None] | None = None
+        self._accept_batch = ACCEPT_ALONE if config.workers == 1 else ACCEPT_SHARED
+        self.peers = forwarded.TrustedPeers(config.forwarded_allow_ips)
         self._accept_paused = False
         self._sweep_lock = threading.Lock()
         self._next_sweep = 0.0
         self._waker = Waker()
         self.poller.register(self._waker.fd, IN_LEVEL)
-        self._log_access = config.access_log is not None
+        self.access = access
+        self._log_access = access is not None
+        self._tls = tls
+        if tls is not None:
+            _serve_tls()
         self._keep_alive = config.keep_alive
         self._level = HAS_EPOLL and self.threads == 1
         self._in, self._out = (IN_LEVEL, OUT_LEVEL) if self._level else (IN, OUT)
@@ -182,11 +249,12 @@ class Worker:
             builder = EnvironBuilder(
                 server_name=server_name,
                 server_port=server_port,
+                url_scheme="http" if tls is None else "https",
                 multithread=self.threads > 1,
                 multiprocess=multiprocess,
                 script_name=config.script_name,
             )
-            self.listeners[sock.fileno()] = (sock, builder)
+            self.listeners[sock.fileno()] = (sock, builder, builder.trusting(self.peers))
             self.poller.register(sock.fileno(), IN)
 
     # --- running ----------------------------------------------------------------------------
@@ -208,17 +276,53 @@ class Worker:
             self._finish_in_flight()
         finally:
             for thread in helpers:
-                thread.join(self.config.send_timeout)
+                thread.join(self.config.graceful_timeout)
             self._shutdown()
 
-    def stop(self) -> None:
-        """Stop accepting and leave :meth:`run` once busy connections finish; thread- and
-        signal-safe. The listening sockets are closed (this process's descriptors only) as
-        soon as the loops have ended; refusing new clients at once is their owner's call
-        (``arbiter.shut``), since every process shares those sockets."""
+    def stop(self, *, retire: bool = False) -> None:
+        """Stop accepting and leave :meth:`run` once busy connections finish, within
+        ``graceful_timeout``; thread- and signal-safe. The listening sockets are closed (this
+        process's descriptors only) as soon as the loops have ended; refusing new clients at
+        once is their owner's call (``arbiter.shut``), since every process shares them.
+
+        The whole server stopping closes idle keep-alive connections at once. A worker that
+        ``retire``s while others go on serving (reload, --max-requests, TTOU) keeps each
+        connection until its next request, answers that with ``Connection: close``, and lets
+        idle ones run out their keep-alive time: a client never finds a connection closed
+        under a request it has just sent."""
+        self._closing = not retire
         self.stopping = True
         self.turns.stop()
         self._waker.wake()
+
+    def tick_soon(self) -> None:
+        """Run the once-a-second work (and :attr:`on_tick`) now; signal-safe."""
+        self._next_sweep = 0.0
+        self.turns._next_tick = 0.0
+        self._waker.wake()
+
+    def requests_in_app(self) -> list[tuple[str, str, float | None]]:
+        """The requests whose app calls are running now: ``(method, target, started)``,
+        ``started`` on the monotonic clock when known. Read from the threads' frames, so it
+        costs the hot path nothing, and works from a signal handler while an app is stuck:
+        the arbiter names the request of a worker it kills for silence."""
+        found = []
+        for frame in sys._current_frames().values():
+            conn, started = None, None
+            while frame is not None:
+                code = frame.f_code
+                if code is _CALL_APP and conn is None:
+                    conn = frame.f_locals.get("conn")
+                elif code is _SERVE and started is None:
+                    started = frame.f_locals.get("now")  # the poll this request came in
+                elif code is _SERVE_TURN and started is None:
+                    busy = frame.f_locals.get("busy")  # the event's own start
+                    started = busy[0] if busy else None
+                frame = frame.f_back
+            request = getattr(conn, "request", None)
+            if request is not None:
+                found.append((request.method, request.target.decode("latin-1"), started))
+        return found
 
     def _loop(self) -> None:
         if self.threads > 1:
@@ -262,10 +366,11 @@ class Worker:
     def _accept(self, fd: int) -> None:
         if self.stopping:
             return  # the listener is shut: accept() would only fail
-        sock, builder = self.listeners[fd]
+        sock, builder, trusting = self.listeners[fd]
         config = self.config
         deadline = time.monotonic() + config.header_timeout
-        for _ in range(64):
+        trusts = self.peers.trusts
+        for _ in range(self._accept_batch):
             if len(self.conns) >= config.max_connections:
                 self._accept_paused = True
                 return  # the listener stays disarmed until a connection closes
@@ -281,8 +386,12 @@ class Worker:
             client.setblocking(False)
             if client.family != _AF_UNIX:
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            chosen = trusting if trusts(remote if isinstance(remote, tuple) else None) else builder
+            if self._tls is not None:
+                self._accept_tls(client, remote, chosen, deadline)
+                continue
             conn = Connection(
-                client, remote, ServerConnection(config.limits, config.server_name), builder
+                client, remote, ServerConnection(config.limits, config.server_name), chosen
             )
             conn.deadline = deadline
             conn.start.write = partial(self._write_callable, conn)
@@ -297,6 +406,57 @@ class Worker:
                 # With TCP_DEFER_ACCEPT the request is usually here already: no epoll round trip.
                 self._read(conn)
         self._rearm_listener(fd)
+
+    def _accept_tls(
+        self, client: socket.socket, remote: Any, builder: EnvironBuilder, deadline: float
+    ) -> None:
+        """A TLS connection: its handshake goes on in the loop, under header_timeout."""
+        assert self._tls is not None
+        try:
+            wrapped = self._tls.wrap_socket(client, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError):
+            client.close()
+            return
+        config = self.config
+        conn = Connection(
+            wrapped, remote, ServerConnection(config.limits, config.server_name), builder
+        )
+        conn.io = wrapped  # read and written through TLS (_tls_read, _tls_write)
+        conn.deadline = deadline
+        conn.start.write = partial(self._write_callable, conn)
+        conn.phase = HANDSHAKE
+        self.conns[conn.fd] = conn
+        with conn.lock:
+            self._handshake(conn)
+
+    def _handshake(self, conn: Connection) -> None:
+        try:
+            conn.sock.do_handshake()  # type: ignore[attr-defined]
+        except ssl.SSLWantReadError:
+            self._arm(conn, self._in)
+            return
+        except ssl.SSLWantWriteError:
+            self._arm(conn, self._out)
+            return
+        except ssl.SSLError as exc:
+            if exc.reason == "HTTP_REQUEST":  # plain HTTP: say so in plain HTTP, as nginx does
+                answer = conn.proto.error_response(400, "this port speaks HTTPS: use https://")
+                try:
+                    socket.socket.send(conn.sock, answer)  # beside TLS, not through it
+                except OSError:
+                    pass
+                self._begin_linger(conn)
+            else:
+                self._close(conn)
+            return
+        except (OSError, ValueError):  # a reset, a closed socket
+            self._close(conn)
+            return
+        conn.phase = READ_HEAD
+        if self.threads > 1:
+            self._arm(conn, self._in)
+        else:
+            self._read(conn)  # the request often came with the handshake's last flight
 
     def _rearm_listener(self, fd: int) -> None:
         if not self.stopping:
@@ -336,10 +496,15 @@ class Worker:
         try:
             if conn.closed:
                 return
-            if conn.phase == WRITE:
+            phase = conn.phase
+            if phase <= READ_BODY:
+                self._read(conn)  # the usual event, first
+            elif phase == WRITE:
                 self._pump(conn)
-            elif conn.phase == LINGER:
+            elif phase == LINGER:
                 self._linger(conn)
+            elif phase == HANDSHAKE:
+                self._handshake(conn)
             else:
                 self._read(conn)
         except Exception:  # a bug of ours must cost one connection, never the worker
@@ -454,9 +619,11 @@ class Worker:
         assert request is not None
         conn.phase = IN_APP
         conn.deadline = _NEVER
+        environ = conn.builder.build(conn.environ, request, body, content_length)
         if self._log_access:
             conn.started_at = time.time()
-        environ = conn.builder.build(conn.environ, request, body, content_length)
+            conn.seen = environ
+            conn.sent = 0
         start = conn.start
         start.status = start.headers = None
         start.headers_sent = False
@@ -552,6 +719,8 @@ class Worker:
             except (ValueError, RuntimeError) as exc:
                 self._bad_response(conn, exc)
                 return
+            if chunk is not None:
+                conn.sent += len(chunk)
             conn.out = head + (
                 proto.end_response() if chunk is None else proto.response_body(chunk)
             )
@@ -559,7 +728,7 @@ class Worker:
     def _send_some(self, conn: Connection) -> bool:
         """Send ``conn.out``; True when all of it went, False when the socket is full."""
         try:
-            sent = conn.sock.send(conn.out)
+            sent = _write(conn.io, conn.out)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
@@ -583,8 +752,8 @@ class Worker:
             offset = filelike.tell()
         except (AttributeError, OSError, io.UnsupportedOperation):
             return False
-        if not _HAS_SENDFILE or not S_ISREG(stat.st_mode):
-            return False
+        if not _HAS_SENDFILE or not S_ISREG(stat.st_mode) or self._tls is not None:
+            return False  # (through TLS, the file is read and encrypted: iterated)
         start = conn.start
         if start.status is None or start.headers is None:
             return False
@@ -637,6 +806,7 @@ class Worker:
             conn.corked = False
             set_cork(conn.sock, False)  # pushes out the last partial segment
         conn.proto.count_body_sent(total)
+        conn.sent += total
         conn.out = conn.proto.end_response()
         return True
 
@@ -677,13 +847,13 @@ class Worker:
 
     def _finish(self, conn: Connection) -> None:
         """The response is out: close the app's iterable, then keep-alive or close."""
+        if self._log_access and conn.request is not None:
+            self._access(conn)
         if type(conn.result) is list:
             conn.result = None  # the usual answer: nothing to close
         else:
             self._close_result(conn)
         proto = conn.proto
-        if self._log_access and conn.request is not None:
-            self._access(conn)
         if conn.body is not None:
             conn.body.close()  # a spooled temporary file is deleted here
             conn.body = None
@@ -696,7 +866,7 @@ class Worker:
             and not self._discard_body(conn)
         ):
             proto.keep_alive = False
-        if not proto.keep_alive or self.stopping:
+        if not proto.keep_alive or self._closing:
             self._begin_linger(conn)
             return
         waiting = proto.start_next_cycle()
@@ -729,25 +899,37 @@ class Worker:
 
     def _access(self, conn: Connection) -> None:
         request = conn.request
-        assert request is not None
-        status = conn.start.status or "-"
-        remote = conn.remote[0] if conn.remote else "-"
-        took = time.time() - conn.started_at
-        access_log.info(
-            '%s "%s %s HTTP/%s" %s %.1fms',
-            remote,
-            request.method,
-            request.target.decode("latin-1"),
-            request.version,
-            status.split(" ", 1)[0],
-            took * 1000,
+        assert request is not None and self.access is not None
+        start = conn.start
+        result = conn.result
+        if type(result) is list:  # sent whole, not counted on the way
+            conn.sent = sum(len(chunk) for chunk in result if type(chunk) is bytes)
+        self.access.log(
+            Entry(
+                method=request.method,
+                target=request.target.decode("latin-1"),
+                version=request.version,
+                status=start.status or "500",
+                sent=conn.sent,
+                started=conn.started_at,
+                took=time.time() - conn.started_at,
+                request_headers=request.headers,
+                response_headers=start.headers,
+                environ=conn.seen,
+            )
         )
+        conn.seen = None
 
     # --- closing ---------------------------------------------------------------------------
 
     def _begin_linger(self, conn: Connection) -> None:
         """Close our side, then read away what the client still sends for a moment, so
         its unread request bytes do not turn our close into a reset that loses the response."""
+        if self._tls is not None:
+            try:
+                conn.sock.unwrap()  # type: ignore[attr-defined]  # sends close_notify
+            except (OSError, ValueError):
+                pass  # the peer's close_notify is not here yet; ours has gone
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -792,6 +974,8 @@ class Worker:
             return
         try:
             self._next_sweep = now + SWEEP_INTERVAL
+            if self.on_tick is not None:
+                self.on_tick(now)
             for conn in list(self.conns.values()):
                 if conn.deadline < now and conn.lock.acquire(blocking=False):
                     try:
@@ -813,16 +997,25 @@ class Worker:
     def _finish_in_flight(self) -> None:
         """After :meth:`stop`: close the listening sockets and the idle keep-alive
         connections, and go on serving the others until their responses are out (each under
-        its own timeouts), for at most ``send_timeout`` in all. Runs on the main thread once
-        the loops have ended; a helper thread may still be finishing an event of its own."""
-        for fd, (sock, _) in self.listeners.items():
+        its own timeouts), for at most ``graceful_timeout`` in all. Runs on the main thread
+        once the loops have ended; a helper thread may still be finishing an event of its own.
+        A retiring worker keeps its keep-alive connections until their next request, which
+        it answers with ``Connection: close`` (see :meth:`stop`)."""
+        for fd, (sock, *_) in self.listeners.items():
             self.poller.unregister(fd)
             sock.close()
         self.poller.unregister(self._waker.fd)  # stop()'s byte would keep the poll readable
+        if not self._closing:
+            # From now on every request is the last of its connection. An instance attribute,
+            # so the hot path's own _on_request stays as it is while the worker serves.
+            self._on_request = self._on_last_request  # type: ignore[method-assign]
+            for conn in list(self.conns.values()):
+                if conn.phase in (READ_BODY, IN_APP):
+                    conn.proto.keep_alive = False  # its head is not out yet: it says close
         several = self.threads > 1
         pending = self.turns.pending
         conns = self.conns
-        end = time.monotonic() + self.config.send_timeout
+        end = time.monotonic() + self.config.graceful_timeout
         while True:
             # Requests that have already arrived are answered (and their connections then
             # closed) before the idle ones are.
@@ -836,8 +1029,29 @@ class Worker:
                     self._handle_unlocked(conn)
             now = time.monotonic()
             self._sweep(now)  # every round: a lingering close ends on time, not up to 1 s late
-            if not self._close_idle() or now >= end:
+            busy = self._close_idle() if self._closing else len(conns)
+            if not busy or now >= end:
                 return
+
+    def _on_last_request(self, conn: Connection, request: Request) -> bool:
+        """:meth:`_on_request` of a retiring worker: the answer closes the connection."""
+        request.keep_alive = False
+        conn.proto.keep_alive = False
+        return Worker._on_request(self, conn, request)
+
+    def _call_app_counted(self, conn: Connection, body: Any, content_length: int | None) -> None:
+        """:meth:`_call_app` with --max-requests: counts, and says when the count is reached."""
+        self.handled += 1
+        if self.handled == self.max_requests and self.on_limit is not None:
+            self.on_limit()
+        Worker._call_app(self, conn, body, content_length)
+
+    def retire_after(self, count: int, on_limit: Callable[[], None]) -> None:
+        """Call ``on_limit`` once ``count`` requests have reached the app (--max-requests)."""
+        self.max_requests = count
+        self.on_limit = on_limit
+        # An instance attribute, so a worker without a limit counts nothing.
+        self._call_app = self._call_app_counted  # type: ignore[method-assign]
 
     def _close_idle(self) -> int:
         """Close the connections waiting for a request that has not begun; return how many
@@ -910,3 +1124,9 @@ def _poll_busy(poll: Any, window: float, timeout: float, maxevents: int) -> list
         if events:
             return events
     return poll(timeout, maxevents)
+
+
+# The frames requests_in_app() looks for.
+_CALL_APP = Worker._call_app.__code__
+_SERVE = Worker._serve.__code__
+_SERVE_TURN = Turns._serve_turn.__code__

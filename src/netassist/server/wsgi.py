@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 from urllib.parse import unquote_to_bytes
 
+from netassist.server import forwarded
 from netassist.server.protocol import NEED_DATA, Data, EndOfMessage, Request, ServerConnection
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
@@ -128,20 +129,28 @@ class LiveInput(io.RawIOBase):
         return line
 
 
-# Header name (as received) -> environ key, or None for a name to drop. Names repeat from
-# request to request, so each is worked out once (bounded, in case a client invents many).
-_KEYS: dict[bytes, str | None] = {}
+# Header name (as received) -> environ key, or None for a name to drop, or _PROXY. Names
+# repeat from request to request, so each is worked out once (bounded, in case a client
+# invents many).
+_KEYS: dict[bytes, str | bool | None] = {}
 _UNKNOWN = object()
+# A proxy header (forwarded.py): falsy, like the names the loop skips, so it costs the
+# usual request nothing; the builder of the connection decides what becomes of it.
+_PROXY = False
+_PROXY_NAMES = {b"X-FORWARDED-FOR": forwarded.FOR, b"X-FORWARDED-PROTO": forwarded.PROTO}
+_PROXY_NAMES[b"FORWARDED"] = forwarded.FORWARDED
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _KEYS_LIMIT = 4096
 
 
-def _environ_key(name: bytes) -> str | None:
+def _environ_key(name: bytes) -> str | bool | None:
     key = _KEYS.get(name)
     if key is None and name not in _KEYS:
         upper = name.upper()
         if b"_" in upper:
             key = None  # X_Forwarded_For would land on X-Forwarded-For's key: drop it
+        elif upper in _PROXY_NAMES:
+            key = _PROXY
         elif upper == b"CONTENT-TYPE":
             key = "CONTENT_TYPE"
         elif upper == b"CONTENT-LENGTH":
@@ -229,8 +238,12 @@ class EnvironBuilder:
         multiprocess: bool = False,
         script_name: str = "",
         errors: IO[str] | None = None,
+        proxies: forwarded.TrustedPeers | None = None,
     ) -> None:
         self.script_name = script_name
+        #: None: the connections this builder serves are not believed (their proxy headers
+        #: never reach the environ); else the peers of --forwarded-allow-ips.
+        self.proxies = proxies
         self.base = {
             "GATEWAY_INTERFACE": "CGI/1.1",
             "SERVER_NAME": server_name,
@@ -303,6 +316,8 @@ class EnvironBuilder:
             if key is _UNKNOWN:
                 key = _environ_key(name)
             if not key:
+                if key is _PROXY and self.proxies is not None:
+                    self._believe(environ, base, name, value)
                 continue
             if key in environ:
                 separator = "; " if key == "HTTP_COOKIE" else ","
@@ -310,3 +325,23 @@ class EnvironBuilder:
             else:
                 environ[key] = value.decode("latin-1")
         return environ
+
+    def trusting(self, proxies: forwarded.TrustedPeers) -> EnvironBuilder:
+        """The same builder for connections from a proxy we believe."""
+        twin = EnvironBuilder.__new__(EnvironBuilder)
+        twin.__dict__.update(self.__dict__)
+        twin.proxies = proxies
+        return twin
+
+    def _believe(self, environ: dict, base: dict, name: bytes, value: bytes) -> None:
+        """A proxy header from a believed peer: in the environ, and applied (again, from the
+        connection's own values, so the order of the headers does not matter)."""
+        key = _PROXY_NAMES[name.upper()]
+        text = value.decode("latin-1")
+        environ[key] = environ[key] + "," + text if key in environ else text
+        for own in ("REMOTE_ADDR", "REMOTE_PORT", "wsgi.url_scheme"):
+            if own in base:
+                environ[own] = base[own]
+            else:
+                environ.pop(own, None)
+        forwarded.apply(environ, self.proxies)  # type: ignore[arg-type]
