@@ -766,6 +766,12 @@ class Client:
         try:
             fd = open_no_follow(part, flags)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer, "too many levels of links"
+                raise TransferError(
+                    f"{part} is a symbolic link, which netassist never writes through (it "
+                    "could lead the data anywhere): remove it and run again",
+                    ExitCode.FILE,
+                ) from None
             raise explain(exc, f"opening {part}") from None
         self.receiving = part
         try:
