@@ -141,8 +141,13 @@ class Client:
                 ) from None
             except (ssl.SSLError, OSError) as exc:
                 self.sock.close()
+                # ssl's own text ("[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in
+                # violation of protocol (_ssl.c:1006)") is for its developers; its reason is
+                # enough: a server without TLS closes (EOF) or answers in the clear.
+                why = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
                 raise TransferError(
-                    f"{self.peer}: TLS failed ({exc}); is the server using TLS?"
+                    f"{self.peer}: TLS failed ({why.lower().replace('_', ' ')}): the server "
+                    "does not seem to speak TLS (then leave out --tls and --tls-ca)"
                 ) from None
         self.reader = protocol.Reader()
         self._inbox = bytearray(RECV_BLOCK)
