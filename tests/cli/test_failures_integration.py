@@ -163,6 +163,21 @@ def test_missing_file_fails_before_connecting():
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("nan", "'nan' is not a number of seconds"),  # it said "'nan' must not be negative"
+        ("NaN", "'NaN' is not a number of seconds"),
+        ("soon", "'soon' is not a number of seconds"),
+        ("-1", "'-1' must not be negative"),
+    ],
+)
+@pytest.mark.parametrize("command", [["udp", "listen", "0"], ["files", "ls", "127.0.0.1:9"]])
+def test_a_timeout_that_is_not_a_number_of_seconds(command, value, said):
+    result = run_netassist(*command, "--timeout", value)
+    assert_one_line_failure(result, ExitCode.USAGE, said, "--help")
+
+
 def test_unknown_encoding_and_bad_option_are_usage_errors():
     result = run_netassist("udp", "send", "127.0.0.1", "9", "x", "--encoding", "klingon")
     assert_one_line_failure(result, ExitCode.USAGE, "unknown encoding 'klingon'")
