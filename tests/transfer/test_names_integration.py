@@ -214,6 +214,25 @@ def test_a_folder_upload_with_hidden_to_a_server_that_takes_them(netassist, proj
     assert fetched.returncode != 0 and not (tmp_path / "o" / ".x.netassist-part").exists()
 
 
+@pytest.mark.parametrize("remote_dir", [".config", "a/.b", "a/%2eb"])
+def test_an_upload_into_a_hidden_folder_says_why_before_sending(netassist, tmp_path, remote_dir):
+    # It said "no such file or folder: .config/a.txt (not_found)", exit 11: the server's
+    # answer to any refused name, which reveals nothing and explains nothing.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "a.txt").write_text("a")
+    address = serve(netassist, inbox, "--allow-upload")
+    result = run_netassist("files", "put", address, str(tmp_path / "a.txt"), remote_dir)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and err.count("\n") == 1, err
+    assert f"cannot put into '{remote_dir}': the server takes no hidden names" in err
+    assert "--show-hidden" in err and not list(inbox.iterdir())
+    taking = serve(netassist, inbox, "--allow-upload", "--show-hidden")
+    result = run_netassist("files", "put", taking, str(tmp_path / "a.txt"), ".config")
+    assert result.returncode == 0, result.stderr  # naming it is asking for it
+    assert (inbox / ".config" / "a.txt").read_text() == "a"
+
+
 def test_an_upload_names_what_a_windows_server_cannot_hold_before_sending(tmp_path):
     # The server says which naming rules it keeps; a name it would refuse is skipped by
     # name before the first byte goes out, and the rest arrives.

@@ -512,6 +512,12 @@ class Client:
         local = os.path.abspath(local)
         base = os.path.basename(local.rstrip(os.sep))
         into = self._remote(remote_dir)
+        if not self.server_hidden and any(_hidden(part, self.server_system) for part in into):
+            # The server would answer not_found (a refusal reveals nothing): say why instead.
+            raise UsageError(
+                f"cannot put into {shown(remote_dir)!r}: the server takes no hidden names (it "
+                "needs files serve --show-hidden); name a folder without a leading dot"
+            )
         skips = _Skips()
         plan: list[tuple[str, str]] = []
         is_folder = os.path.isdir(local)
@@ -860,6 +866,15 @@ def write_error(failed: WriteFailed, fate: str) -> NetassistError:
     return NetassistError(
         f"{error}; {fate}", ExitCode.PERMISSION_DENIED if denied else ExitCode.FILE
     )
+
+
+def _hidden(segment: str, system: str) -> bool:
+    """Whether the hidden rule refuses ``segment`` (``%2ename`` is hidden too)."""
+    try:
+        check_segment(segment, system=system)
+    except PathRefused as exc:
+        return exc.reason is paths.Reason.HIDDEN
+    return False
 
 
 def sendable(path: str) -> os.stat_result:
