@@ -44,7 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--token",
         default=os.environ.get("NETASSIST_TOKEN"),
-        help="a shared secret clients must give",
+        help="a shared secret clients must give (default: $NETASSIST_TOKEN)",
     )
     s.add_argument(
         "--max-clients",
@@ -97,9 +97,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         ("put", "send files or folders (the server must --allow-upload)"),
     ):
         c = actions.add_parser(name, help=helptext)
-        c.add_argument("server", metavar="HOST[:PORT]")
+        c.add_argument(
+            "server",
+            metavar="HOST[:PORT]",
+            help=f"the server: HOST:PORT, [V6]:PORT, or HOST (port {DEFAULT_PORT})",
+        )
         if name == "ls":
-            c.add_argument("path", metavar="PATH", nargs="?", default="")
+            c.add_argument(
+                "path",
+                metavar="PATH",
+                nargs="?",
+                default="",
+                help="a remote folder or file (default: the whole shared folder)",
+            )
         elif name == "put":
             c.add_argument(
                 "local",
@@ -116,7 +126,12 @@ def register(commands: argparse._SubParsersAction) -> None:
             )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         else:
-            c.add_argument("remote", metavar="REMOTE", nargs="+")
+            c.add_argument(
+                "remote",
+                metavar="REMOTE",
+                nargs="+",
+                help="remote files or folders, as files ls shows them",
+            )
             c.add_argument(
                 "-o",
                 "--output",
@@ -137,7 +152,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                 "until it closes): files only, not verified, not resumable",
             )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
-        c.add_argument("--token", default=os.environ.get("NETASSIST_TOKEN"))
+        c.add_argument(
+            "--token",
+            default=os.environ.get("NETASSIST_TOKEN"),
+            help="the server's shared secret (default: $NETASSIST_TOKEN)",
+        )
         c.add_argument(
             "--tls", action="store_true", help="connect over TLS (the system's trusted CAs)"
         )

@@ -12,7 +12,7 @@ import logging
 import os
 
 from netassist.errors import ExitCode
-from netassist.server.config import ServerConfig
+from netassist.server.config import Bind, ServerConfig
 
 _DEFAULTS = ServerConfig()
 
@@ -56,7 +56,9 @@ def add_common_server_options(p: argparse.ArgumentParser) -> None:
         "--bind",
         action="append",
         metavar="ADDRESS",
-        help="HOST:PORT, [V6]:PORT or unix:PATH; repeatable "
+        help="HOST:PORT, [V6]:PORT, PORT or :PORT (on 127.0.0.1), "
+        f"HOST (port {Bind().port}) or "
+        "unix:PATH; 0.0.0.0 or :: for every interface; repeatable "
         f"(default {', '.join(str(b) for b in _DEFAULTS.binds)})",
     )
     p.add_argument(
@@ -65,7 +67,12 @@ def add_common_server_options(p: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.access_log,
         help="log each request to FILE, or - for stderr (default: none)",
     )
-    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="how much the server says on stderr (default info)",
+    )
     for flags, setting, kind, metavar, text in _SETTINGS:
         p.add_argument(
             *flags,

@@ -167,7 +167,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=tcp_listen)
 
     p = commands.add_parser("replay", help="send the data of a --log file again")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="a file written by --log (JSON Lines)")
     p.add_argument(
         "--to",
         nargs="+",
