@@ -21,7 +21,7 @@ import stat
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
+from stat import S_ISREG
 
 from netassist import paths
 from netassist.errors import ExitCode, NetassistError, TimeoutExpired, UsageError, explain
@@ -890,15 +890,9 @@ def sendable(path: str) -> os.stat_result:
 
 
 def _not_sendable(path: str, st: os.stat_result) -> NetassistError:
-    kinds = (
-        (S_ISCHR, "a character device"),
-        (S_ISBLK, "a block device"),
-        (S_ISFIFO, "a FIFO"),
-        (S_ISSOCK, "a socket"),
-        (S_ISDIR, "a folder"),
+    return UsageError(
+        f"{path} is {paths.kind_of(st.st_mode)}: only regular files and folders can be sent"
     )
-    kind = next((name for test, name in kinds if test(st.st_mode)), "not a regular file")
-    return UsageError(f"{path} is {kind}: only regular files and folders can be sent")
 
 
 def _valid_time(value: object) -> bool:
