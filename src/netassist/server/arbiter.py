@@ -120,14 +120,45 @@ def _url(sock) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+class _QuietFailures(logging.StreamHandler):
+    """An access-log handler whose failed writes (a full disk) are one warning line, said
+    again only after the log could be written in between, instead of logging's own
+    "--- Logging error ---" and a traceback for every request. The server keeps serving."""
+
+    failing = False  # the last write failed, and that was said
+    failed_now = False  # the write in progress failed
+    error: BaseException = OSError("write failed")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write ``record``; say once when the log stops (or starts again) taking lines."""
+        self.failed_now = False
+        super().emit(record)  # a failure lands in handleError
+        if self.failed_now and not self.failing:
+            why = explain(self.error, f"writing the access log {self.name}")
+            log.warning("%s; requests are not logged until it can be written", why)
+        elif self.failing and not self.failed_now:
+            log.warning("access log %s is written again", self.name)
+        self.failing = self.failed_now
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Note the failure (the line is lost) instead of printing a traceback."""
+        self.failed_now = True
+        self.error = sys.exc_info()[1] or self.error
+
+
+class _AccessLogFile(_QuietFailures, logging.FileHandler):
+    """The access log in a file (``--access-log FILE``)."""
+
+
 def _setup_access_log(config: ServerConfig) -> None:
     if config.access_log is None:
         return
     logger = logging.getLogger("netassist.access")
     if config.access_log == "-":
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler: logging.Handler = _QuietFailures(sys.stderr)
     else:
-        handler = logging.FileHandler(config.access_log, encoding="utf-8")
+        handler = _AccessLogFile(config.access_log, encoding="utf-8")
+    handler.set_name("stderr" if config.access_log == "-" else config.access_log)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
