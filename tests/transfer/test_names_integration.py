@@ -101,6 +101,27 @@ def test_a_folder_download_brings_every_name_the_server_holds(netassist, project
     assert "\r" not in err  # "Icon\r" is shown escaped
 
 
+def test_a_folder_whose_file_name_cannot_travel_is_not_all_verified(netassist, tmp_path):
+    # A name in GBK (as a zip from a Chinese Windows unpacks on Linux) is not UTF-8, so it
+    # cannot travel: the rest arrived with exit 0 and "all verified", the file counted in a
+    # line but nowhere in the exit code.
+    shared = tmp_path / "shared"
+    (shared / "photos").mkdir(parents=True)
+    (shared / "photos" / "ok.jpg").write_bytes(b"jpeg")
+    with open(os.path.join(os.fsencode(shared / "photos"), "照片.jpg".encode("gbk")), "wb") as f:
+        f.write(b"gbk-named")
+    address = serve(netassist, shared)
+    out = tmp_path / "out"
+    result = run_netassist("files", "get", address, "photos", "-o", str(out))
+    err = result.stderr.decode()
+    assert result.returncode == 11, err
+    assert tree(out / "photos") == {"ok.jpg": b"jpeg"}
+    assert "the server left out 1 name its naming rules refuse (not UTF-8" in err
+    assert "1 name(s) the server could not send (see above)" in err
+    listed = run_netassist("files", "ls", address, "photos")
+    assert listed.returncode == 0 and b"not UTF-8" in listed.stderr  # a listing only says
+
+
 def test_a_listing_says_how_many_hidden_entries_were_left_out(netassist, project):
     shared, _ = project
     address = serve(netassist, shared)

@@ -371,20 +371,23 @@ def _report_get(
     received = sum(r.received for r in results)
     refused = _say_refused(results)
     left_out = left_out or {}
-    # Hidden names the user asked for with --hidden and did not get are missing too.
-    missing = refused or (args.hidden and left_out.get("hidden"))
+    # Hidden names the user asked for with --hidden and did not get are missing too, and so
+    # are files of the folders asked for whose names cannot travel (not UTF-8...).
+    missing = refused or (args.hidden and left_out.get("hidden")) or left_out.get("names")
     _say_left_out(left_out, asked_hidden=args.hidden)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
     elif not args.quiet:
         skipped = sum(r.skipped and not r.refused for r in results)
+        unnamed = left_out.get("names", 0)
         resumed = sum(1 for r in results if r.resumed_from)
         print(
             f"{len(results) - skipped - refused} file(s), {received:,} bytes in {took:.2f} s "
             f"({received / took / 1e6:.1f} MB/s), {checked}"
             + (f"; {skipped} existing skipped (--force replaces)" if skipped else "")
             + (f"; {resumed} resumed" if resumed else "")
-            + (f"; {refused} name(s) skipped (see above)" if refused else ""),
+            + (f"; {refused} name(s) skipped (see above)" if refused else "")
+            + (f"; {unnamed} name(s) the server could not send (see above)" if unnamed else ""),
             file=sys.stderr,
         )
     return ExitCode.FILE if missing else ExitCode.OK
@@ -406,7 +409,11 @@ _LEFT_OUT = {
     "outside": ("link{s} leading outside the shared folder", ""),
     "broken": ("broken link{s}", ""),
     "special": ("device{s}, FIFO{s} or socket{s}", ""),
-    "names": ("name{s} its naming rules refuse", ""),
+    "names": (
+        "name{s} its naming rules refuse",
+        "not UTF-8, or shaped like a path such as C:x or %2e%2e; renamed on the server they "
+        "can be fetched",
+    ),
 }
 
 
