@@ -606,7 +606,8 @@ class Session:
         reply = {"path": path, "type": kind, "entries": entries, "left_out": left_out}
         self._send(protocol.encode(protocol.FrameType.REPLY, reply))
         count = len(entries)
-        self._done(f"ls {escape_text(path) or '/'}", f"{count} entr{'y' if count == 1 else 'ies'}")
+        said = f"{count} entr{'y' if count == 1 else 'ies'}{_left_out_text(left_out)}"
+        self._done(f"ls {escape_text(path) or '/'}", said)
 
     def get(self, path: str, body: dict) -> None:
         """Answer a get: a folder's list of files and folders, or a file's bytes."""
@@ -631,7 +632,8 @@ class Session:
                 "left_out": left_out,
             }
             self._send(protocol.encode(protocol.FrameType.REPLY, reply))
-            self._done(what, f"a folder of {len(files)} files and {len(folders)} folders")
+            said = f"a folder of {len(files)} files and {len(folders)} folders"
+            self._done(what, said + _left_out_text(left_out))
             return
         offset = body.get("offset", 0)
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
@@ -799,6 +801,23 @@ def _entry(name: str, st: os.stat_result) -> dict:
         "size": 0 if stat.S_ISDIR(st.st_mode) else st.st_size,
         "mtime_ns": st.st_mtime_ns,
     }
+
+
+#: How the log line of a listing names each kind of entry left out.
+_LEFT_OUT_SAID = {
+    "hidden": "hidden",
+    "outside": "links leading outside",
+    "broken": "broken links",
+    "special": "devices, FIFOs or sockets",
+    "names": "refused by name (not UTF-8, or shaped like a path)",
+}
+
+
+def _left_out_text(left_out: Counter[str]) -> str:
+    """``; left out 1 hidden, 2 refused by name (...)`` for the log line of a listing, so
+    the one serving sees what a client did not get, and why; empty when nothing was."""
+    said = ", ".join(f"{n} {_LEFT_OUT_SAID.get(why, why)}" for why, n in sorted(left_out.items()))
+    return f"; left out {said}" if said else ""
 
 
 def _children(
