@@ -373,7 +373,12 @@ def _report_get(
     left_out = left_out or {}
     # Hidden names the user asked for with --hidden and did not get are missing too, and so
     # are files of the folders asked for whose names cannot travel (not UTF-8...).
-    missing = refused or (args.hidden and left_out.get("hidden")) or left_out.get("names")
+    missing = (
+        refused
+        or (args.hidden and left_out.get("hidden"))
+        or left_out.get("names")
+        or left_out.get("unreadable")
+    )
     _say_left_out(left_out, asked_hidden=args.hidden)
     if args.json:
         print(json.dumps([r.__dict__ for r in results], ensure_ascii=False))
@@ -409,6 +414,7 @@ _LEFT_OUT = {
     "outside": ("link{s} leading outside the shared folder", ""),
     "broken": ("broken link{s}", ""),
     "special": ("device{s}, FIFO{s} or socket{s}", ""),
+    "unreadable": ("folder{s} it cannot read", "sent empty; the server's user may not read them"),
     "names": (
         "name{s} its naming rules refuse",
         "not UTF-8, or shaped like a path such as C:x or %2e%2e; renamed on the server they "

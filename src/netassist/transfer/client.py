@@ -48,6 +48,12 @@ class TransferError(NetassistError):
     """A transfer that could not be completed; the message says what and what to do."""
 
     exit_code = ExitCode.NETWORK
+    code = ""  # the server's ERROR code, when it sent one
+    reason = ""  # and its message
+
+
+#: ERROR answers to a get that concern that one file: a folder's other files still come.
+_ONE_FILE = frozenset({protocol.ErrorCode.NOT_FOUND, protocol.ErrorCode.REFUSED})
 
 
 @dataclass
@@ -255,7 +261,9 @@ class Client:
                         protocol.ErrorCode.REFUSED: ExitCode.PERMISSION_DENIED,
                         protocol.ErrorCode.NO_SPACE: ExitCode.ERROR,
                     }.get(code, ExitCode.NETWORK)
-                    raise TransferError(f"{self.peer}: {message} ({code})", exit_code)
+                    error = TransferError(f"{self.peer}: {message} ({code})", exit_code)
+                    error.code, error.reason = code, message
+                    raise error
                 return event
             if event is not None:
                 raise TransferError(f"{self.peer} sent data nobody asked for")
@@ -404,7 +412,13 @@ class Client:
             if not pending:
                 return results
             remote_name, local, held = pending.popleft()
-            frame = self._file_frame(remote_name)
+            try:
+                frame = self._file_frame(remote_name)
+            except TransferError as exc:
+                if exc.code not in _ONE_FILE:
+                    raise
+                results.append(Result(shown(remote_name), local, 0, 0, 0, "", True, exc.reason))
+                continue
             results.append(self._receive(frame, remote_name, local, force, held, on_progress))
 
     def _offered(self, name: object, kind: str) -> tuple[str, ...]:

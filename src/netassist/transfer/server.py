@@ -642,7 +642,15 @@ class Session:
         # A bare descriptor: a file object (its own fstat, its set-up) costs more than a small
         # file takes to send. Large and resumed files get an unbuffered one on top of it.
         started = time.monotonic()
-        fd = os.open(real, open_flags(os.O_RDONLY))
+        try:
+            fd = os.open(real, open_flags(os.O_RDONLY))
+        except OSError as exc:
+            # A file the server's user may not read: this file fails, not the connection
+            # (it was cut, and the client advised a resume that could never work).
+            why = (exc.strerror or str(exc)).lower()
+            message = f"the server cannot read {escape_text(path)} ({why})"
+            self._refuse(protocol.ErrorCode.REFUSED, message, what)
+            return
         try:
             sent = self._send_file(path, body, real, fd, offset)
         finally:
@@ -810,6 +818,7 @@ _LEFT_OUT_SAID = {
     "broken": "broken links",
     "special": "devices, FIFOs or sockets",
     "names": "refused by name (not UTF-8, or shaped like a path)",
+    "unreadable": "unreadable folder(s), sent empty",
 }
 
 
@@ -830,6 +839,7 @@ def _children(
     try:
         names = os.listdir(folder)
     except OSError:
+        left_out["unreadable"] += 1  # it was sent as an empty folder, and nobody knew
         return iter(())
     for name in names:
         try:
