@@ -159,6 +159,30 @@ def test_a_file_the_server_may_not_read_is_skipped_by_name_and_the_rest_arrives(
         assert "permission denied" in line
 
 
+def test_an_upload_into_a_folder_the_server_may_not_make_is_refused_not_cut(spawn, tmp_path):
+    # The server cut the connection ("failed: [Errno 13] Permission denied"); the client
+    # said "closed the connection in the middle of a transfer (run again to resume)".
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to serve as another user")
+    setpriv = need("setpriv")
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "a.txt").write_text("a")
+    with tempfile.TemporaryDirectory(prefix="netassist-test-") as top:
+        os.chmod(top, 0o777)
+        (Path(top) / "ro").mkdir(mode=0o555)
+        os.chmod(Path(top) / "ro", 0o555)
+        as_nobody = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        command = ["files", "serve", top, "-b", "127.0.0.1:0", "--allow-upload"]
+        server = spawn([*as_nobody, *NETASSIST, *command])
+        address = f"127.0.0.1:{server.port()}"
+        result = run_netassist("files", "put", address, str(tmp_path / "proj"), "ro")
+        err = result.stderr.decode()
+        assert result.returncode == 8 and err.count("\n") == 1, err
+        assert "ro/proj/a.txt cannot be written here (its folder cannot be made: permission" in err
+        assert "run again" not in err
+        assert not os.listdir(Path(top) / "ro")
+
+
 def test_a_listing_says_how_many_hidden_entries_were_left_out(netassist, project):
     shared, _ = project
     address = serve(netassist, shared)

@@ -448,7 +448,16 @@ class Session:
         segments = server.segments(path)
         if not segments:
             raise PathRefused(Reason.EMPTY)
-        folder = make_folders(server.root, segments[:-1], show_hidden=server.show_hidden)
+        try:
+            folder = make_folders(server.root, segments[:-1], show_hidden=server.show_hidden)
+        except OSError as exc:
+            # A folder the server may not make (or a full disk): this put fails, not the
+            # connection (it was cut, and the client advised a resume that never works).
+            why = (exc.strerror or str(exc)).lower()
+            self.server.log.warning("%s %s: cannot make its folder: %s", self.peer, what, exc)
+            message = f"{path} cannot be written here (its folder cannot be made: {why})"
+            self._refuse(protocol.ErrorCode.REFUSED, message, what)
+            return
         target = os.path.join(folder, segments[-1])
         force = body.get("force") is True
         if os.path.lexists(target):
