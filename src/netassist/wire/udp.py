@@ -223,6 +223,14 @@ def _explain_send(
             "of this machine on the way there, or 0.0.0.0)",
             ExitCode.NETWORK,
         )
+    if broadcast and exc.errno == errno.ENETUNREACH:
+        # 255.255.255.255 goes out by the default route; a LAN without one (or a machine
+        # on several) needs the LAN's own broadcast address.
+        return NetassistError(
+            f"{doing}: network unreachable (no route for it: name the LAN's own broadcast "
+            "address instead, such as 192.168.1.255, from ip addr's brd)",
+            ExitCode.NETWORK,
+        )
     if broadcast:
         return explain_denied(exc, doing, "a firewall may refuse it")
     return explain_denied(
