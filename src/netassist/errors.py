@@ -82,6 +82,8 @@ _ERRNO_CODES: dict[int, tuple[ExitCode, str]] = {
     errno.ENOENT: (ExitCode.FILE, "no such file or directory"),
     errno.EISDIR: (ExitCode.FILE, "is a directory"),
     errno.ENOSPC: (ExitCode.FILE, "no space left on device"),
+    errno.EDQUOT: (ExitCode.FILE, "disk quota exceeded"),
+    errno.EFBIG: (ExitCode.FILE, "file too large"),
     errno.EROFS: (ExitCode.FILE, "read-only file system"),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -161,6 +162,37 @@ def test_missing_file_fails_before_connecting():
     assert_one_line_failure(
         result, ExitCode.FILE, "opening /no/such/file: no such file or directory"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("fifo", "a FIFO"), ("/dev/zero", "a character device")]
+)
+def test_file_that_is_not_a_regular_file_is_named_for_what_it_is(tmp_path, name, kind):
+    # Both said "opening ...: no such file or directory" (exit 11) of a file that exists.
+    path = tmp_path / name if name == "fifo" else name
+    if name == "fifo":
+        os.mkfifo(path)
+    result = run_netassist("tcp", "connect", "127.0.0.1", "9", "--file", str(path))
+    assert_one_line_failure(
+        result, ExitCode.USAGE, f"--file {path} is {kind}: only regular files", f"< {path}"
+    )
+    folder = run_netassist("tcp", "connect", "127.0.0.1", "9", "--file", str(tmp_path))
+    assert_one_line_failure(folder, ExitCode.FILE, f"opening {tmp_path}: is a directory")
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("nan", "'nan' is not a number of seconds"),  # it said "'nan' must not be negative"
+        ("NaN", "'NaN' is not a number of seconds"),
+        ("soon", "'soon' is not a number of seconds"),
+        ("-1", "'-1' must not be negative"),
+    ],
+)
+@pytest.mark.parametrize("command", [["udp", "listen", "0"], ["files", "ls", "127.0.0.1:9"]])
+def test_a_timeout_that_is_not_a_number_of_seconds(command, value, said):
+    result = run_netassist(*command, "--timeout", value)
+    assert_one_line_failure(result, ExitCode.USAGE, said, "--help")
 
 
 def test_unknown_encoding_and_bad_option_are_usage_errors():

@@ -136,6 +136,31 @@ def test_another_tls_server_gets_the_hint_too(certificate):
     assert "not a netassist file server" in err and "--tls" in err
 
 
+@pytest.mark.parametrize("answer", [b"", b"hello\n"], ids=["closes", "answers-in-clear"])
+def test_tls_against_a_server_without_tls_says_so_plainly(certificate, answer):
+    # The other way round: --tls-ca against a server that closes the handshake or answers
+    # in the clear. It printed ssl's "[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in
+    # violation of protocol (_ssl.c:1006)".
+    cert, _ = certificate
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve_one() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(answer)
+
+        threading.Thread(target=serve_one, daemon=True).start()
+        port = listener.getsockname()[1]
+        result = run_netassist("files", "ls", f"127.0.0.1:{port}", "--tls-ca", str(cert))
+    err = result.stderr.decode()
+    assert result.returncode == ExitCode.NETWORK and err.count("\n") == 1, err
+    assert "[SSL" not in err and "_ssl.c" not in err, err
+    assert "does not seem to speak TLS (then leave out --tls and --tls-ca)" in err, err
+
+
 def test_the_readme_shows_the_lan_server_bound_to_every_interface():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     start = readme.index("## File transfer")

@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
 from netassist import paths
 from netassist.transfer.client import shown
 from netassist.transfer.server import FileServer
-from tests.conftest import run_netassist
+from tests.conftest import NETASSIST, need, run_netassist
 from tests.transfer.peers import HostileServer, file_frame, folder_reply, ls_dir
 
 pytestmark = pytest.mark.integration
@@ -98,6 +100,90 @@ def test_a_folder_download_brings_every_name_the_server_holds(netassist, project
     assert "2 hidden entries" in err and "--show-hidden" in err
     assert f"{len(ORDINARY)} file(s)" in err
     assert "\r" not in err  # "Icon\r" is shown escaped
+
+
+def test_a_folder_whose_file_name_cannot_travel_is_not_all_verified(netassist, tmp_path):
+    # A name in GBK (as a zip from a Chinese Windows unpacks on Linux) is not UTF-8, so it
+    # cannot travel: the rest arrived with exit 0 and "all verified", the file counted in a
+    # line but nowhere in the exit code.
+    shared = tmp_path / "shared"
+    (shared / "photos").mkdir(parents=True)
+    (shared / "photos" / "ok.jpg").write_bytes(b"jpeg")
+    with open(os.path.join(os.fsencode(shared / "photos"), "照片.jpg".encode("gbk")), "wb") as f:
+        f.write(b"gbk-named")
+    address = serve(netassist, shared)
+    out = tmp_path / "out"
+    result = run_netassist("files", "get", address, "photos", "-o", str(out))
+    err = result.stderr.decode()
+    assert result.returncode == 11, err
+    assert tree(out / "photos") == {"ok.jpg": b"jpeg"}
+    assert "the server left out 1 name its naming rules refuse (not UTF-8" in err
+    assert "1 name(s) the server could not send (see above)" in err
+    listed = run_netassist("files", "ls", address, "photos")
+    assert listed.returncode == 0 and b"not UTF-8" in listed.stderr  # a listing only says
+
+
+def test_a_file_the_server_may_not_read_is_skipped_by_name_and_the_rest_arrives(spawn, tmp_path):
+    # The server, run as a user who may not read one file and one folder of its share, cut
+    # the connection at that file: the client said "closed the connection in the middle of
+    # a transfer (run again to resume)", which no rerun could fix, and the files after it
+    # never came; the unreadable folder arrived empty, and nobody said so.
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to serve as another user")
+    setpriv = need("setpriv")
+    with tempfile.TemporaryDirectory(prefix="netassist-test-") as top:
+        os.chmod(top, 0o755)  # the server runs as nobody: it must reach its folder
+        docs = Path(top) / "docs"
+        for name in ("a.txt", "b-unreadable.txt", "c.txt", "locked/s.txt"):
+            (docs / name).parent.mkdir(parents=True, exist_ok=True)
+            (docs / name).write_text(name)
+        os.chmod(docs / "b-unreadable.txt", 0)
+        os.chmod(docs / "locked", 0)
+        for folder in (top, docs):
+            os.chmod(folder, 0o755)
+        as_nobody = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        server = spawn([*as_nobody, *NETASSIST, "files", "serve", top, "-b", "127.0.0.1:0"])
+        address = f"127.0.0.1:{server.port()}"
+        out = tmp_path / "out"
+        result = run_netassist("files", "get", address, "docs", "-o", str(out))
+        err = result.stderr.decode()
+        assert result.returncode == 11, err
+        assert tree(out / "docs") == {"a.txt": b"a.txt", "c.txt": b"c.txt"}
+        assert "skipped docs/b-unreadable.txt: the server cannot read" in err
+        assert "permission denied" in err and "run again" not in err
+        assert "the server left out 1 folder it cannot read" in err
+        # Into a folder that holds some of it already, file by file: the same words.
+        again = run_netassist("files", "get", address, "docs", "-o", str(out))
+        assert again.returncode == 11, again.stderr
+        assert b"skipped docs/b-unreadable.txt: the server cannot read" in again.stderr
+        one = run_netassist("files", "get", address, "docs/b-unreadable.txt", "-o", str(out))
+        assert one.returncode == 8 and b"cannot read docs/b-unreadable.txt" in one.stderr
+        line = server.expect_stderr("get docs/b-unreadable.txt refused").string
+        assert "permission denied" in line
+
+
+def test_an_upload_into_a_folder_the_server_may_not_make_is_refused_not_cut(spawn, tmp_path):
+    # The server cut the connection ("failed: [Errno 13] Permission denied"); the client
+    # said "closed the connection in the middle of a transfer (run again to resume)".
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to serve as another user")
+    setpriv = need("setpriv")
+    (tmp_path / "proj").mkdir()
+    (tmp_path / "proj" / "a.txt").write_text("a")
+    with tempfile.TemporaryDirectory(prefix="netassist-test-") as top:
+        os.chmod(top, 0o777)
+        (Path(top) / "ro").mkdir(mode=0o555)
+        os.chmod(Path(top) / "ro", 0o555)
+        as_nobody = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        command = ["files", "serve", top, "-b", "127.0.0.1:0", "--allow-upload"]
+        server = spawn([*as_nobody, *NETASSIST, *command])
+        address = f"127.0.0.1:{server.port()}"
+        result = run_netassist("files", "put", address, str(tmp_path / "proj"), "ro")
+        err = result.stderr.decode()
+        assert result.returncode == 8 and err.count("\n") == 1, err
+        assert "ro/proj/a.txt cannot be written here (its folder cannot be made: permission" in err
+        assert "run again" not in err
+        assert not os.listdir(Path(top) / "ro")
 
 
 def test_a_listing_says_how_many_hidden_entries_were_left_out(netassist, project):
@@ -211,6 +297,25 @@ def test_a_folder_upload_with_hidden_to_a_server_that_takes_them(netassist, proj
     assert ".x.netassist-part" not in {e["name"] for e in json.loads(listed.stdout)}
     fetched = run_netassist("files", "get", address, ".x.netassist-part", "-o", str(tmp_path / "o"))
     assert fetched.returncode != 0 and not (tmp_path / "o" / ".x.netassist-part").exists()
+
+
+@pytest.mark.parametrize("remote_dir", [".config", "a/.b", "a/%2eb"])
+def test_an_upload_into_a_hidden_folder_says_why_before_sending(netassist, tmp_path, remote_dir):
+    # It said "no such file or folder: .config/a.txt (not_found)", exit 11: the server's
+    # answer to any refused name, which reveals nothing and explains nothing.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "a.txt").write_text("a")
+    address = serve(netassist, inbox, "--allow-upload")
+    result = run_netassist("files", "put", address, str(tmp_path / "a.txt"), remote_dir)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and err.count("\n") == 1, err
+    assert f"cannot put into '{remote_dir}': the server takes no hidden names" in err
+    assert "--show-hidden" in err and not list(inbox.iterdir())
+    taking = serve(netassist, inbox, "--allow-upload", "--show-hidden")
+    result = run_netassist("files", "put", taking, str(tmp_path / "a.txt"), ".config")
+    assert result.returncode == 0, result.stderr  # naming it is asking for it
+    assert (inbox / ".config" / "a.txt").read_text() == "a"
 
 
 def test_an_upload_names_what_a_windows_server_cannot_hold_before_sending(tmp_path):

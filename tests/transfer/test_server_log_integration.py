@@ -56,6 +56,24 @@ def test_one_line_per_connection_transfer_and_refusal(tmp_path, netassist):
     assert "ls x\\x1b[2J refused" in line and "\x1b" not in line  # shown escaped
 
 
+def test_a_listing_says_in_the_log_what_it_left_out(tmp_path, netassist):
+    # The client was told how many entries were left out and why; the one serving saw only
+    # "get docs: a folder of 1 files and 0 folders".
+    docs = tmp_path / "shared" / "docs"
+    docs.mkdir(parents=True)
+    (docs / "a.txt").write_text("a")
+    (docs / ".env").write_text("secret")
+    with open(os.path.join(os.fsencode(docs), "文件.txt".encode("gbk")), "wb") as handle:
+        handle.write(b"gbk-named")
+    server = netassist("files", "serve", str(tmp_path / "shared"), "-b", "127.0.0.1:0")
+    address = f"127.0.0.1:{server.port()}"
+    run_netassist("files", "get", address, "docs", "-o", str(tmp_path / "o"))
+    line = lines_until(server, "get docs:")[-1]
+    assert "streamed 1 files and 0 folders" in line  # a folder stream (protocol version 2)
+    assert "; left out 1 hidden, 1 refused by name" in line
+    assert "not UTF-8" in line
+
+
 def test_quiet_says_nothing_per_transfer(tmp_path, netassist):
     (tmp_path / "a.txt").write_text("a")
     server = netassist("files", "serve", str(tmp_path), "-b", "127.0.0.1:0", "--quiet")

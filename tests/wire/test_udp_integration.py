@@ -206,6 +206,21 @@ def test_send_bind_to_a_port_in_use_is_address_in_use():
     assert f"binding udp 127.0.0.1:{port}: address already in use" in err
 
 
+@pytest.mark.parametrize(
+    ("bind", "target", "said"),
+    [
+        ("[::1]:0", "127.0.0.1", "--bind [::1]:0 is IPv6 and 127.0.0.1:9 is IPv4"),
+        ("127.0.0.1:0", "::1", "--bind 127.0.0.1:0 is IPv4 and [::1]:9 is IPv6"),
+    ],
+)
+def test_send_bind_of_the_other_family_says_so(bind, target, said):
+    # It said "looking up '::1' for udp: host not found" (exit 5): true of neither address.
+    result = run_netassist("udp", "send", target, "9", "x", "--bind", bind)
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and said in err and "0.0.0.0:PORT" in err, err
+    assert result.returncode == 2
+
+
 def test_listen_bind_answers_from_the_chosen_address(netassist):
     listener = netassist(
         "udp", "listen", "--bind", "127.0.0.2:0", "--reply", "ack", "--count", "1",

@@ -78,6 +78,18 @@ def test_without_broadcast_one_line_suggests_it_and_no_root_hint(two_hosts):
     assert counters["InDatagrams"] + counters["NoPorts"] == 0  # and nothing went out
 
 
+def test_a_broadcast_with_no_route_names_the_lan_broadcast_address(two_hosts):
+    # A host without a default route (as the tests' namespaces, or a LAN without a
+    # gateway) said only "network unreachable" for 255.255.255.255.
+    result = run_in(two_hosts, 0, "udp", "send", "255.255.255.255", "9090", "hi", "--broadcast")
+    err = result.stderr.decode()
+    assert result.returncode == ExitCode.NETWORK and err.count("\n") == 1, err
+    assert "sending to udp 255.255.255.255:9090: network unreachable" in err
+    assert "the LAN's own broadcast address" in err
+    sent = run_in(two_hosts, 0, "udp", "send", two_hosts.broadcast, "9090", "hi", "--broadcast")
+    assert sent.returncode == 0, sent.stderr  # the hint's way works
+
+
 @pytest.mark.parametrize("lines", [1, 3])
 def test_every_datagram_to_a_closed_port_is_sent_and_the_refusals_counted(one_host, lines):
     stdin = b"".join(b"%d\n" % i for i in range(1, lines + 1))

@@ -7,13 +7,14 @@ holds logic a library user would need.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from netassist import __version__
-from netassist.errors import ExitCode, NetassistError
+from netassist.errors import ExitCode, NetassistError, explain
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -67,14 +68,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of our stdout went away (``| head``): not an error of ours.
         _silence_stdout()
         return ExitCode.OK
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_FULL:
+            return _internal_error(exc)
+        # Every file netassist opens says its own name when a write fails; what is left is
+        # stdout redirected to a file on a full disk (or to /dev/full).
+        _silence_stdout()
+        where = exc.filename or "the output"
+        _say(f"netassist: {explain(exc, f'writing {where}')} (free some space, or write elsewhere)")
+        return ExitCode.FILE
     except Exception as exc:
-        if os.environ.get("NETASSIST_DEBUG"):
-            raise
-        _say(
-            f"netassist: internal error: {type(exc).__name__}: {exc} "
-            "(set NETASSIST_DEBUG=1 to see the traceback, and please report it)"
-        )
-        return ExitCode.ERROR
+        return _internal_error(exc)
+
+
+#: Write failures that mean the output's disk is full, not a bug of ours.
+_OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _internal_error(exc: Exception) -> int:
+    if os.environ.get("NETASSIST_DEBUG"):
+        raise exc
+    _say(
+        f"netassist: internal error: {type(exc).__name__}: {exc} "
+        "(set NETASSIST_DEBUG=1 to see the traceback, and please report it)"
+    )
+    return ExitCode.ERROR
 
 
 def _place_late_positional(

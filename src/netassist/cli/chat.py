@@ -60,7 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=chat_listen)
 
     p = actions.add_parser("history", help="print a --log file readably")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="a file written by chat --log")
     p.add_argument("--last", type=int, metavar="N", help="only the last N lines")
     p.set_defaults(handler=chat_history)
 

@@ -57,7 +57,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--token",
         default=os.environ.get("NETASSIST_TOKEN"),
-        help="a shared secret clients must give",
+        help="a shared secret clients must give (default: $NETASSIST_TOKEN)",
     )
     s.add_argument(
         "--max-clients",
@@ -110,9 +110,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         ("put", "send files or folders (the server must --allow-upload)"),
     ):
         c = actions.add_parser(name, help=helptext)
-        c.add_argument("server", metavar="HOST[:PORT]")
+        c.add_argument(
+            "server",
+            metavar="HOST[:PORT]",
+            help=f"the server: HOST:PORT, [V6]:PORT, or HOST (port {DEFAULT_PORT})",
+        )
         if name == "ls":
-            c.add_argument("path", metavar="PATH", nargs="?", default="")
+            c.add_argument(
+                "path",
+                metavar="PATH",
+                nargs="?",
+                default="",
+                help="a remote folder or file (default: the whole shared folder)",
+            )
         elif name == "put":
             c.add_argument(
                 "local",
@@ -129,7 +139,12 @@ def register(commands: argparse._SubParsersAction) -> None:
             )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
         else:
-            c.add_argument("remote", metavar="REMOTE", nargs="+")
+            c.add_argument(
+                "remote",
+                metavar="REMOTE",
+                nargs="+",
+                help="remote files or folders, as files ls shows them",
+            )
             c.add_argument(
                 "-o",
                 "--output",
@@ -150,7 +165,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                 "until it closes): files only, not verified, not resumable",
             )
             c.add_argument("--quiet", action="store_true", help="no progress bars, no summary")
-        c.add_argument("--token", default=os.environ.get("NETASSIST_TOKEN"))
+        c.add_argument(
+            "--token",
+            default=os.environ.get("NETASSIST_TOKEN"),
+            help="the server's shared secret (default: $NETASSIST_TOKEN)",
+        )
         c.add_argument(
             "--tls", action="store_true", help="connect over TLS (the system's trusted CAs)"
         )
@@ -397,20 +416,31 @@ def _report_get(
     refused = _say_refused(results)
     left_out = left_out or {}
     # Hidden names the user asked for with --hidden and did not get are missing too, and so
-    # are files the server left out because they changed while it sent the folder.
-    missing = refused or left_out.get("changed") or (args.hidden and left_out.get("hidden"))
+    # are files the server left out because they changed while it sent the folder, or
+    # because their names cannot travel (not UTF-8...), or because it may not read them
+    # (a stream names a thousand such files; "denied" counts the rest).
+    missing = (
+        refused
+        or (args.hidden and left_out.get("hidden"))
+        or left_out.get("changed")
+        or left_out.get("names")
+        or left_out.get("unreadable")
+        or left_out.get("denied")
+    )
     _say_left_out(left_out, asked_hidden=args.hidden)
     if args.json:
         print(json.dumps([r.as_json() for r in results], ensure_ascii=False))
     elif not args.quiet:
         skipped = sum(r.skipped and not r.refused for r in results)
+        unnamed = left_out.get("names", 0)
         resumed = sum(1 for r in results if r.resumed_from)
         print(
             f"{len(results) - skipped - refused} file(s), {received:,} bytes in {took:.2f} s "
             f"({received / took / 1e6:.1f} MB/s), {checked}"
             + (f"; {skipped} existing skipped (--force replaces)" if skipped else "")
             + (f"; {resumed} resumed" if resumed else "")
-            + (f"; {refused} name(s) skipped (see above)" if refused else ""),
+            + (f"; {refused} name(s) skipped (see above)" if refused else "")
+            + (f"; {unnamed} name(s) the server could not send (see above)" if unnamed else ""),
             file=sys.stderr,
         )
     return ExitCode.FILE if missing else ExitCode.OK
@@ -432,7 +462,13 @@ _LEFT_OUT = {
     "outside": ("link{s} leading outside the shared folder", ""),
     "broken": ("broken link{s}", ""),
     "special": ("device{s}, FIFO{s} or socket{s}", ""),
-    "names": ("name{s} its naming rules refuse", ""),
+    "unreadable": ("folder{s} it cannot read", "sent empty; the server's user may not read them"),
+    "denied": ("more file{s} it cannot read", "the server's user may not read them"),
+    "names": (
+        "name{s} its naming rules refuse",
+        "not UTF-8, or shaped like a path such as C:x or %2e%2e; renamed on the server they "
+        "can be fetched",
+    ),
     "changed": ("file{s} replaced while the folder was sent", "running again fetches them"),
 }
 

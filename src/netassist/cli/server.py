@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 
 from netassist.errors import ExitCode
-from netassist.server.config import FROM_TEXT, LOG_LEVELS, ServerConfig
+from netassist.server.config import FROM_TEXT, LOG_LEVELS, Bind, ServerConfig
 
 _DEFAULTS = ServerConfig()
 
@@ -127,7 +127,9 @@ def add_common_server_options(p: argparse.ArgumentParser) -> None:
         "--bind",
         action="append",
         metavar="ADDRESS",
-        help="HOST:PORT, [V6]:PORT, unix:PATH or fd://N (an inherited socket); repeatable "
+        help="HOST:PORT, [V6]:PORT, PORT or :PORT (on 127.0.0.1), "
+        f"HOST (port {Bind().port}), unix:PATH or fd://N (an inherited socket); "
+        "0.0.0.0 or :: for every interface; repeatable "
         f"(default {', '.join(str(b) for b in _DEFAULTS.binds)})",
     )
     p.add_argument(

@@ -167,7 +167,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=tcp_listen)
 
     p = commands.add_parser("replay", help="send the data of a --log file again")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="a file written by --log (JSON Lines)")
     p.add_argument(
         "--to",
         nargs="+",
@@ -250,8 +250,10 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0 or value != value:
+        value = float("nan")
+    if value != value:  # "nan" is a float to Python, not a number of seconds to anyone
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
+    if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     if value > MAX_SECONDS:
         raise argparse.ArgumentTypeError(f"{text!r} is too long: at most {MAX_SECONDS:,} s")

@@ -219,6 +219,8 @@ class LogFile:
     """A log destination: ``-`` for stderr, or a file opened for appending that
     :meth:`reopen` opens again under the same descriptor number (logrotate moved it)."""
 
+    failing = False  # the last write failed, and that was said
+
     def __init__(self, path: str) -> None:
         self.path = path
         if path == "-":
@@ -246,13 +248,31 @@ class LogFile:
             os.close(fresh)
 
     def write(self, line: str) -> None:
-        """Write one line (with its newline) in one call, so lines never interleave."""
+        """Write one line (with its newline) in one call, so lines never interleave. A
+        failed write (a full disk) costs its line, never the request: it is said once, and
+        once more when the log takes lines again."""
         data = line.encode("utf-8", "backslashreplace")
         try:
             while data:
                 data = data[os.write(self.fd, data) :]
-        except OSError:
-            pass  # a full disk or a closed stderr must not take requests down with it
+        except OSError as exc:
+            if not self.failing:
+                self.failing = True
+                self._say_failing(exc)
+            return
+        if self.failing:
+            self.failing = False
+            logging.getLogger("netassist.server").warning(
+                "access log %s is written again", self.path
+            )
+
+    def _say_failing(self, exc: OSError) -> None:
+        from netassist.errors import explain
+
+        why = explain(exc, f"writing the access log {self.path}")
+        logging.getLogger("netassist.server").warning(
+            "%s; requests are not logged until it can be written", why
+        )
 
     def close(self) -> None:
         """Close a file (stderr stays open)."""

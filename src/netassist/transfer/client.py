@@ -19,7 +19,7 @@ import stat
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from stat import S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISREG, S_ISSOCK
+from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING
 
 from netassist import paths
@@ -55,7 +55,12 @@ class TransferError(NetassistError):
     ``code`` is the server's ERROR code when it said one."""
 
     exit_code = ExitCode.NETWORK
-    code = ""
+    code = ""  # the server's ERROR code, when it sent one
+    reason = ""  # and its message
+
+
+#: ERROR answers to a get that concern that one file: a folder's other files still come.
+_ONE_FILE = frozenset({protocol.ErrorCode.NOT_FOUND, protocol.ErrorCode.REFUSED})
 
 
 @dataclass
@@ -170,8 +175,13 @@ class Client:
                 ) from None
             except (ssl.SSLError, OSError) as exc:
                 self.sock.close()
+                # ssl's own text ("[SSL: UNEXPECTED_EOF_WHILE_READING] EOF occurred in
+                # violation of protocol (_ssl.c:1006)") is for its developers; its reason is
+                # enough: a server without TLS closes (EOF) or answers in the clear.
+                why = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
                 raise TransferError(
-                    f"{self.peer}: TLS failed ({exc}); is the server using TLS?"
+                    f"{self.peer}: TLS failed ({why.lower().replace('_', ' ')}): the server "
+                    "does not seem to speak TLS (then leave out --tls and --tls-ca)"
                 ) from None
         self.reader = protocol.Reader()
         self._inbox = bytearray(RECV_BLOCK)
@@ -298,7 +308,7 @@ class Client:
                         protocol.ErrorCode.NO_SPACE: ExitCode.ERROR,
                     }.get(code, ExitCode.NETWORK)
                     error = TransferError(f"{self.peer}: {message} ({code})", exit_code)
-                    error.code = code
+                    error.code, error.reason = code, message
                     raise error
                 return event
             if event is not None:
@@ -468,7 +478,13 @@ class Client:
             if not pending:
                 return results
             remote_name, local, held = pending.popleft()
-            frame = self._file_frame(remote_name)
+            try:
+                frame = self._file_frame(remote_name)
+            except TransferError as exc:
+                if exc.code not in _ONE_FILE:
+                    raise
+                results.append(Result(shown(remote_name), local, 0, 0, 0, "", True, exc.reason))
+                continue
             results.append(self._receive(frame, remote_name, local, force, held, on_progress))
 
     def _offered(
@@ -593,6 +609,12 @@ class Client:
         local = os.path.abspath(local)
         base = os.path.basename(local.rstrip(os.sep))
         into = self._remote(remote_dir)
+        if not self.server_hidden and any(_hidden(part, self.server_system) for part in into):
+            # The server would answer not_found (a refusal reveals nothing): say why instead.
+            raise UsageError(
+                f"cannot put into {shown(remote_dir)!r}: the server takes no hidden names (it "
+                "needs files serve --show-hidden); name a folder without a leading dot"
+            )
         skips = _Skips()
         plan: list[tuple[str, str]] = []
         is_folder = os.path.isdir(local)
@@ -858,6 +880,12 @@ class Client:
         try:
             fd = open_no_follow(part, flags, _creation_mode(body.get("mode")))
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer, "too many levels of links"
+                raise TransferError(
+                    f"{part} is a symbolic link, which netassist never writes through (it "
+                    "could lead the data anywhere): remove it and run again",
+                    ExitCode.FILE,
+                ) from None
             raise explain(exc, f"opening {part}") from None
         self.receiving = part
         try:
@@ -1002,6 +1030,15 @@ def write_error(failed: WriteFailed, fate: str) -> NetassistError:
     )
 
 
+def _hidden(segment: str, system: str) -> bool:
+    """Whether the hidden rule refuses ``segment`` (``%2ename`` is hidden too)."""
+    try:
+        check_segment(segment, system=system)
+    except PathRefused as exc:
+        return exc.reason is paths.Reason.HIDDEN
+    return False
+
+
 def sendable(path: str) -> os.stat_result:
     """The stat of ``path`` if it is a regular file (only those are sent: a device has no
     end and a FIFO waits for a writer); a usage error naming it otherwise."""
@@ -1015,15 +1052,9 @@ def sendable(path: str) -> os.stat_result:
 
 
 def _not_sendable(path: str, st: os.stat_result) -> NetassistError:
-    kinds = (
-        (S_ISCHR, "a character device"),
-        (S_ISBLK, "a block device"),
-        (S_ISFIFO, "a FIFO"),
-        (S_ISSOCK, "a socket"),
-        (S_ISDIR, "a folder"),
+    return UsageError(
+        f"{path} is {paths.kind_of(st.st_mode)}: only regular files and folders can be sent"
     )
-    kind = next((name for test, name in kinds if test(st.st_mode)), "not a regular file")
-    return UsageError(f"{path} is {kind}: only regular files and folders can be sent")
 
 
 def _valid_time(value: object) -> bool:

@@ -104,11 +104,28 @@ class FolderStream:
                 self._large(frame, on_progress, on_total)
             elif frame.type is protocol.FrameType.REPLY:
                 client._note_left_out(frame.body)
-                return self.skips.results() + self.results
+                return self.skips.results() + self.results + self._denied(frame.body)
             else:
                 raise TransferError(
                     f"{client.peer} broke the protocol: a {frame.type.name} frame in a folder"
                 )
+
+    def _denied(self, body: dict) -> list[Result]:
+        """The files the closing REPLY says the server could not read (``refused``: each
+        its path and reason), one skipped Result each; the names judged as any offered."""
+        denied = body.get("refused")
+        if not isinstance(denied, list):
+            return []
+        after = f"{len(self.results)} file(s) before it arrived verified and were kept"
+        results = []
+        for entry in denied:
+            reason = entry.get("reason") if isinstance(entry, dict) else None
+            if not isinstance(reason, str):
+                raise TransferError(f"{self.client.peer} broke the protocol: a bad 'refused'")
+            segments = self.client._offered(entry.get("path"), "file", after)
+            remote = "/".join((*self.wanted, *segments))
+            results.append(Result(shown(remote), "", 0, 0, 0, "", True, shown(reason)))
+        return results
 
     def _place(self, name: object, folder: bool, size: int) -> tuple[str, str, bool] | None:
         """Where the streamed ``name`` goes: its remote name, its local path and whether its

@@ -46,6 +46,9 @@ SEND_BLOCK = 1 << 20
 SMALL_SEND = 64 << 10  # up to this, a file with a known digest goes out with one send
 HOLD_LIMIT = 256 << 10  # answers held for one send are sent once they reach this
 MAX_LISTED_FILES = 100_000
+#: Unreadable files a folder stream names in its closing REPLY (each up to a long path and
+#: its reason, so the REPLY stays far below a frame's limit); more are only counted.
+MAX_DENIED_NAMED = 1_000
 BATCH_FILES = 512  # small files in one FILES frame of a folder stream, at most
 PART_SUFFIX = ".netassist-part"  # an upload in progress is ".NAME.netassist-part"
 # What a listing says it left out, by the rule that left each entry out.
@@ -455,7 +458,16 @@ class Session:
         segments = server.segments(path)
         if not segments:
             raise PathRefused(Reason.EMPTY)
-        folder = make_folders(server.root, segments[:-1], show_hidden=server.show_hidden)
+        try:
+            folder = make_folders(server.root, segments[:-1], show_hidden=server.show_hidden)
+        except OSError as exc:
+            # A folder the server may not make (or a full disk): this put fails, not the
+            # connection (it was cut, and the client advised a resume that never works).
+            why = (exc.strerror or str(exc)).lower()
+            self.server.log.warning("%s %s: cannot make its folder: %s", self.peer, what, exc)
+            message = f"{path} cannot be written here (its folder cannot be made: {why})"
+            self._refuse(protocol.ErrorCode.REFUSED, message, what)
+            return
         target = os.path.join(folder, segments[-1])
         force = body.get("force") is True
         if os.path.lexists(target):
@@ -612,7 +624,8 @@ class Session:
         reply = {"path": path, "type": kind, "entries": entries, "left_out": left_out}
         self._send(protocol.encode(protocol.FrameType.REPLY, reply))
         count = len(entries)
-        self._done(f"ls {escape_text(path) or '/'}", f"{count} entr{'y' if count == 1 else 'ies'}")
+        said = f"{count} entr{'y' if count == 1 else 'ies'}{_left_out_text(left_out)}"
+        self._done(f"ls {escape_text(path) or '/'}", said)
 
     def get(self, path: str, body: dict) -> None:
         """Answer a get: a folder's list of files and folders (or, in version 2 when the
@@ -632,7 +645,15 @@ class Session:
         # A bare descriptor: a file object (its own fstat, its set-up) costs more than a small
         # file takes to send. Large and resumed files get an unbuffered one on top of it.
         started = time.monotonic()
-        fd = os.open(real, open_flags(os.O_RDONLY))
+        try:
+            fd = os.open(real, open_flags(os.O_RDONLY))
+        except OSError as exc:
+            # A file the server's user may not read: this file fails, not the connection
+            # (it was cut, and the client advised a resume that could never work).
+            why = (exc.strerror or str(exc)).lower()
+            message = f"the server cannot read {escape_text(path)} ({why})"
+            self._refuse(protocol.ErrorCode.REFUSED, message, what)
+            return
         try:
             sent = self._send_file(path, body, real, fd, offset)
         finally:
@@ -668,7 +689,8 @@ class Session:
             self._refuse(protocol.ErrorCode.TOO_LARGE, message, what)
             return
         self._send(listing)
-        self._done(what, f"a folder of {len(files)} files and {len(folders)} folders")
+        said = f"a folder of {len(files)} files and {len(folders)} folders"
+        self._done(what, said + _left_out_text(left_out))
 
     def _stream_folder(self, path: str, real: str, what: str) -> None:
         """Version 2: send every file and folder below ``real`` back to back, as the walk
@@ -679,6 +701,7 @@ class Session:
         batch = _Batch()
         files = folders = sent = 0
         left_out: Counter[str] = Counter()
+        denied: list[dict[str, str]] = []
         for found in _tree(real, self.server, left_out):
             if found.folder:
                 folders += 1
@@ -687,7 +710,19 @@ class Session:
                     self._send(batch.frame())
                 continue
             files += 1  # no limit: nothing is held per file (a listing is held whole)
-            opened = found.open()
+            try:
+                opened = found.open()
+            except PermissionError as exc:
+                # This file fails, not the stream: named in the closing REPLY (up to a
+                # bound, so the REPLY fits a frame; the rest counted).
+                if len(denied) < MAX_DENIED_NAMED:
+                    why = (exc.strerror or str(exc)).lower()
+                    named = f"{path}/{found.relative}" if path else found.relative
+                    reason = f"the server cannot read {escape_text(named)} ({why})"
+                    denied.append({"path": found.relative, "reason": reason})
+                else:
+                    left_out["denied"] += 1
+                continue
             if opened is None:  # replaced since the walk judged it: left out, said so
                 left_out["changed"] += 1
                 continue
@@ -709,11 +744,16 @@ class Session:
                 self._send(batch.frame())
         end = {"path": path, "type": "directory", "files": files, "folders": folders}
         end["left_out"] = left_out
+        if denied:
+            end["refused"] = denied
         self._send(batch.frame() + protocol.encode(protocol.FrameType.REPLY, end))
         took = time.monotonic() - started
+        if denied:
+            left_out["denied"] += len(denied)  # for the log line only
         self._done(
             what,
-            f"streamed {files} files and {folders} folders, {sent:,} bytes in {took:.2f} s",
+            f"streamed {files} files and {folders} folders, {sent:,} bytes in {took:.2f} s"
+            + _left_out_text(left_out),
         )
 
     def _batch_small(
@@ -921,6 +961,8 @@ class _Found:
             flags |= getattr(os, "O_NOFOLLOW", 0)  # looked up here: Windows has none
         try:
             fd = os.open(self.path, open_flags(flags))
+        except PermissionError:
+            raise  # the server's user may not read it: the stream names it
         except OSError:
             return None
         st = os.fstat(fd)
@@ -975,6 +1017,7 @@ def _tree_level(
         with os.scandir(folder) as listing:
             entries = list(listing)
     except OSError:
+        left_out["unreadable"] += 1  # it goes as an empty folder: said, as a listing says
         return found
     for entry in entries:
         name = entry.name
@@ -1039,6 +1082,26 @@ def _entry(name: str, st: os.stat_result) -> dict:
     }
 
 
+#: How the log line of a listing names each kind of entry left out.
+_LEFT_OUT_SAID = {
+    "hidden": "hidden",
+    "outside": "links leading outside",
+    "broken": "broken links",
+    "special": "devices, FIFOs or sockets",
+    "names": "refused by name (not UTF-8, or shaped like a path)",
+    "unreadable": "unreadable folder(s), sent empty",
+    "denied": "unreadable file(s)",
+    "changed": "file(s) replaced while sent",
+}
+
+
+def _left_out_text(left_out: Counter[str]) -> str:
+    """``; left out 1 hidden, 2 refused by name (...)`` for the log line of a listing, so
+    the one serving sees what a client did not get, and why; empty when nothing was."""
+    said = ", ".join(f"{n} {_LEFT_OUT_SAID.get(why, why)}" for why, n in sorted(left_out.items()))
+    return f"; left out {said}" if said else ""
+
+
 def _children(
     folder: str, server: FileServer, left_out: Counter[str]
 ) -> Iterator[tuple[str, os.stat_result]]:
@@ -1049,6 +1112,7 @@ def _children(
     try:
         names = os.listdir(folder)
     except OSError:
+        left_out["unreadable"] += 1  # it was sent as an empty folder, and nobody knew
         return iter(())
     for name in names:
         try:

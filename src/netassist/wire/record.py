@@ -112,13 +112,21 @@ class Recorder:
         """Append one record."""
         line = record.to_json(self.encoding) + "\n"
         with self._lock:
-            self._file.write(line)
-            self._file.flush()
+            try:
+                self._file.write(line)
+                self._file.flush()
+            except OSError as exc:  # a full disk: say which file, not "internal error"
+                raise explain(exc, f"writing log {self.path}") from None
 
     def close(self) -> None:
         """Close the file; later writes are an error."""
         with self._lock:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                # Only a line whose write already failed (and was reported) is left to
+                # flush: reporting it again would hide that first, clearer error.
+                pass
 
     def __enter__(self) -> Recorder:
         return self

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import selectors
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from netassist.errors import NetassistError, TimeoutExpired, explain
+from netassist.errors import NetassistError, TimeoutExpired, UsageError, explain
+from netassist.paths import kind_of
 from netassist.wire.codecs import PayloadMaker
 from netassist.wire.record import Record, Recorder
 from netassist.wire.sockets import CHUNK, connect_tcp, format_address
@@ -109,13 +111,18 @@ def parts_source(texts: Iterable[bytes] = (), files: Iterable[str | Path] = ()) 
     """
     payloads, paths = list(texts), [Path(p) for p in files]
     for path in paths:
-        if not path.is_file():
-            error = (
-                IsADirectoryError(21, "is a directory")
-                if path.is_dir()
-                else FileNotFoundError(2, "")
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise explain(exc, f"opening {path}") from None
+        if stat.S_ISDIR(mode):
+            raise explain(IsADirectoryError(21, "is a directory"), f"opening {path}")
+        if not stat.S_ISREG(mode):
+            # A device or a FIFO has no end to send: it was called "no such file" here.
+            raise UsageError(
+                f"--file {path} is {kind_of(mode)}: only regular files can be sent "
+                f"(pipe a stream in on stdin instead, as in: < {path})"
             )
-            raise explain(error, f"opening {path}")
 
     def source(channel: Channel) -> None:
         for payload in payloads:

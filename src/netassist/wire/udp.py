@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
-from netassist.errors import BadDataError, ExitCode, NetassistError, TimeoutExpired, explain
+from netassist.errors import (
+    BadDataError,
+    ExitCode,
+    NetassistError,
+    TimeoutExpired,
+    UsageError,
+    explain,
+)
 from netassist.wire.record import Record, Recorder
 from netassist.wire.sockets import (
     DEFAULT_LISTEN_HOST,
@@ -94,7 +101,8 @@ def send(
     address) it is not, and replies from any host count. ``bind`` sends from that local
     ``(host, port)``, so the peer sees (and answers) a port it expects.
     """
-    family, socktype, proto, _, sockaddr = resolve(host, port, socket.SOCK_DGRAM, proto="udp")[0]
+    found = resolve(host, port, socket.SOCK_DGRAM, proto="udp")
+    family, socktype, proto, _, sockaddr = _same_family(found, bind) if bind else found[0]
     target = format_address(sockaddr)
     doing = f"sending to udp {target}"
     result = SendResult()
@@ -190,6 +198,21 @@ def _late_refusal(sock: socket.socket, grace: float) -> int:
     return 0
 
 
+def _same_family(found: list[tuple], bind: tuple[str, int]) -> tuple:
+    """The first of the target's addresses that a socket bound to ``bind`` can reach: an
+    IPv4 source cannot send to an IPv6 target, nor the other way round."""
+    families = {info[0] for info in resolve(*bind, socket.SOCK_DGRAM, proto="udp")}
+    for info in found:
+        if info[0] in families:
+            return info
+    kind = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
+    raise UsageError(
+        f"--bind {format_address(bind)} is {kind.get(min(families), 'another family')} and "
+        f"{format_address(found[0][4])} is {kind.get(found[0][0], 'another family')}: bind "
+        "an address of the target's kind (0.0.0.0:PORT for IPv4, [::]:PORT for IPv6)"
+    )
+
+
 def _explain_send(
     exc: OSError, doing: str, host: str, broadcast: bool, bound: socket.socket | None = None
 ) -> NetassistError:
@@ -198,6 +221,14 @@ def _explain_send(
         return NetassistError(
             f"{doing} from {local}: that local address cannot reach it (bind to an address "
             "of this machine on the way there, or 0.0.0.0)",
+            ExitCode.NETWORK,
+        )
+    if broadcast and exc.errno == errno.ENETUNREACH:
+        # 255.255.255.255 goes out by the default route; a LAN without one (or a machine
+        # on several) needs the LAN's own broadcast address.
+        return NetassistError(
+            f"{doing}: network unreachable (no route for it: name the LAN's own broadcast "
+            "address instead, such as 192.168.1.255, from ip addr's brd)",
             ExitCode.NETWORK,
         )
     if broadcast:
