@@ -231,6 +231,67 @@ class MakeForeground:
             return self.popen.communicate()[0].decode()
 
 
+NGINX_CONF = """
+worker_processes 1;
+worker_rlimit_nofile 8192;
+daemon off;
+user root;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections {connections}; }}
+http {{
+    {http}
+    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+    upstream app {{ {servers} keepalive {keepalive}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Forwarded "";
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(
+    spawn,
+    folder: Path,
+    servers: Sequence[str],
+    *,
+    http: str = "access_log off;",
+    keepalive: int = 4,
+    connections: int = 64,
+) -> int:
+    """Start Debian's nginx as a reverse proxy on a free loopback port, in the foreground,
+    passing every request to the upstream ``servers`` (``unix:PATH`` or ``HOST:PORT``; more
+    than one: it balances between them) with the headers docs/deployment.md sets; ``http``
+    is added to its http block; everything it writes goes to ``folder``. Its port, once it
+    listens. Skips where nginx is missing."""
+    nginx = need("nginx")
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            tmp=folder,
+            port=port,
+            http=http,
+            servers=" ".join(f"server {server};" for server in servers),
+            keepalive=keepalive,
+            connections=connections,
+        )
+    )
+    spawn([nginx, "-c", str(conf), "-p", str(folder), "-e", str(folder / "nginx-error.log")])
+    wait_bound(port)
+    return port
+
+
 @pytest.fixture
 def browser(tmp_path):
     """Headless Chromium through selenium with Debian's driver (never a downloaded one)."""
