@@ -1,8 +1,14 @@
-"""What the benchmarks share: free ports and the nginx reference configuration."""
+"""What the benchmarks share: free ports, the nginx reference configuration, and where
+results are kept."""
 
 from __future__ import annotations
 
+import json
 import socket
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 _NGINX = """
 worker_processes 1;
@@ -30,3 +36,11 @@ def free_port() -> int:
 def nginx_conf(tmp: str, port: int, server: str) -> str:
     """One worker, no logs, sendfile on; ``server`` is the body of the server block."""
     return _NGINX.format(tmp=tmp, port=port, server=server)
+
+
+def save_results(suite: str, rows: list[dict], indent: int = 1) -> Path:
+    """Keep a run's figures as ``bench/results/SUITE-YYYYmmdd-HHMMSS.json`` (not committed)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(rows, indent=indent))
+    return path
