@@ -7,9 +7,9 @@ SQLite lets one writer in at a time, for the whole file, and that is what a sale
   checkpoints, not at every commit: a sale survives any process being killed (the log is in
   the file), and the last few could be lost only if the machine itself loses power.
 - **BEGIN IMMEDIATE**: a sale takes the write lock when its transaction begins, before it
-  reads the count. A plain ``BEGIN`` would read first and ask for the lock at the
-  ``UPDATE``, and two such transactions can deadlock each other (one then fails at once
-  with "database is locked", whatever the timeout).
+  reads anything. A plain ``BEGIN`` takes it at the first write; a transaction that read
+  first (an idempotency key's look-up) and finds that another wrote since cannot upgrade,
+  and fails at once with "database is locked", whatever the busy timeout.
 - **a busy timeout**: a worker that finds the lock taken waits for it (up to
   ``busy_timeout`` seconds) instead of failing; sales are short, so the wait is too.
 
