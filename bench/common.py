@@ -1,14 +1,8 @@
-"""What the benchmarks share: free ports, the nginx reference configuration, and where
-results are kept."""
+"""What the benchmarks share: free ports and the nginx reference configuration."""
 
 from __future__ import annotations
 
-import json
 import socket
-import time
-from pathlib import Path
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 _NGINX = """
 worker_processes 1;
@@ -33,14 +27,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def save_results(suite: str, rows: list[dict], indent: int = 1):
+    """Keep a run's figures as ``bench/results/SUITE-YYYYmmdd-HHMMSS.json`` (not
+    committed); the file's path."""
+    import json
+    import time
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent / "results"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(rows, indent=indent))
+    return path
+
+
 def nginx_conf(tmp: str, port: int, server: str) -> str:
     """One worker, no logs, sendfile on; ``server`` is the body of the server block."""
     return _NGINX.format(tmp=tmp, port=port, server=server)
-
-
-def save_results(suite: str, rows: list[dict], indent: int = 1) -> Path:
-    """Keep a run's figures as ``bench/results/SUITE-YYYYmmdd-HHMMSS.json`` (not committed)."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(rows, indent=indent))
-    return path
