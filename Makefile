@@ -63,7 +63,9 @@ TICKETS_DATABASE := sqlite:///$(CURDIR)/var/tickets.sqlite3
 tickets: venv-check
 	@$(MAKE) --no-print-directory $(if $(DATABASE_URL),$(VENV)/.installed-tickets,$(VENV)/.installed)
 	@echo "netassist tickets: open http://$(TICKETS_ADDRESS)/ (Ctrl-C stops it)"
-	DATABASE_URL="$(or $(DATABASE_URL),$(TICKETS_DATABASE))" $(BIN)/netassist run \
+	@echo "the tickets are kept in $(if $(DATABASE_URL),the database DATABASE_URL names,var/tickets.sqlite3)"
+	@# Not echoed: DATABASE_URL may hold a password.
+	@DATABASE_URL="$(or $(DATABASE_URL),$(TICKETS_DATABASE))" $(BIN)/netassist run \
 	  --chdir examples tickets:app --bind $(TICKETS_ADDRESS) --workers 4 --threads 4 $(RUN_ARGS)
 
 test: venv-check
