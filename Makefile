@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Says "yes" when the interpreter in $(1) is CPython 3.11 or newer and runs.
 NEW_ENOUGH = $(1) -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1
 
-.PHONY: run test lint format bench clean venv-check
+.PHONY: run tickets test lint format bench clean venv-check
 
 # Runs before anything is installed: an interpreter too old is one line, not a broken
 # .venv; a .venv made by an interpreter that does not run or is too old (or by another
@@ -38,6 +38,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+$(VENV)/.installed-tickets: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[tickets]'
+	touch $@
+
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
@@ -55,6 +59,20 @@ run: venv-check
 	@echo "netassist demo site: open http://$(RUN_ADDRESS)/ (Ctrl-C stops it)"
 	$(BIN)/netassist run --chdir examples seed_site:app --bind $(RUN_ADDRESS) \
 	  --workers $(RUN_WORKERS) $(RUN_ARGS)
+
+# The tickets example (examples/tickets): 4 workers of 4 threads selling from one stock, in
+# the foreground on 127.0.0.1:8001. The tickets are kept in var/tickets.sqlite3 here, or in
+# the PostgreSQL that DATABASE_URL names (postgresql://user:password@host/db; the driver is
+# installed then): make tickets DATABASE_URL=postgresql://...
+TICKETS_ADDRESS := 127.0.0.1:8001
+TICKETS_DATABASE := sqlite:///$(CURDIR)/var/tickets.sqlite3
+tickets: venv-check
+	@$(MAKE) --no-print-directory $(if $(DATABASE_URL),$(VENV)/.installed-tickets,$(VENV)/.installed)
+	@echo "netassist tickets: open http://$(TICKETS_ADDRESS)/ (Ctrl-C stops it)"
+	@echo "the tickets are kept in $(if $(DATABASE_URL),the database DATABASE_URL names,var/tickets.sqlite3)"
+	@# Not echoed: DATABASE_URL may hold a password.
+	@DATABASE_URL="$(or $(DATABASE_URL),$(TICKETS_DATABASE))" $(BIN)/netassist run \
+	  --chdir examples tickets:app --bind $(TICKETS_ADDRESS) --workers 4 --threads 4 $(RUN_ARGS)
 
 test: venv-check
 	@$(MAKE) --no-print-directory $(VENV)/.installed-test

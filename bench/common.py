@@ -32,6 +32,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def save_results(suite: str, rows: list[dict], indent: int = 1):
+    """Keep a run's figures as ``bench/results/SUITE-YYYYmmdd-HHMMSS.json`` (not
+    committed); the file's path."""
+    import json
+    import time
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent / "results"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(rows, indent=indent))
+    return path
+
+
 def nginx_conf(tmp: str, port: int, server: str) -> str:
     """One worker, no logs, sendfile on; ``server`` is the body of the server block."""
     return _NGINX.format(tmp=tmp, port=port, server=server)

@@ -12,7 +12,6 @@ every loop is bounded in count and time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
@@ -25,6 +24,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from bench.common import save_results  # noqa: E402
+
 NETASSIST = [sys.executable, "-m", "netassist"]
 RECEIVER_CORE, SENDER_CORE = "1", "0"
 
@@ -244,10 +246,7 @@ def main() -> int:
             extra = f"  lost {row['lost']}" if row.get("lost") and any(row["lost"]) else ""
             figure = f"{row['median']:>12,.2f} {row['unit']:<12}"
             print(f"  {row['tool']:<14} {figure} netassist/this = {ratio:5.2f}{extra}")
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"wire-{stamp}.json").write_text(json.dumps(rows, indent=1))
+    save_results("wire", rows)
     return 0
 
 

@@ -9,6 +9,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 NETASSIST = [sys.executable, "-m", "netassist"]
+ROOT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"listening on (?:tcp|udp) (?:\[([^\]]+)\]|([^\s:]+)):(\d+)")
 
 
@@ -185,6 +187,109 @@ def wait_bound(port: int, proto: str = "tcp", timeout: float = 10.0) -> None:
                     return
         time.sleep(0.05)
     raise AssertionError(f"nothing bound to {proto} port {port}")
+
+
+class MakeForeground:
+    """``make TARGET ARGS...`` in the project's folder as a user types it, in the
+    foreground; in its own process group, so make and the server it starts are stopped
+    together, by group id. Skips where make or the project's .venv is missing."""
+
+    def __init__(self, target: str, *args: str, env: dict[str, str]) -> None:
+        need("make")
+        if not (ROOT / ".venv" / "bin" / "netassist").exists():
+            pytest.skip(f"make {target} needs the project's .venv (make test makes it)")
+        self.popen = subprocess.Popen(
+            ["make", "--no-print-directory", target, *args],
+            cwd=ROOT,
+            env={k: v for k, v in env.items() if not k.startswith("MAKE")},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def first_answer(self, url: str, seconds: float = 60.0, **kwargs):
+        """The first answer of ``GET url`` once the server is up (requests' Response)."""
+        import requests
+
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return requests.get(url, timeout=2, **kwargs)
+            except requests.ConnectionError:
+                assert self.popen.poll() is None, self.popen.stdout.read().decode()
+                assert time.monotonic() < deadline, f"nothing answered {url} in {seconds} s"
+                time.sleep(0.2)
+
+    def stop(self) -> str:
+        """TERM to the group (KILL if it lingers); everything make and its server printed."""
+        os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            return self.popen.communicate(timeout=15)[0].decode()
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            return self.popen.communicate()[0].decode()
+
+
+NGINX_CONF = """
+worker_processes 1;
+worker_rlimit_nofile 8192;
+daemon off;
+user root;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections {connections}; }}
+http {{
+    {http}
+    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+    upstream app {{ {servers} keepalive {keepalive}; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header Forwarded "";
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(
+    spawn,
+    folder: Path,
+    servers: Sequence[str],
+    *,
+    http: str = "access_log off;",
+    keepalive: int = 4,
+    connections: int = 64,
+) -> int:
+    """Start Debian's nginx as a reverse proxy on a free loopback port, in the foreground,
+    passing every request to the upstream ``servers`` (``unix:PATH`` or ``HOST:PORT``; more
+    than one: it balances between them) with the headers docs/deployment.md sets; ``http``
+    is added to its http block; everything it writes goes to ``folder``. Its port, once it
+    listens. Skips where nginx is missing."""
+    nginx = need("nginx")
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            tmp=folder,
+            port=port,
+            http=http,
+            servers=" ".join(f"server {server};" for server in servers),
+            keepalive=keepalive,
+            connections=connections,
+        )
+    )
+    spawn([nginx, "-c", str(conf), "-p", str(folder), "-e", str(folder / "nginx-error.log")])
+    wait_bound(port)
+    return port
 
 
 @pytest.fixture
