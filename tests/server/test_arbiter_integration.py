@@ -317,38 +317,10 @@ def test_ipv4_and_ipv6_binds_shared_by_the_workers(netassist):
     assert proc.finish()[0] == 0
 
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-user root;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-    upstream app {{ server unix:{sock}; keepalive 4; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header Forwarded "";
-        }}
-    }}
-}}
-"""
-
-
 def test_nginx_in_front_over_a_unix_socket_passes_the_client_on(netassist, spawn, tmp_path):
-    from tests.conftest import free_port, need, wait_bound
+    from tests.conftest import need, start_nginx
 
-    nginx = need("nginx")
+    need("nginx")  # before the server starts: skipped where it is missing
     sock = tmp_path / "app.sock"
     proc = netassist(
         "run",
@@ -357,11 +329,7 @@ def test_nginx_in_front_over_a_unix_socket_passes_the_client_on(netassist, spawn
     )
     proc.expect_stderr(r"listening on unix:")
     assert sock.stat().st_mode & 0o777 == 0o770
-    port = free_port()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp_path, sock=sock, port=port))
-    spawn([nginx, "-c", str(conf), "-p", str(tmp_path), "-e", str(tmp_path / "nginx-error.log")])
-    wait_bound(port)
+    port = start_nginx(spawn, tmp_path, [f"unix:{sock}"])
     base = f"http://127.0.0.1:{port}"
     with requests.Session() as session:
         seen = session.get(base + "/echo/a?b=1", timeout=10).json()
