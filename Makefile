@@ -34,7 +34,9 @@ $(BIN)/python:
 	$(PYTHON) -c 'import sys; print(sys.executable)' > $(VENV)/.made-with
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# The install compiles the optional core (src/netassist/server/_speedups.c) where a C compiler
+# exists, and goes on without it where none does (setup.py): the pure-Python core then serves.
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py src/netassist/server/_speedups.c
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 

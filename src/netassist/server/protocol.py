@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 
 import httptools
@@ -359,11 +360,31 @@ class _HeadCollector:
         self.headers.append((name, value))
 
 
-class ServerConnection:
-    """The server side of one HTTP/1.1 connection, as a state machine over bytes."""
+#: The compiled core's parser of common heads (``_speedups.parse_head``) when that core serves
+#: this process (``cores.py`` installs it), or None: this module parses every head.
+compiled_parse: Callable[[bytes, int, tuple[int, int, int, int]], tuple | None] | None = None
 
-    def __init__(self, limits: Limits | None = None, server_name: str = SERVER_NAME) -> None:
+
+class ServerConnection:
+    """The server side of one HTTP/1.1 connection, as a state machine over bytes.
+
+    ``compiled``: the compiled parser of common heads to use, or False for none; by default
+    :data:`compiled_parse`. Every other head, and every error, is this module's."""
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        server_name: str = SERVER_NAME,
+        compiled: Callable | bool | None = None,
+    ) -> None:
         self.limits = limits = limits or Limits()
+        self._compiled = compiled_parse if compiled is None else compiled or None
+        self._limit_values = (
+            limits.max_request_line,
+            limits.max_header_bytes,
+            limits.max_header_field,
+            limits.max_header_count,
+        )
         # No head this short can break the head or field limits: only longer ones are measured.
         self._short_head = min(limits.max_header_bytes, limits.max_header_field) + 4
         self.server_name = server_name
@@ -515,6 +536,10 @@ class ServerConnection:
 
     def _parse_head(self, head: bytes, line_end: int) -> object:
         """Check and parse one complete head (``line_end``: where its request line ends)."""
+        if self._compiled is not None:
+            parsed = self._compiled(head, line_end, self._limit_values)
+            if parsed is not None:
+                return self.adopt(Request(*parsed))
         limits = self.limits
         if line_end > limits.max_request_line:
             raise self._fail(414, "request line too long")
@@ -638,6 +663,19 @@ class ServerConnection:
             self._remaining = content_length
         else:
             self._state = _DONE
+        return request
+
+    def adopt(self, request: Request, responded: bool = False) -> Request:
+        """Make ``request``, a bodiless one that the compiled core parsed, the current one,
+        as if this module had parsed it; ``responded``: its whole response went out too."""
+        self.request = request
+        self.keep_alive = request.keep_alive
+        self._body_seen = 0
+        self._continue_pending = False
+        self._state = _DONE
+        if responded:
+            self._our_state = _SENT
+            self._to_send = 0
         return request
 
     def _parse_other_method(self, head: bytes, line_end: int, method: bytes) -> object:
