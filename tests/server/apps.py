@@ -173,7 +173,8 @@ def _caller(environ, start_response):
 def _environ(environ, start_response):
     """Every str, bool and tuple of the environ but REMOTE_PORT and SERVER_PORT (which differ
     between connections and servers) and the body's digest, as JSON; chunked when the query
-    holds "chunked". The differential tests compare both cores' answers to it byte for byte."""
+    holds "chunked", from a generator when it holds "gen" (_pieces). The differential tests
+    compare both cores' answers to it byte for byte."""
     body = environ["wsgi.input"].read()
     seen = {
         key: value
@@ -183,10 +184,34 @@ def _environ(environ, start_response):
     seen["body"] = hashlib.sha256(body).hexdigest()
     payload = json.dumps(seen).encode()
     headers = [("Content-Type", "application/json")]
-    if "chunked" not in environ["QUERY_STRING"]:
+    query = environ["QUERY_STRING"]
+    if "chunked" not in query:
         headers.append(("Content-Length", str(len(payload))))
-    start_response("200 OK", headers)
-    return [payload]
+    if "gen" not in query:
+        start_response("200 OK", headers)
+        return [payload]
+    return _pieces(query, start_response, headers, payload)
+
+
+def _pieces(query, start_response, headers, payload):
+    """The environ app's answer from a generator, in the ways the query asks for: start_response
+    late (inside it), empty pieces, several pieces, many, or an error after the first."""
+    if "late" not in query:
+        start_response("200 OK", headers)
+    yield b""
+    if "late" in query:
+        start_response("200 OK", headers)
+    if "many" in query:
+        yield from (payload[i : i + 7] for i in range(0, len(payload), 7))
+        return
+    if "split" in query:
+        yield payload[:5]
+        yield b""
+        yield payload[5:]
+    else:
+        yield payload
+    if "fail" in query:
+        raise RuntimeError("the generator failed after its body")
 
 
 def _router(environ, start_response):

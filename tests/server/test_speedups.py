@@ -296,7 +296,8 @@ def exchange(port: int, data: bytes) -> bytes:
 @given(
     st.lists(heads(), min_size=1, max_size=3),
     st.sampled_from([b"", b"", b"hello, body", b"5\r\nhello\r\n0\r\n\r\n"]),
-    st.sampled_from(["", "?chunked"]),
+    st.sampled_from(["", "?chunked", "?gen", "?gen-chunked-split", "?gen-split", "?gen-late"])
+    | st.sampled_from(["?gen-many", "?gen-chunked-many", "?gen-fail", "?gen-chunked-fail"]),
 )
 def test_both_cores_answer_random_and_hostile_requests_alike(two_servers, requests, body, query):
     requests[0] = requests[0].replace(b" / ", b" /%s " % query.encode(), 1)

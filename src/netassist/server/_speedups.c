@@ -862,7 +862,9 @@ typedef struct {
     PyObject *request_type;
     PyObject *in_mask;
     PyObject *pure_read; /* Worker._read, bound */
-    PyObject *arm, *close, *process, *answer, *app_failed, *pump, *finish;
+    PyObject *arm, *close, *process, *answer, *app_failed, *pump, *finish, *resume;
+    PyObject *close_result;
+    PyObject *file_wrapper; /* wsgi.FileWrapper: the Python path sends those */
     PyObject *running; /* [(conn, method, raw_uri, started, head)] whose app runs now */
     PyObject *count;   /* called before each app call (--max-requests), or NULL */
     Limits lim;
@@ -1010,9 +1012,11 @@ static int
 core_init(Core *self, PyObject *args, PyObject *kwds)
 {
     PyObject *worker, *app, *limits, *server, *empty_input, *request_type, *in_mask, *pure_read;
+    PyObject *file_wrapper;
     double keep_alive;
-    if (!PyArg_ParseTuple(args, "OOO!UdOOOO:Core", &worker, &app, &PyTuple_Type, &limits, &server,
-                          &keep_alive, &empty_input, &request_type, &in_mask, &pure_read) ||
+    if (!PyArg_ParseTuple(args, "OOO!UdOOOOO:Core", &worker, &app, &PyTuple_Type, &limits,
+                          &server, &keep_alive, &empty_input, &request_type, &file_wrapper,
+                          &in_mask, &pure_read) ||
         read_limits(limits, &self->lim) < 0)
         return -1;
     Py_ssize_t len;
@@ -1040,6 +1044,7 @@ core_init(Core *self, PyObject *args, PyObject *kwds)
     Py_XSETREF(self->app, Py_NewRef(app));
     Py_XSETREF(self->empty_input, Py_NewRef(empty_input));
     Py_XSETREF(self->request_type, Py_NewRef(request_type));
+    Py_XSETREF(self->file_wrapper, Py_NewRef(file_wrapper));
     Py_XSETREF(self->in_mask, Py_NewRef(in_mask));
     Py_XSETREF(self->pure_read, Py_NewRef(pure_read));
     Py_XSETREF(self->running, PyList_New(0));
@@ -1054,6 +1059,8 @@ core_init(Core *self, PyObject *args, PyObject *kwds)
     METHOD(app_failed, "_app_failed");
     METHOD(pump, "_pump");
     METHOD(finish, "_finish");
+    METHOD(resume, "_resume");
+    METHOD(close_result, "_close_result");
 #undef METHOD
     return self->running ? 0 : -1;
 }
@@ -1135,31 +1142,154 @@ send_rest(Core *self, PyObject *conn, PyObject *head, PyObject *result, struct i
     Py_RETURN_NONE;
 }
 
+/* adopt(), unless the request was adopted already (the app called write()). */
+static int
+adopted(Core *self, PyObject *conn, PyObject *head)
+{
+    PyObject *request = get_field(conn, A_request);
+    if (request == NULL)
+        return -1;
+    int done = request != Py_None;
+    Py_DECREF(request);
+    return done ? 0 : adopt(self, conn, head, 0);
+}
+
+#define TAKE_PIECES 8
+#define TAKE_BYTES 65536
+
+/* What an iterable answer (a generator, Flask's response) yields, taken as Worker._pump would
+   ask for it while it stays small: 1 when it ended (*body: all it yielded joined; *pieces: how
+   many were not empty); 0 when the rest is the Python path's (*taken holds what was taken,
+   *error what the iterable raised, if it did); 2 when iter() failed (the Python path says so);
+   -1 with an exception that is not the app's (KeyboardInterrupt) or ours.
+   _pump sends the head with the first piece that is not empty: from then on start_response
+   acts as after the head went out (headers_sent), and the head is what it was then (*status,
+   *headers: new references, a copy of the list). */
+static int
+take(PyObject *result, StartResponse *start, PyObject *taken, PyObject **iterator,
+     PyObject **error, PyObject **body, int *pieces, PyObject **status, PyObject **headers)
+{
+    *iterator = PyObject_GetIter(result);
+    if (*iterator == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return -1;
+        PyErr_Clear();
+        return 2;
+    }
+    Py_ssize_t total = 0;
+    for (;;) {
+        PyObject *item = PyIter_Next(*iterator);
+        if (item == NULL) {
+            if (!PyErr_Occurred())
+                break;
+            if (!PyErr_ExceptionMatches(PyExc_Exception))
+                return -1;
+            PyObject *type, *tb;
+            PyErr_Fetch(&type, error, &tb);
+            PyErr_NormalizeException(&type, error, &tb);
+            if (tb != NULL && *error != NULL)
+                PyException_SetTraceback(*error, tb);
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+            return *error != NULL ? 0 : -1;
+        }
+        int appended = PyList_Append(taken, item);
+        Py_DECREF(item);
+        if (appended < 0)
+            return -1;
+        if (!PyBytes_CheckExact(item))
+            return 0;
+        total += PyBytes_GET_SIZE(item);
+        if (PyBytes_GET_SIZE(item) > 0 && ++*pieces == 1) {
+            if (start->status == NULL || start->status == Py_None || start->headers == NULL ||
+                !PyList_Check(start->headers))
+                return 0; /* no start_response yet: the Python path says so */
+            *status = Py_NewRef(start->status);
+            *headers = PyList_GetSlice(start->headers, 0, PyList_GET_SIZE(start->headers));
+            if (*headers == NULL)
+                return -1;
+            start->headers_sent = 1;
+        }
+        if (PyList_GET_SIZE(taken) > TAKE_PIECES || total > TAKE_BYTES)
+            return 0;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(taken);
+    if (count == 1) {
+        *body = Py_NewRef(PyList_GET_ITEM(taken, 0));
+        return 1;
+    }
+    *body = PyBytes_FromStringAndSize(NULL, total);
+    if (*body == NULL)
+        return -1;
+    char *o = PyBytes_AS_STRING(*body);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *piece = PyList_GET_ITEM(taken, i);
+        o = put(o, PyBytes_AS_STRING(piece), PyBytes_GET_SIZE(piece));
+    }
+    return 1;
+}
+
 /* The app answered: frame and write the common response here, or hand it to the Python path. */
 static PyObject *
 respond(Core *self, PyObject *conn, StartResponse *start, PyObject *head, const Head *h,
         PyObject *result)
 {
     Plan plan;
-    PyObject *body = NULL;
-    if (PyList_CheckExact(result) && PyList_GET_SIZE(result) == 1 && !start->headers_sent &&
-        start->status != NULL && start->status != Py_None && start->headers != NULL &&
-        start->headers != Py_None)
-        body = PyList_GET_ITEM(result, 0);
-    refresh_date();
-    if (body == NULL || !PyBytes_CheckExact(body) ||
-        !plan_head(start->status, start->headers, h->method == M_HEAD, h->http11,
-                   PyBytes_GET_SIZE(body), self->server_len, &plan)) {
-        if (adopt(self, conn, head, 0) < 0 || run2(self->answer, conn, result) < 0)
-            return NULL;
-        Py_RETURN_NONE;
-    }
+    PyObject *body = NULL, *taken = NULL, *iterator = NULL, *error = NULL, *r = NULL;
+    PyObject *status = NULL, *headers = NULL;
     char small[2048];
-    char *out = plan.head_len <= (Py_ssize_t)sizeof small ? small : PyMem_Malloc(plan.head_len);
-    if (out == NULL)
-        return PyErr_NoMemory();
-    write_head(out, start->status, start->headers, h->http11, &plan, self->server,
-               self->server_len);
+    char *out = small;
+    int pieces = 0, iterable = 0, sent_before = start->headers_sent;
+    if (PyList_CheckExact(result) || Py_TYPE(result) == (PyTypeObject *)self->file_wrapper) {
+        if (PyList_CheckExact(result) && PyList_GET_SIZE(result) == 1)
+            body = Py_NewRef(PyList_GET_ITEM(result, 0));
+        pieces = 1;
+    } else if (!sent_before) {
+        iterable = 1;
+        taken = PyList_New(0);
+        int took = taken ? take(result, start, taken, &iterator, &error, &body, &pieces, &status,
+                                &headers)
+                         : -1;
+        start->headers_sent = 0; /* set again when the head goes out */
+        if (took < 0)
+            goto done;
+        if (took == 0) {
+            r = adopted(self, conn, head) < 0
+                    ? NULL
+                    : PyObject_CallFunctionObjArgs(self->resume, conn, result, taken, iterator,
+                                                   error ? error : Py_None, NULL);
+            goto done;
+        }
+        if (took == 2)
+            iterable = 0; /* iter() failed: the Python path answers 500 */
+    }
+    if (status == NULL) {
+        status = Py_XNewRef(start->status);
+        headers = Py_XNewRef(start->headers);
+    }
+    refresh_date();
+    if (body == NULL || !PyBytes_CheckExact(body) || sent_before || status == NULL ||
+        status == Py_None || headers == NULL || headers == Py_None ||
+        !plan_head(status, headers, h->method == M_HEAD, h->http11, PyBytes_GET_SIZE(body),
+                   self->server_len, &plan) ||
+        (plan.chunked && pieces > 1)) { /* _pump would frame each piece as a chunk */
+        if (adopted(self, conn, head) < 0)
+            goto done;
+        PyObject *ok = iterable ? PyObject_CallFunctionObjArgs(self->resume, conn, result, taken,
+                                                               iterator, Py_None, NULL)
+                                : PyObject_CallFunctionObjArgs(self->answer, conn, result, NULL);
+        if (ok != NULL) {
+            Py_DECREF(ok);
+            r = Py_NewRef(Py_None);
+        }
+        goto done;
+    }
+    if (plan.head_len > (Py_ssize_t)sizeof small && (out = PyMem_Malloc(plan.head_len)) == NULL) {
+        out = small;
+        PyErr_NoMemory();
+        goto done;
+    }
+    write_head(out, status, headers, h->http11, &plan, self->server, self->server_len);
     start->headers_sent = 1;
     Py_ssize_t body_len = PyBytes_GET_SIZE(body);
     char pre[24];
@@ -1183,7 +1313,6 @@ respond(Core *self, PyObject *conn, StartResponse *start, PyObject *head, const 
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     Py_ssize_t fd = long_field(conn, A_fd);
-    PyObject *r = NULL;
     if (fd < 0)
         goto done;
     Py_ssize_t sent = writev((int)fd, iov, iovcnt);
@@ -1211,6 +1340,8 @@ respond(Core *self, PyObject *conn, StartResponse *start, PyObject *head, const 
             r = Py_NewRef(Py_None);
         goto done;
     }
+    if (iterable && (set_field(conn, A_result, result) < 0 || run1(self->close_result, conn) < 0))
+        goto done; /* as _finish closes what the app returned */
     if (set_field(conn, A_phase, PHASE_READ_HEAD) < 0 ||
         set_float(conn, A_deadline, monotonic() + self->keep_alive) < 0)
         goto done;
@@ -1225,6 +1356,12 @@ respond(Core *self, PyObject *conn, StartResponse *start, PyObject *head, const 
 done:
     if (out != small)
         PyMem_Free(out);
+    Py_XDECREF(body);
+    Py_XDECREF(taken);
+    Py_XDECREF(iterator);
+    Py_XDECREF(error);
+    Py_XDECREF(status);
+    Py_XDECREF(headers);
     return r;
 }
 
@@ -1263,8 +1400,9 @@ serve(Core *self, PyObject *conn, PyObject *proto, const Head *h, Py_ssize_t n)
     entry = Py_BuildValue("(OOOdO)", conn, METHOD_STR[h->method], raw_uri, monotonic(), head);
     if (entry == NULL || PyList_Append(self->running, entry) < 0)
         goto done;
+    /* Listed as running until the answer is out: an iterable runs app code while it is taken,
+       and a write() from it adopts the request through this entry. */
     result = PyObject_CallFunctionObjArgs(self->app, environ, start, NULL);
-    drop_running(self, entry);
     if (result == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception))
             goto done; /* KeyboardInterrupt, SystemExit: not the app's failure to answer */
@@ -1306,6 +1444,12 @@ serve(Core *self, PyObject *conn, PyObject *proto, const Head *h, Py_ssize_t n)
     }
     r = respond(self, conn, sr, head, h, result);
 done:
+    if (entry != NULL) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb); /* (PyList_SetSlice must not run with one set) */
+        drop_running(self, entry);
+        PyErr_Restore(type, value, tb);
+    }
     Py_XDECREF(result);
     Py_XDECREF(entry);
     Py_XDECREF(raw_uri);
@@ -1415,6 +1559,9 @@ core_traverse(Core *self, visitproc visit, void *arg)
     Py_VISIT(self->app_failed);
     Py_VISIT(self->pump);
     Py_VISIT(self->finish);
+    Py_VISIT(self->resume);
+    Py_VISIT(self->close_result);
+    Py_VISIT(self->file_wrapper);
     Py_VISIT(self->running);
     Py_VISIT(self->count);
     return 0;
@@ -1436,6 +1583,9 @@ core_clear(Core *self)
     Py_CLEAR(self->app_failed);
     Py_CLEAR(self->pump);
     Py_CLEAR(self->finish);
+    Py_CLEAR(self->resume);
+    Py_CLEAR(self->close_result);
+    Py_CLEAR(self->file_wrapper);
     Py_CLEAR(self->running);
     Py_CLEAR(self->count);
     return 0;
@@ -1466,8 +1616,9 @@ static PyTypeObject CoreType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "netassist._speedups.Core",
     .tp_basicsize = sizeof(Core),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Core(worker, app, limits, server_name, keep_alive, empty_input, Request, in_mask, "
-              "pure_read): called with a connection in place of Worker._read.",
+    .tp_doc = "Core(worker, app, limits, server_name, keep_alive, empty_input, Request, "
+              "FileWrapper, in_mask, pure_read): called with a connection in place of "
+              "Worker._read.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)core_init,
     .tp_call = (ternaryfunc)core_call,

@@ -36,8 +36,9 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
+from itertools import chain
 from stat import S_ISREG
 from typing import Any
 
@@ -284,6 +285,7 @@ class Worker:
                 config.keep_alive,
                 EMPTY_INPUT,
                 Request,
+                FileWrapper,
                 self._in,
                 partial(Worker._read, self),
             )
@@ -697,6 +699,17 @@ class Worker:
             log.exception("the application returned something that is not iterable")
             self._error_response(conn, 500)
             return
+        conn.phase = WRITE
+        self._pump(conn)
+
+    def _resume(
+        self, conn: Connection, result: Any, taken: list, rest: Any, error: Exception | None
+    ) -> None:
+        """Go on with an iterable answer the compiled core began: ``taken`` is what it took
+        from ``rest`` (the iterator of ``result``), ``error`` what that raised, if it did; they
+        are sent as if :meth:`_pump` had taken them itself."""
+        conn.result = result
+        conn.iterator = chain(taken, rest if error is None else _raising(error))
         conn.phase = WRITE
         self._pump(conn)
 
@@ -1161,6 +1174,12 @@ class Worker:
             raise TimeoutError("the client did not keep up") from None
         finally:
             sock.setblocking(False)
+
+
+def _raising(error: Exception) -> Iterator[bytes]:
+    """An iterator that raises ``error`` when asked for its first item."""
+    raise error
+    yield b""  # a generator: the error comes at next(), where _pump expects it
 
 
 def _poll_busy(poll: Any, window: float, timeout: float, maxevents: int) -> list[tuple[int, int]]:
