@@ -378,13 +378,18 @@ class ServerConnection:
         compiled: Callable | bool | None = None,
     ) -> None:
         self.limits = limits = limits or Limits()
-        self._compiled = compiled_parse if compiled is None else compiled or None
-        self._limit_values = (
-            limits.max_request_line,
-            limits.max_header_bytes,
-            limits.max_header_field,
-            limits.max_header_count,
-        )
+        parse = compiled_parse if compiled is None else compiled or None
+        if parse is not None:
+            # Instance attributes, so the pure core's connections are as they were: not even
+            # one test more per head (which costs hundreds of instructions here).
+            self._compiled = parse
+            self._limit_values = (
+                limits.max_request_line,
+                limits.max_header_bytes,
+                limits.max_header_field,
+                limits.max_header_count,
+            )
+            self._parse_head = self._parse_compiled  # type: ignore[method-assign]
         # No head this short can break the head or field limits: only longer ones are measured.
         self._short_head = min(limits.max_header_bytes, limits.max_header_field) + 4
         self.server_name = server_name
@@ -534,12 +539,16 @@ class ServerConnection:
             raise self._fail(400, "connection closed in the middle of a request head")
         return NEED_DATA
 
+    def _parse_compiled(self, head: bytes, line_end: int) -> object:
+        """:meth:`_parse_head` with the compiled parser, which takes the common heads and
+        leaves every other one (and every error) to this module."""
+        parsed = self._compiled(head, line_end, self._limit_values)  # type: ignore[misc]
+        if parsed is not None:
+            return self.adopt(Request(*parsed))
+        return ServerConnection._parse_head(self, head, line_end)
+
     def _parse_head(self, head: bytes, line_end: int) -> object:
         """Check and parse one complete head (``line_end``: where its request line ends)."""
-        if self._compiled is not None:
-            parsed = self._compiled(head, line_end, self._limit_values)
-            if parsed is not None:
-                return self.adopt(Request(*parsed))
         limits = self.limits
         if line_end > limits.max_request_line:
             raise self._fail(414, "request line too long")
