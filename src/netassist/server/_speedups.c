@@ -775,7 +775,7 @@ fail:
     return NULL;
 }
 
-/* --- module functions -------------------------------------------------------------------------- */
+/* --- module functions ---------------------------------------------------------------------- */
 
 static int
 read_limits(PyObject *limits, Limits *lim)
@@ -1690,7 +1690,8 @@ PyInit__speedups(void)
     INTERN(A_closing, "_closing");
     INTERN(A_adopt, "adopt");
     INTERN(A_receive_data, "receive_data");
-    if ((ZERO_INT = PyLong_FromLong(0)) == NULL || (PHASE_READ_HEAD = PyLong_FromLong(READ_HEAD)) == NULL ||
+    if ((ZERO_INT = PyLong_FromLong(0)) == NULL ||
+        (PHASE_READ_HEAD = PyLong_FromLong(READ_HEAD)) == NULL ||
         (PHASE_IN_APP = PyLong_FromLong(IN_APP)) == NULL ||
         (PHASE_WRITE = PyLong_FromLong(WRITE)) == NULL ||
         (NEVER = PyFloat_FromDouble(Py_HUGE_VAL)) == NULL)
