@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Says "yes" when the interpreter in $(1) is CPython 3.11 or newer and runs.
 NEW_ENOUGH = $(1) -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1
 
-.PHONY: run tickets test lint format bench clean venv-check
+.PHONY: run tickets test lint format bench clean venv-check sanitize
 
 # Runs before anything is installed: an interpreter too old is one line, not a broken
 # .venv; a .venv made by an interpreter that does not run or is too old (or by another
@@ -34,7 +34,9 @@ $(BIN)/python:
 	$(PYTHON) -c 'import sys; print(sys.executable)' > $(VENV)/.made-with
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# The install compiles the optional core (src/netassist/server/_speedups.c) where a C compiler
+# exists, and goes on without it where none does (setup.py): the pure-Python core then serves.
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py src/netassist/server/_speedups.c
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
@@ -91,6 +93,25 @@ format: venv-check
 bench: venv-check
 	@$(MAKE) --no-print-directory $(VENV)/.installed-test
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The compiled core built with AddressSanitizer and UndefinedBehaviorSanitizer into a copy of
+# the package under build/sanitize, and the protocol and compiled-core tests run against it
+# (CI runs this; it needs gcc or clang).
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SANITIZED := build/sanitize
+CC ?= cc
+sanitize: venv-check
+	@$(MAKE) --no-print-directory $(VENV)/.installed-test
+	rm -rf $(SANITIZED) && mkdir -p $(SANITIZED) && cp -r src/netassist $(SANITIZED)/
+	rm -f $(SANITIZED)/netassist/*.so
+	$(CC) -O1 -g $(SANITIZE) -shared -fPIC -Wall -Werror \
+	  -I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
+	  src/netassist/server/_speedups.c \
+	  -o $(SANITIZED)/netassist/_speedups$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+	PYTHONPATH=$(SANITIZED) ASAN_OPTIONS=detect_leaks=0 \
+	  LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	  $(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) \
+	  tests/server/test_sanitized.py tests/server/test_protocol.py tests/server/test_speedups.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache test-artifacts

@@ -1,4 +1,5 @@
-"""The applications every server in bench/ runs: the same 13-byte hello world."""
+"""The applications every server in bench/ runs: the same 13-byte hello world, and a Flask
+route (``flask_json``: ``GET /json/<int:n>`` answered with ``jsonify``), a real app's cost."""
 
 from __future__ import annotations
 
@@ -24,3 +25,19 @@ async def asgi_hello(scope, receive, send):
         }
     )
     await send({"type": "http.response.body", "body": BODY})
+
+
+def __getattr__(name: str):
+    """``flask_json``, made on first use, so that serving hello never imports Flask."""
+    if name != "flask_json":
+        raise AttributeError(name)
+    from flask import Flask, jsonify
+
+    app = Flask("bench")
+
+    @app.get("/json/<int:n>")
+    def numbers(n: int):
+        return jsonify(n=n, square=n * n, name="netassist")
+
+    globals()["flask_json"] = app
+    return app

@@ -1,6 +1,7 @@
 """Microseconds per request through the worker's real code path, without wrk's noise.
 
     python bench/hotpath.py [--requests 50000] [--browser] [--threads N] [--instructions]
+                            [--core compiled|pure|both]
 
 A socketpair stands in for the client, and the worker's own event loop runs: its poll is
 replaced by one that reads the previous response back, writes the next request and reports
@@ -8,6 +9,9 @@ the connection readable, so each round goes through the loop exactly as under lo
 (dispatch, recv, parse, environ, app, framing, send, re-arm; with --threads N, the turn's
 bookkeeping too). Use it to compare changes to the hot path; the side-by-side figures
 against other servers come from http_bench.py.
+
+--core says which core serves (default both, one line each): the compiled one
+(``netassist._speedups``) or the pure-Python one (``NETASSIST_PURE=1``).
 
 --instructions counts instead of timing: it runs the same path under valgrind's callgrind
 for 2,000 and for 4,000 requests and prints the difference per request. With hash seeds
@@ -31,13 +35,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The core is chosen when netassist is imported: a run of one core says so first.
+_cores = [sys.argv[i + 1] for i, flag in enumerate(sys.argv[:-1]) if flag == "--core"]
+if _cores[-1:] == ["pure"]:
+    os.environ["NETASSIST_PURE"] = "1"
 
-from bench.apps import hello
-from netassist.server import protocol
-from netassist.server.config import ServerConfig
-from netassist.server.poller import IN
-from netassist.server.protocol import ServerConnection
-from netassist.server.worker import Connection, Worker
+from bench.apps import hello  # noqa: E402
+from netassist.server import cores, protocol  # noqa: E402
+from netassist.server.config import ServerConfig  # noqa: E402
+from netassist.server.poller import IN  # noqa: E402
+from netassist.server.protocol import ServerConnection  # noqa: E402
+from netassist.server.worker import Connection, Worker  # noqa: E402
 
 SIMPLE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n"
 BROWSER = (
@@ -100,7 +108,7 @@ def run(request: bytes, count: int, threads: int = 1) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
-def instructions(browser: bool, threads: int) -> int:
+def instructions(browser: bool, threads: int, core: str) -> int:
     """Instructions per request, from two callgrind runs of ``--once``."""
     totals = []
     for count in (2000, 4000):
@@ -114,6 +122,8 @@ def instructions(browser: bool, threads: int) -> int:
             str(count),
             "--threads",
             str(threads),
+            "--core",
+            core,
         ]
         env = dict(os.environ, PYTHONHASHSEED="0")
         result = subprocess.run(
@@ -136,9 +146,20 @@ def main() -> int:
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions under callgrind"
     )
+    parser.add_argument(
+        "--core", choices=["compiled", "pure", "both"], default="both", help="which core serves"
+    )
     parser.add_argument("--once", type=int, help=argparse.SUPPRESS)  # one run, for callgrind
     args = parser.parse_args()
     request = BROWSER if args.browser else SIMPLE
+    if args.core == "both":  # one process per core: the core is chosen at import
+        for core in ("compiled", "pure"):
+            command = [sys.executable, __file__, *sys.argv[1:], "--core", core]
+            result = subprocess.run(command, capture_output=True, text=True)
+            print(f"{core}: {(result.stdout + result.stderr).strip()}")
+        return 0
+    if (args.core == "compiled") != (cores.speedups is not None):
+        raise SystemExit(f"the {args.core} core cannot serve here ({cores.NAME} loaded)")
     if args.once:
         frozen = time.time()
         protocol.time = types.SimpleNamespace(time=lambda: frozen)  # type: ignore[assignment]
@@ -147,7 +168,8 @@ def main() -> int:
     if args.instructions:
         if shutil.which("valgrind") is None:
             raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
-        print(f"{instructions(args.browser, args.threads):,} instructions per request")
+        count = instructions(args.browser, args.threads, args.core)
+        print(f"{count:,} instructions per request")
         return 0
     figures = [run(request, args.requests, args.threads) for _ in range(5)]
     print(f"{statistics.median(figures):.2f} us per request (median of 5; min {min(figures):.2f})")

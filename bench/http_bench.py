@@ -4,7 +4,10 @@
                                [--python PATH] [--peers DIR] [--base NAME]
 
 Every server runs the 13-byte hello world of ``bench/apps.py`` in one process pinned to
-core 0 (``taskset -c 0``); ``wrk -t1`` runs pinned to core 1. Each round runs every server
+core 0 (``taskset -c 0``); ``wrk -t1`` runs pinned to core 1. The WSGI servers also run the
+Flask route of ``bench/apps.py`` (``GET /json/<int:n>`` -> ``jsonify``: row "flask c50"), and
+netassist runs with each core: the compiled one, and the pure-Python one (``[pure]`` rows,
+``NETASSIST_PURE=1``). Each round runs every server
 once, in turn, so drift on this noisy machine hits all of them alike; the table gives the
 median over rounds of requests per second and of p50 and p99 latency, and netassist's ratio
 to each. With a fixed number of connections the mean wait is connections / rate (Little's
@@ -49,22 +52,31 @@ SERVER_CORE, LOAD_CORE = "0", "1"
 
 WAITRESS = (
     "import logging, sys; logging.getLogger('waitress.queue').setLevel(logging.ERROR);"
-    "sys.path.insert(0, {root!r}); import waitress; from bench.apps import hello;"
-    "waitress.serve(hello, host='127.0.0.1', port={port}, threads=4, _quiet=True)"
+    "sys.path.insert(0, {root!r}); import waitress; from bench import apps;"
+    "waitress.serve(apps.{app}, host='127.0.0.1', port={port}, threads=4, _quiet=True)"
 )
 BJOERN = (
-    "import sys; sys.path.insert(0, {root!r}); import bjoern; from bench.apps import hello;"
-    "bjoern.run(hello, '127.0.0.1', {port})"
+    "import sys; sys.path.insert(0, {root!r}); import bjoern; from bench import apps;"
+    "bjoern.run(apps.{app}, '127.0.0.1', {port})"
 )
+# app -> (the path wrk asks for, {scenario: (connections, wrk script)})
+APPS = {
+    "hello": (
+        "/",
+        {"c50": (50, None), "c50 browser": (50, str(HERE / "browser.lua")), "c1": (1, None)},
+    ),
+    "flask_json": ("/json/7", {"flask c50": (50, None)}),
+}
 
 
-def netassist_command(python: Path, port: int, *flags: str) -> list[str]:
-    """``netassist run`` of the hello world on ``port`` with ``flags``, logging warnings only."""
-    run = [str(python), "-m", "netassist", "run", "bench.apps:hello"]
+def netassist_command(python: Path, port: int, *flags: str, app: str = "hello") -> list[str]:
+    """``netassist run`` of ``app`` on ``port`` with ``flags``, logging warnings only."""
+    run = [str(python), "-m", "netassist", "run", f"bench.apps:{app}"]
     return [*run, "--bind", f"127.0.0.1:{port}", *flags, "--log-level", "warning"]
 
 
 NETASSIST_FLAGS = (("--threads", "1"), ("--threads", "1", "--busy-poll", "50"), ("--threads", "4"))
+PURE = ("env", "NETASSIST_PURE=1")  # the pure-Python core
 
 
 def servers(
@@ -73,21 +85,30 @@ def servers(
     project_py: Path = PROJECT_PY,
     peers: Path = PEERS,
     compare: Path | None = None,
+    app: str = "hello",
 ) -> dict[str, list[str]]:
-    """Command lines of every available server for ``port``."""
+    """Command lines of every available server of ``app`` for ``port``."""
     root = str(ROOT)
-    found = {
-        f"netassist {' '.join(flags)}": netassist_command(project_py, port, *flags)
-        for flags in NETASSIST_FLAGS
-    }
+    found = {}
+    for flags in NETASSIST_FLAGS:
+        command = netassist_command(project_py, port, *flags, app=app)
+        found[f"netassist {' '.join(flags)}"] = command
+        if "--busy-poll" not in flags:
+            found[f"netassist {' '.join(flags)} [pure]"] = [*PURE, *command]
     if compare is not None:
         for flags in NETASSIST_FLAGS:
             found[f"{compare}: netassist {' '.join(flags)}"] = netassist_command(
-                project_py, port, *flags
+                project_py, port, *flags, app=app
             )
-    # Not servers: what pure Python reaches here (bench/floor.py), on netassist's interpreter.
-    for mode in ("prototype", "fixed"):
-        found[f"python floor: {mode}"] = [str(project_py), str(HERE / "floor.py"), str(port), mode]
+    if app == "hello":
+        # Not servers: what pure Python reaches here (bench/floor.py), on netassist's interpreter.
+        for mode in ("prototype", "fixed"):
+            found[f"python floor: {mode}"] = [
+                str(project_py),
+                str(HERE / "floor.py"),
+                str(port),
+                mode,
+            ]
     peer_py = peers / "python"
     if (peers / "granian").exists():
         found["granian wsgi"] = [
@@ -104,15 +125,17 @@ def servers(
             str(port),
             "--log-level",
             "warning",
-            "bench.apps:hello",
+            f"bench.apps:{app}",
         ]
     if (
         peer_py.exists()
         and subprocess.run([str(peer_py), "-c", "import bjoern"], capture_output=True).returncode
         == 0
     ):
-        found["bjoern"] = [str(peer_py), "-c", BJOERN.format(root=root, port=port)]
-    if (peers / "uvicorn").exists():
+        found["bjoern"] = [str(peer_py), "-c", BJOERN.format(root=root, port=port, app=app)]
+    if app != "hello":
+        pass  # uvicorn runs an ASGI twin of hello only, nginx answers hello only
+    elif (peers / "uvicorn").exists():
         found["uvicorn (asgi)"] = [
             str(peers / "uvicorn"),
             "bench.apps:asgi_hello",
@@ -127,7 +150,8 @@ def servers(
             "warning",
         ]
     if (peers / "waitress-serve").exists():
-        found["waitress 4 threads"] = [str(peer_py), "-c", WAITRESS.format(root=root, port=port)]
+        waitress = WAITRESS.format(root=root, port=port, app=app)
+        found["waitress 4 threads"] = [str(peer_py), "-c", waitress]
     if (peers / "gunicorn").exists():
         found["gunicorn gthread 4"] = [
             str(peers / "gunicorn"),
@@ -141,21 +165,22 @@ def servers(
             f"127.0.0.1:{port}",
             "--log-level",
             "warning",
-            "bench.apps:hello",
+            f"bench.apps:{app}",
         ]
-    if shutil.which("nginx"):
+    if shutil.which("nginx") and app == "hello":
         conf = Path(tmp) / f"nginx-{port}.conf"
         conf.write_text(nginx_conf(tmp, port, 'location / { return 200 "Hello, world!"; }'))
         found["nginx return 200"] = ["nginx", "-c", str(conf), "-e", f"{tmp}/error.log"]
     return found
 
 
-def wait_ready(port: int, timeout: float = 15.0) -> None:
+def wait_ready(port: int, path: str = "/", timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                sock.sendall(request.encode())
                 if sock.recv(100).startswith(b"HTTP/1.1 200"):
                     return
         except OSError:
@@ -164,7 +189,7 @@ def wait_ready(port: int, timeout: float = 15.0) -> None:
 
 
 def wrk(
-    port: int, connections: int, duration: float, script: str | None
+    port: int, connections: int, duration: float, script: str | None, path: str = "/"
 ) -> tuple[float, float, float]:
     """(requests/s, p99 ms, p50 ms) from one wrk run."""
     args = [
@@ -180,7 +205,10 @@ def wrk(
     if script:
         args += ["-s", script]
     out = subprocess.run(
-        [*args, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=duration + 30
+        [*args, f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
     ).stdout
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if found is None:
@@ -201,7 +229,13 @@ def _percentile(wrk_output: str, which: str) -> float:
 
 
 def measure(
-    name: str, command: list[str], port: int, scenarios: dict, duration: float, root: Path = ROOT
+    name: str,
+    command: list[str],
+    port: int,
+    scenarios: dict,
+    duration: float,
+    root: Path = ROOT,
+    path: str = "/",
 ) -> dict:
     env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{root / 'src'}")
     proc = subprocess.Popen(
@@ -213,9 +247,9 @@ def measure(
         start_new_session=True,
     )
     try:
-        wait_ready(port)
+        wait_ready(port, path)
         return {
-            label: wrk(port, conns, duration, script)
+            label: wrk(port, conns, duration, script, path)
             for label, (conns, script) in scenarios.items()
         }
     finally:
@@ -246,27 +280,30 @@ def main() -> int:
     parser.add_argument(
         "--compare", type=Path, help="also run netassist from this other checkout (before/after)"
     )
+    parser.add_argument("--apps", nargs="*", choices=list(APPS), help="the apps to run (all)")
     args = parser.parse_args()
     compare = args.compare.resolve() if args.compare else None
     peers = args.peers / "bin"
-    scenarios = {
-        "c50": (50, None),
-        "c50 browser": (50, str(HERE / "browser.lua")),
-        "c1": (1, None),
-    }
+    scenarios = {label: s for _, by_label in APPS.values() for label, s in by_label.items()}
+    apps = [app for app in APPS if not args.apps or app in args.apps]
     results: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(args.repeats):
-            for name in servers(0, tmp, args.python, peers, compare):
+            for name, app in (
+                (name, app) for name in servers(0, tmp, args.python, peers, compare) for app in apps
+            ):
                 if args.only and not any(part in name for part in args.only):
                     continue
                 port = free_port()
-                command = servers(port, tmp, args.python, peers, compare)[name]
+                command = servers(port, tmp, args.python, peers, compare, app).get(name)
+                if command is None:
+                    continue  # this server does not run this app
                 root = compare if compare and name.startswith(f"{compare}:") else ROOT
+                path, app_scenarios = APPS[app]
                 try:
-                    figures = measure(name, command, port, scenarios, args.duration, root)
+                    figures = measure(name, command, port, app_scenarios, args.duration, root, path)
                 except Exception as exc:  # one broken peer must not sink the whole run
-                    print(f"  {name}: failed ({exc})", file=sys.stderr)
+                    print(f"  {name} ({app}): failed ({exc})", file=sys.stderr)
                     continue
                 for label, figure in figures.items():
                     results.setdefault(name, {}).setdefault(label, []).append(figure)
@@ -295,6 +332,8 @@ def main() -> int:
     for label in scenarios:
         print(f"\n{label}")
         for name, figures in table.items():
+            if label not in figures:
+                continue
             rate, p99, p50 = figures[label]
             ratio = base[label][0] / rate if label in base and rate else float("nan")
             tail = p99 * rate / (1000 * scenarios[label][0]) if rate else float("nan")

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from wsgiref.validate import validator
@@ -158,6 +159,61 @@ def _pid(environ, start_response):
     return [body]
 
 
+def _caller(environ, start_response):
+    """Which function called the app: ``_call_app`` when the Python path serves the request,
+    the worker's function that called the compiled core when that does (C has no frame)."""
+    frame = sys._getframe(1)
+    while frame.f_code.co_name == "_router":
+        frame = frame.f_back
+    body = frame.f_code.co_name.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _environ(environ, start_response):
+    """Every str, bool and tuple of the environ but REMOTE_PORT and SERVER_PORT (which differ
+    between connections and servers) and the body's digest, as JSON; chunked when the query
+    holds "chunked", from a generator when it holds "gen" (_pieces). The differential tests
+    compare both cores' answers to it byte for byte."""
+    body = environ["wsgi.input"].read()
+    seen = {
+        key: value
+        for key, value in sorted(environ.items())
+        if key not in ("REMOTE_PORT", "SERVER_PORT") and isinstance(value, str | bool | tuple)
+    }
+    seen["body"] = hashlib.sha256(body).hexdigest()
+    payload = json.dumps(seen).encode()
+    headers = [("Content-Type", "application/json")]
+    query = environ["QUERY_STRING"]
+    if "chunked" not in query:
+        headers.append(("Content-Length", str(len(payload))))
+    if "gen" not in query:
+        start_response("200 OK", headers)
+        return [payload]
+    return _pieces(query, start_response, headers, payload)
+
+
+def _pieces(query, start_response, headers, payload):
+    """The environ app's answer from a generator, in the ways the query asks for: start_response
+    late (inside it), empty pieces, several pieces, many, or an error after the first."""
+    if "late" not in query:
+        start_response("200 OK", headers)
+    yield b""
+    if "late" in query:
+        start_response("200 OK", headers)
+    if "many" in query:
+        yield from (payload[i : i + 7] for i in range(0, len(payload), 7))
+        return
+    if "split" in query:
+        yield payload[:5]
+        yield b""
+        yield payload[5:]
+    else:
+        yield payload
+    if "fail" in query:
+        raise RuntimeError("the generator failed after its body")
+
+
 def _router(environ, start_response):
     routes = {
         "/echo": _echo,
@@ -172,6 +228,7 @@ def _router(environ, start_response):
         "/hold": _hold,
         "/write": _write,
         "/pid": _pid,
+        "/caller": _caller,
     }
     path = environ["PATH_INFO"]
     for prefix, handler in routes.items():
@@ -183,3 +240,4 @@ def _router(environ, start_response):
 app = validator(_router)
 hello = validator(_hello)
 raw = _router  # the same routes without the validator (for speed or for raw-bytes paths)
+environ = _environ

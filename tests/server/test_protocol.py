@@ -1,4 +1,7 @@
-"""The sans-IO HTTP/1.1 protocol, fed bytes alone: whole, line by line, byte by byte, random."""
+"""The sans-IO HTTP/1.1 protocol, fed bytes alone: whole, line by line, byte by byte, random.
+
+Every test runs twice: with the pure-Python parser, and with the compiled core parsing the
+common heads (``_speedups.parse_head``), which must change nothing that can be seen."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from netassist.server import cores, protocol
 from netassist.server.protocol import (
     CLOSED,
     NEED_DATA,
@@ -20,6 +24,19 @@ from netassist.server.protocol import (
     ServerConnection,
 )
 from tests.server.corpus import INVALID, OVER_LIMIT, VALID, Case, Seen
+
+
+@pytest.fixture(autouse=True, params=["pure", "compiled"])
+def core(request, monkeypatch):
+    """Each test with each core's parser of common heads."""
+    parse = None
+    if request.param == "compiled":
+        speedups = cores.built()
+        if speedups is None:
+            pytest.skip("the compiled core is not built")
+        parse = speedups.parse_head
+    monkeypatch.setattr(protocol, "compiled_parse", parse)
+    return request.param
 
 
 def whole(raw: bytes) -> list[bytes]:

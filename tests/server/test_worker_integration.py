@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from netassist.server import cores
 from tests.conftest import need
 from tests.server.corpus import INVALID, VALID
 from tests.server.raw import one_response_body
@@ -22,15 +23,22 @@ from tests.server.raw import one_response_body
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def server(netassist, tmp_path):
-    """Start ``netassist run tests.server.apps:APP`` on a free port; return its port."""
+@pytest.fixture(params=["compiled", "pure"])
+def server(request, netassist, tmp_path):
+    """Start ``netassist run tests.server.apps:APP`` on a free port; return its port. Each
+    test runs with each core (NETASSIST_PURE), and the listening line must name it."""
+    core = request.param
+    if core == "compiled" and cores.built() is None:
+        pytest.skip("the compiled core is not built")
 
     def start(app: str = "app", *args: str) -> int:
         env = dict(os.environ, NETASSIST_TEST_CLOSE_DIR=str(tmp_path))
+        env["NETASSIST_PURE"] = "1" if core == "pure" else "0"
         proc = netassist("run", f"tests.server.apps:{app}", "--bind", "127.0.0.1:0", *args, env=env)
         start.proc = proc
-        return int(proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+)").group(1))
+        line = proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+) .* with the (\S+)")
+        assert line.group(2) == {"compiled": "compiled", "pure": "pure-Python"}[core]
+        return int(line.group(1))
 
     return start
 

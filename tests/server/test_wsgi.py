@@ -1,4 +1,5 @@
-"""PEP 3333 pieces without a server: start_response's rules, the target split, LiveInput."""
+"""PEP 3333 pieces without a server: start_response's rules (of both cores), the target
+split, LiveInput."""
 
 from __future__ import annotations
 
@@ -6,8 +7,20 @@ import sys
 
 import pytest
 
+from netassist.server import cores
 from netassist.server.protocol import ProtocolError, ServerConnection
 from netassist.server.wsgi import LiveInput, StartResponse, split_target
+
+
+@pytest.fixture(params=["pure", "compiled"])
+def start_type(request):
+    """StartResponse of each core: wsgi.StartResponse and its compiled twin."""
+    if request.param == "pure":
+        return StartResponse
+    speedups = cores.built()
+    if speedups is None:
+        pytest.skip("the compiled core is not built")
+    return speedups.StartResponse
 
 
 def _exc_info() -> tuple:
@@ -17,31 +30,31 @@ def _exc_info() -> tuple:
         return sys.exc_info()
 
 
-def test_start_response_returns_write_and_keeps_status_and_headers():
+def test_start_response_returns_write_and_keeps_status_and_headers(start_type):
     written = []
-    start = StartResponse(written.append)
+    start = start_type(written.append)
     write = start("200 OK", [("Content-Type", "text/plain")])
     write(b"x")
     assert written == [b"x"]
     assert (start.status, start.headers) == ("200 OK", [("Content-Type", "text/plain")])
 
 
-def test_a_second_call_without_exc_info_is_an_error():
-    start = StartResponse(lambda data: None)
+def test_a_second_call_without_exc_info_is_an_error(start_type):
+    start = start_type(lambda data: None)
     start("200 OK", [])
     with pytest.raises(AssertionError):
         start("500 Internal Server Error", [])
 
 
-def test_exc_info_before_the_head_went_out_replaces_the_response():
-    start = StartResponse(lambda data: None)
+def test_exc_info_before_the_head_went_out_replaces_the_response(start_type):
+    start = start_type(lambda data: None)
     start("200 OK", [("X-A", "1")])
     start("500 Internal Server Error", [("X-B", "2")], _exc_info())
     assert (start.status, start.headers) == ("500 Internal Server Error", [("X-B", "2")])
 
 
-def test_exc_info_after_the_head_went_out_raises_the_apps_exception():
-    start = StartResponse(lambda data: None)
+def test_exc_info_after_the_head_went_out_raises_the_apps_exception(start_type):
+    start = start_type(lambda data: None)
     start("200 OK", [])
     start.headers_sent = True
     info = _exc_info()
@@ -51,8 +64,8 @@ def test_exc_info_after_the_head_went_out_raises_the_apps_exception():
     assert start.status == "200 OK"  # what went out stays what went out
 
 
-def test_exc_info_as_the_first_call_is_a_plain_start():
-    start = StartResponse(lambda data: None)
+def test_exc_info_as_the_first_call_is_a_plain_start(start_type):
+    start = start_type(lambda data: None)
     start("500 Internal Server Error", [], _exc_info())
     assert start.status == "500 Internal Server Error"
 
@@ -60,9 +73,9 @@ def test_exc_info_as_the_first_call_is_a_plain_start():
 @pytest.mark.parametrize(
     ("status", "headers"), [(b"200 OK", []), ("200 OK", ()), ("200 OK", None), (200, [])]
 )
-def test_start_response_wants_a_str_and_a_list(status, headers):
+def test_start_response_wants_a_str_and_a_list(start_type, status, headers):
     with pytest.raises(TypeError):
-        StartResponse(lambda data: None)(status, headers)
+        start_type(lambda data: None)(status, headers)
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ from netassist.errors import NetassistError, UsageError, explain
 from netassist.server.config import Bind, ServerConfig
 from netassist.server.loader import ChangeWatcher, check_app, load_app, reload_app
 from netassist.server.logs import Logs
-from netassist.server.worker import Worker
+from netassist.server.worker import Worker, core_name
 
 log = logging.getLogger("netassist.server")
 _AF_UNIX = getattr(socket, "AF_UNIX", None)  # missing on Windows
@@ -119,8 +119,10 @@ def _run_alone(
         try:
             with stopped_by_signals(lambda: _stop(worker, sockets)):
                 addresses = [_url(sock, "https" if tls else "http") for sock in sockets]
+                core = core_name(config, tls is not None, logs.access is not None)
                 for address in addresses:
-                    log.info("listening on %s (%d thread%s)", address, threads, "s" * (threads > 1))
+                    shape = f"{threads} thread{'s' * (threads > 1)}"
+                    log.info("listening on %s (%s) with the %s", address, shape, core)
                 if on_ready is not None:
                     on_ready(addresses)
                 worker.run()
@@ -363,8 +365,10 @@ class Arbiter:
         if workers > 1:
             shape = f"{workers} workers, {shape} each"
         addresses = [_url(sock, "https" if self.tls else "http") for sock in self.sockets]
+        access = self.logs is not None and self.logs.access is not None
+        core = core_name(self.config, self.tls is not None, access)
         for address in addresses:
-            log.info("listening on %s (%s)", address, shape)
+            log.info("listening on %s (%s) with the %s", address, shape, core)
         if on_ready is not None:
             on_ready(addresses)
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from email.utils import formatdate
 
 import httptools
@@ -359,11 +360,36 @@ class _HeadCollector:
         self.headers.append((name, value))
 
 
-class ServerConnection:
-    """The server side of one HTTP/1.1 connection, as a state machine over bytes."""
+#: The compiled core's parser of common heads (``_speedups.parse_head``) when that core serves
+#: this process (``cores.py`` installs it), or None: this module parses every head.
+compiled_parse: Callable[[bytes, int, tuple[int, int, int, int]], tuple | None] | None = None
 
-    def __init__(self, limits: Limits | None = None, server_name: str = SERVER_NAME) -> None:
+
+class ServerConnection:
+    """The server side of one HTTP/1.1 connection, as a state machine over bytes.
+
+    ``compiled``: the compiled parser of common heads to use, or False for none; by default
+    :data:`compiled_parse`. Every other head, and every error, is this module's."""
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        server_name: str = SERVER_NAME,
+        compiled: Callable | bool | None = None,
+    ) -> None:
         self.limits = limits = limits or Limits()
+        parse = compiled_parse if compiled is None else compiled or None
+        if parse is not None:
+            # Instance attributes, so the pure core's connections are as they were: not even
+            # one test more per head (which costs hundreds of instructions here).
+            self._compiled = parse
+            self._limit_values = (
+                limits.max_request_line,
+                limits.max_header_bytes,
+                limits.max_header_field,
+                limits.max_header_count,
+            )
+            self._parse_head = self._parse_compiled  # type: ignore[method-assign]
         # No head this short can break the head or field limits: only longer ones are measured.
         self._short_head = min(limits.max_header_bytes, limits.max_header_field) + 4
         self.server_name = server_name
@@ -513,6 +539,14 @@ class ServerConnection:
             raise self._fail(400, "connection closed in the middle of a request head")
         return NEED_DATA
 
+    def _parse_compiled(self, head: bytes, line_end: int) -> object:
+        """:meth:`_parse_head` with the compiled parser, which takes the common heads and
+        leaves every other one (and every error) to this module."""
+        parsed = self._compiled(head, line_end, self._limit_values)  # type: ignore[misc]
+        if parsed is not None:
+            return self.adopt(Request(*parsed))
+        return ServerConnection._parse_head(self, head, line_end)
+
     def _parse_head(self, head: bytes, line_end: int) -> object:
         """Check and parse one complete head (``line_end``: where its request line ends)."""
         limits = self.limits
@@ -638,6 +672,19 @@ class ServerConnection:
             self._remaining = content_length
         else:
             self._state = _DONE
+        return request
+
+    def adopt(self, request: Request, responded: bool = False) -> Request:
+        """Make ``request``, a bodiless one that the compiled core parsed, the current one,
+        as if this module had parsed it; ``responded``: its whole response went out too."""
+        self.request = request
+        self.keep_alive = request.keep_alive
+        self._body_seen = 0
+        self._continue_pending = False
+        self._state = _DONE
+        if responded:
+            self._our_state = _SENT
+            self._to_send = 0
         return request
 
     def _parse_other_method(self, head: bytes, line_end: int, method: bytes) -> object:

@@ -36,13 +36,14 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
+from itertools import chain
 from stat import S_ISREG
 from typing import Any
 
 from netassist.corking import CORK_MIN, set_cork
-from netassist.server import forwarded
+from netassist.server import cores, forwarded
 from netassist.server.config import ServerConfig
 from netassist.server.logs import AccessLog, Entry
 from netassist.server.poller import HAS_EPOLL, IN, IN_LEVEL, OUT, OUT_LEVEL, Poller, Waker
@@ -85,6 +86,8 @@ _AF_UNIX = getattr(socket, "AF_UNIX", None)  # missing on Windows
 _read: Callable[[Any, int], bytes] = os.read if HAS_EPOLL else socket.socket.recv
 _write: Callable[[Any, bytes], int] = os.write if HAS_EPOLL else socket.socket.send
 _HAS_SENDFILE = hasattr(os, "sendfile")
+# start_response: compiled with the compiled core (the same rules: tests/server/test_wsgi.py).
+_StartResponse = cores.speedups.StartResponse if cores.speedups is not None else StartResponse
 # Files whose read() runs to the end of the file, so sendfile from tell() sends what
 # iterating them would.
 _PLAIN_FILES = (io.BufferedReader, io.FileIO)
@@ -92,6 +95,15 @@ _PLAIN_FILES = (io.BufferedReader, io.FileIO)
 # What a connection is doing; the deadline that applies follows from it. (Not the parser's
 # states: those are about the request's bytes, these about the connection's work.)
 READ_HEAD, READ_BODY, IN_APP, WRITE, LINGER, HANDSHAKE = range(6)
+
+
+def core_name(config: ServerConfig, tls: bool, access: bool) -> str:
+    """Which core a worker of ``config`` serves with, for the listening line."""
+    if cores.speedups is None:
+        return cores.PURE + (" (NETASSIST_PURE is set)" if cores.forced_pure() else "")
+    if not HAS_EPOLL or tls or access:
+        return f"{cores.PURE} (the compiled one serves plain HTTP on epoll without an access log)"
+    return cores.COMPILED
 
 
 def _tls_read(sock: ssl.SSLSocket, size: int) -> bytes:
@@ -166,7 +178,7 @@ class Connection:
         self.environ = builder.connection_base(self.remote)
         self.armed = 0  # the level-triggered mask this connection is registered with
         # One start_response per connection, reset per request: building one costs more.
-        self.start = StartResponse(None)
+        self.start = _StartResponse(None)
         self.lock = threading.Lock()
         self.closed = False
         self.corked = False
@@ -256,6 +268,27 @@ class Worker:
             )
             self.listeners[sock.fileno()] = (sock, builder, builder.trusting(self.peers))
             self.poller.register(sock.fileno(), IN)
+        #: The compiled core, serving the common requests in place of _read, or None.
+        self._core: Any = None
+        if core_name(config, tls is not None, access is not None) == cores.COMPILED:
+            limits = config.limits
+            self._core = self._read = cores.speedups.Core(  # type: ignore[union-attr]
+                self,
+                app,
+                (
+                    limits.max_request_line,
+                    limits.max_header_bytes,
+                    limits.max_header_field,
+                    limits.max_header_count,
+                ),
+                config.server_name,
+                config.keep_alive,
+                EMPTY_INPUT,
+                Request,
+                FileWrapper,
+                self._in,
+                partial(Worker._read, self),
+            )
 
     # --- running ----------------------------------------------------------------------------
 
@@ -322,6 +355,10 @@ class Worker:
             request = getattr(conn, "request", None)
             if request is not None:
                 found.append((request.method, request.target.decode("latin-1"), started))
+        if self._core is not None:  # the compiled core's app calls have no frame of ours
+            found += [
+                (method, target, started) for _, method, target, started, _ in self._core.running
+            ]
         return found
 
     def _loop(self) -> None:
@@ -629,14 +666,28 @@ class Worker:
         start.headers_sent = False
         try:
             result = self.app(environ, start)
-        except Exception:
-            log.exception(
-                "error in the application for %s %s", request.method, environ.get("RAW_URI")
-            )
-            self._error_response(conn, 500)
+        except Exception as exc:
+            self._app_failed(conn, exc)
             return
         conn.result = result
         # The common case: a list with one bytes object, sent with its head in one call.
+        if type(result) is list and len(result) == 1 and not start.headers_sent:
+            self._send_whole(conn, start, result[0])
+            return
+        self._answer(conn, result)
+
+    def _app_failed(self, conn: Connection, exc: BaseException) -> None:
+        """The app raised ``exc``: log it and answer 500 (or close, once a head went out)."""
+        request = conn.request
+        assert request is not None
+        target = request.target.decode("latin-1")
+        log.error("error in the application for %s %s", request.method, target, exc_info=exc)
+        self._error_response(conn, 500)
+
+    def _answer(self, conn: Connection, result: Any) -> None:
+        """Send what the app returned (the compiled core hands its unusual answers here)."""
+        conn.result = result
+        start = conn.start
         if type(result) is list and len(result) == 1 and not start.headers_sent:
             self._send_whole(conn, start, result[0])
             return
@@ -648,6 +699,17 @@ class Worker:
             log.exception("the application returned something that is not iterable")
             self._error_response(conn, 500)
             return
+        conn.phase = WRITE
+        self._pump(conn)
+
+    def _resume(
+        self, conn: Connection, result: Any, taken: list, rest: Any, error: Exception | None
+    ) -> None:
+        """Go on with an iterable answer the compiled core began: ``taken`` is what it took
+        from ``rest`` (the iterator of ``result``), ``error`` what that raised, if it did; they
+        are sent as if :meth:`_pump` had taken them itself."""
+        conn.result = result
+        conn.iterator = chain(taken, rest if error is None else _raising(error))
         conn.phase = WRITE
         self._pump(conn)
 
@@ -814,6 +876,8 @@ class Worker:
         """The legacy ``write()`` of start_response: sends at once, blocking this thread."""
         if type(data) is not bytes:
             raise TypeError("write() takes bytes")
+        if conn.request is None and self._core is not None:
+            self._core.adopt(conn)  # the compiled core's request: the Python path takes it
         start = conn.start
         head = b"" if start.headers_sent else self._head(conn)
         self.send_blocking(conn, head + conn.proto.response_body(data))
@@ -1001,6 +1065,7 @@ class Worker:
         once the loops have ended; a helper thread may still be finishing an event of its own.
         A retiring worker keeps its keep-alive connections until their next request, which
         it answers with ``Connection: close`` (see :meth:`stop`)."""
+        self.__dict__.pop("_read", None)  # each request now decides how its connection ends
         for fd, (sock, *_) in self.listeners.items():
             self.poller.unregister(fd)
             sock.close()
@@ -1041,10 +1106,13 @@ class Worker:
 
     def _call_app_counted(self, conn: Connection, body: Any, content_length: int | None) -> None:
         """:meth:`_call_app` with --max-requests: counts, and says when the count is reached."""
+        self._count_request()
+        Worker._call_app(self, conn, body, content_length)
+
+    def _count_request(self) -> None:
         self.handled += 1
         if self.handled == self.max_requests and self.on_limit is not None:
             self.on_limit()
-        Worker._call_app(self, conn, body, content_length)
 
     def retire_after(self, count: int, on_limit: Callable[[], None]) -> None:
         """Call ``on_limit`` once ``count`` requests have reached the app (--max-requests)."""
@@ -1052,6 +1120,8 @@ class Worker:
         self.on_limit = on_limit
         # An instance attribute, so a worker without a limit counts nothing.
         self._call_app = self._call_app_counted  # type: ignore[method-assign]
+        if self._core is not None:
+            self._core.count = self._count_request
 
     def _close_idle(self) -> int:
         """Close the connections waiting for a request that has not begun; return how many
@@ -1104,6 +1174,12 @@ class Worker:
             raise TimeoutError("the client did not keep up") from None
         finally:
             sock.setblocking(False)
+
+
+def _raising(error: Exception) -> Iterator[bytes]:
+    """An iterator that raises ``error`` when asked for its first item."""
+    raise error
+    yield b""  # a generator: the error comes at next(), where _pump expects it
 
 
 def _poll_busy(poll: Any, window: float, timeout: float, maxevents: int) -> list[tuple[int, int]]:
