@@ -84,7 +84,7 @@ def servers(python: Path, peers: Path) -> dict[str, Callable[[int], list[str]]]:
         found["bjoern (1 process)"] = lambda port: [
             str(peer_py),
             "-c",
-            BJOERN.format(root=str(ROOT), port=port),
+            BJOERN.format(root=str(ROOT), port=port, app="hello"),
         ]
     return found
 
