@@ -38,6 +38,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from netassist.errors import explain
+
+_log = logging.getLogger("netassist.server")
+
 ERROR_FORMAT = "[%(asctime)s] [%(process)d] %(levelname)s %(name)s: %(message)s"
 
 _DIRECTIVE = re.compile(r"%(?:\{([^}]*)\}([ioe])|(>?[a-zA-Z%]))")
@@ -232,8 +236,6 @@ class LogFile:
         try:
             return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
-            from netassist.errors import explain
-
             raise explain(exc, f"opening the log {self.path}") from None
 
     def reopen(self) -> None:
@@ -258,21 +260,12 @@ class LogFile:
         except OSError as exc:
             if not self.failing:
                 self.failing = True
-                self._say_failing(exc)
+                why = explain(exc, f"writing the access log {self.path}")
+                _log.warning("%s; requests are not logged until it can be written", why)
             return
         if self.failing:
             self.failing = False
-            logging.getLogger("netassist.server").warning(
-                "access log %s is written again", self.path
-            )
-
-    def _say_failing(self, exc: OSError) -> None:
-        from netassist.errors import explain
-
-        why = explain(exc, f"writing the access log {self.path}")
-        logging.getLogger("netassist.server").warning(
-            "%s; requests are not logged until it can be written", why
-        )
+            _log.warning("access log %s is written again", self.path)
 
     def close(self) -> None:
         """Close a file (stderr stays open)."""
@@ -292,7 +285,7 @@ class AccessLog:
         try:
             text = self._line(entry)
         except Exception:  # a header the app set oddly must not cost the request
-            logging.getLogger("netassist.server").exception("cannot write an access-log line")
+            _log.exception("cannot write an access-log line")
             return
         self.file.write(text + "\n")
 

@@ -529,9 +529,9 @@ class ServerConnection:
             # within the head's limit is that field's fault (else a 40 kB field said "head"
             # when it came at once and "field" when it came in pieces).
             window = bytes(buffer[: limits.max_header_bytes])
-            fields = window[window.find(b"\r\n") + 2 :] if b"\r\n" in window else b""
-            if any(len(line) > limits.max_header_field for line in fields.split(b"\r\n")):
-                raise self._fail(431, "a header field longer than the limit")
+            line_end = window.find(b"\r\n")
+            if line_end >= 0:
+                self._check_field_lengths(window[line_end + 2 :])
             raise self._fail(431, "request head too large")
         # A field line growing past its own limit fails now, not at the head's.
         line_start = buffer.rfind(b"\r\n") + 2

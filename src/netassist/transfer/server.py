@@ -748,12 +748,11 @@ class Session:
             end["refused"] = denied
         self._send(batch.frame() + protocol.encode(protocol.FrameType.REPLY, end))
         took = time.monotonic() - started
-        if denied:
-            left_out["denied"] += len(denied)  # for the log line only
+        said = left_out + Counter(denied=len(denied))  # the log counts the named ones too
         self._done(
             what,
             f"streamed {files} files and {folders} folders, {sent:,} bytes in {took:.2f} s"
-            + _left_out_text(left_out),
+            + _left_out_text(said),
         )
 
     def _batch_small(
