@@ -170,6 +170,24 @@ def _caller(environ, start_response):
     return [body]
 
 
+def big_body(size: int) -> bytes:
+    """The body /big?SIZE answers: ``size`` bytes that differ from line to line."""
+    lines = b"".join(b"%07d\n" % i for i in range(size // 8 + 1))
+    return lines[:size]
+
+
+def _big(environ, start_response):
+    """``big_body(SIZE)`` for /big?SIZE, as one piece; without Content-Length (chunked) for
+    /big?SIZE-chunked."""
+    size, _, mode = environ["QUERY_STRING"].partition("-")
+    body = big_body(int(size))
+    headers = [("Content-Type", "application/octet-stream")]
+    if mode != "chunked":
+        headers.append(("Content-Length", str(len(body))))
+    start_response("200 OK", headers)
+    return [body]
+
+
 def _environ(environ, start_response):
     """Every str, bool and tuple of the environ but REMOTE_PORT and SERVER_PORT (which differ
     between connections and servers) and the body's digest, as JSON; chunked when the query
@@ -229,6 +247,7 @@ def _router(environ, start_response):
         "/write": _write,
         "/pid": _pid,
         "/caller": _caller,
+        "/big": _big,
     }
     path = environ["PATH_INFO"]
     for prefix, handler in routes.items():

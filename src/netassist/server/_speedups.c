@@ -18,8 +18,19 @@ The limits (--max-request-line, --max-header-bytes, --max-header-field, --max-he
 are checked here with the same comparisons as protocol.py: a head over any of them is handed
 back, and the Python path answers it. Nothing is copied into a fixed-size buffer without a
 bound check: the read buffer is as large as each read, the field table has FIELDS_MAX entries
-and a head with more fields is handed back, and the response head is built in a buffer sized
-from the lengths it holds (a stack buffer only when it fits).
+and a head with more fields is handed back, and the response head is built in a bytes object
+sized from the lengths it holds.
+
+Corking. On one thread (Worker._serve sets Core.cork), a framed response is held back until
+the poll's batch of events is done (the loop calls Core.flush() after it, and once before the
+batch's last event), until Core.cork seconds have passed since the first one was held, or
+until CORK_BYTES are held. A client then wakes once for several responses instead of once per
+response: on a busy server that wake-up (an interrupt to an idle core) costs more than the
+server's own work for a request. Nothing changes state meanwhile: the connection stays IN_APP
+until its response is written (settle), and one whose connection was closed meanwhile is
+dropped, never written to a descriptor that may be another's by then. An app that took the
+cork window or longer makes the core write what it holds before the next app runs, and so
+does a request for the Python path (hand_back, pure_read), whose app is not timed here.
 
 Entry points: parse_head() (the protocol's seam: the compiled parser of a complete head),
 frame_whole() (the response head and framing, for the differential tests), StartResponse (the
@@ -852,7 +863,26 @@ enum { READ_HEAD = 0, IN_APP = 2, WRITE = 3 };
 
 static PyObject *A_phase, *A_proto, *A_fd, *A_environ, *A_start, *A_builder, *A_script_name,
     *A_deadline, *A_armed, *A_request, *A_result, *A_out, *A_buffer, *A_state, *A_closing,
-    *A_adopt, *A_receive_data, *PHASE_READ_HEAD, *PHASE_IN_APP, *PHASE_WRITE, *NEVER;
+    *A_adopt, *A_receive_data, *A_closed, *PHASE_READ_HEAD, *PHASE_IN_APP, *PHASE_WRITE, *NEVER;
+
+/* A response framed here, written now or held back until the poll's batch ends (Core.flush).
+   Holds a reference to each object. */
+typedef struct {
+    PyObject *conn;
+    PyObject *result; /* what the app returned */
+    PyObject *head;   /* the request's head, for adopt() */
+    PyObject *out;    /* bytes: the response head, with a small body and its framing */
+    PyObject *body;   /* a body too big to copy into out, or NULL */
+    const char *tail; /* the chunked ending after a body not in out, or NULL */
+    Py_ssize_t tail_len;
+    int fd;
+    int iterable; /* result came from take(): close it as _finish would */
+} Pending;
+
+/* A body up to this size is copied after the head: one buffer to write, one to hold. */
+#define COPY_BODY 4096
+/* Held-back responses are written once they hold this many bytes, whatever the time. */
+#define CORK_BYTES (256 * 1024)
 
 typedef struct {
     PyObject_HEAD
@@ -867,6 +897,15 @@ typedef struct {
     PyObject *file_wrapper; /* wsgi.FileWrapper: the Python path sends those */
     PyObject *running; /* [(conn, method, raw_uri, started, head)] whose app runs now */
     PyObject *count;   /* called before each app call (--max-requests), or NULL */
+    PyObject *flush_failed; /* Worker._flush_failed(conn, exc): a held response could not go */
+    /* Corking: a poll's batch of responses written together at its end (see Core.flush). */
+    double cork;  /* the longest a response is held back, in seconds; 0: written at once */
+    double held_since;
+    int flushing;
+    int slow_app;       /* the last app held for took the cork window or longer */
+    double app_started; /* when the last app was called */
+    Pending *held;
+    Py_ssize_t held_count, held_cap, held_bytes;
     Limits lim;
     Py_ssize_t short_head;
     double keep_alive;
@@ -1061,9 +1100,12 @@ core_init(Core *self, PyObject *args, PyObject *kwds)
     METHOD(finish, "_finish");
     METHOD(resume, "_resume");
     METHOD(close_result, "_close_result");
+    METHOD(flush_failed, "_flush_failed");
 #undef METHOD
     return self->running ? 0 : -1;
 }
+
+static int flush_held(Core *self);
 
 /* Not the common request: what Worker._read does with the bytes it read. */
 static PyObject *
@@ -1072,6 +1114,12 @@ hand_back(PyObject *conn, PyObject *proto, Core *self, const char *p, Py_ssize_t
     PyObject *data = PyBytes_FromStringAndSize(p, n);
     if (data == NULL)
         return NULL;
+    /* The Python path's app may be slow (a body to read, a stream to send) and its time is
+       not measured: what is held goes out first. */
+    if (self->held_count && flush_held(self) < 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
     PyObject *r = PyObject_CallMethodOneArg(proto, A_receive_data, data);
     Py_DECREF(data);
     if (r == NULL)
@@ -1117,29 +1165,181 @@ drop_running(Core *self, PyObject *entry)
 }
 
 /* The response went out in part: the Python path sends the rest and finishes. */
-static PyObject *
-send_rest(Core *self, PyObject *conn, PyObject *head, PyObject *result, struct iovec *iov,
-          int iovcnt, Py_ssize_t sent)
+static int
+send_rest(Core *self, Pending *p, struct iovec *iov, int iovcnt, Py_ssize_t sent)
 {
     Py_ssize_t total = 0;
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     PyObject *rest = PyBytes_FromStringAndSize(NULL, total - sent);
     if (rest == NULL)
-        return NULL;
+        return -1;
     char *o = PyBytes_AS_STRING(rest);
     for (int i = 0; i < iovcnt; i++) {
         Py_ssize_t len = iov[i].iov_len, skip = sent < len ? sent : len;
         o = put(o, (const char *)iov[i].iov_base + skip, len - skip);
         sent -= skip;
     }
-    int ok = adopt(self, conn, head, 1) == 0 && set_field(conn, A_result, result) == 0 &&
-             set_field(conn, A_out, rest) == 0 &&
-             set_field(conn, A_phase, PHASE_WRITE) == 0 && run1(self->pump, conn) == 0;
+    int ok = adopt(self, p->conn, p->head, 1) == 0 && set_field(p->conn, A_result, p->result) == 0 &&
+             set_field(p->conn, A_out, rest) == 0 &&
+             set_field(p->conn, A_phase, PHASE_WRITE) == 0 && run1(self->pump, p->conn) == 0;
     Py_DECREF(rest);
-    if (!ok)
-        return NULL;
-    Py_RETURN_NONE;
+    return ok ? 0 : -1;
+}
+
+static void
+release(Pending *p)
+{
+    Py_CLEAR(p->conn);
+    Py_CLEAR(p->result);
+    Py_CLEAR(p->head);
+    Py_CLEAR(p->out);
+    Py_CLEAR(p->body);
+}
+
+/* After the whole response went out: what Worker._finish does for a common request. */
+static int
+finish(Core *self, Pending *p)
+{
+    PyObject *conn = p->conn;
+    PyObject *closing = PyObject_GetAttr(self->worker, A_closing);
+    if (closing == NULL)
+        return -1;
+    int stop = PyObject_IsTrue(closing);
+    Py_DECREF(closing);
+    if (stop) /* the server stops: the Python path closes the connection */
+        return stop < 0 || adopt(self, conn, p->head, 1) < 0 ||
+                       set_field(conn, A_result, p->result) < 0 || run1(self->finish, conn) < 0
+                   ? -1
+                   : 0;
+    if (p->iterable &&
+        (set_field(conn, A_result, p->result) < 0 || run1(self->close_result, conn) < 0))
+        return -1; /* as _finish closes what the app returned */
+    if (set_field(conn, A_phase, PHASE_READ_HEAD) < 0 ||
+        set_float(conn, A_deadline, monotonic() + self->keep_alive) < 0)
+        return -1;
+    PyObject *armed = get_field(conn, A_armed);
+    if (armed == NULL)
+        return -1;
+    int same = PyObject_RichCompareBool(armed, self->in_mask, Py_EQ);
+    Py_DECREF(armed);
+    return same < 0 || (!same && run2(self->arm, conn, self->in_mask) < 0) ? -1 : 0;
+}
+
+/* Write a framed response and finish its request, or hand what is left to the Python path;
+   the entry's references are dropped, whatever happens. */
+static int
+settle(Core *self, Pending *p)
+{
+    struct iovec iov[3];
+    int iovcnt = 0, ok = -1;
+    iov[iovcnt].iov_base = PyBytes_AS_STRING(p->out);
+    iov[iovcnt++].iov_len = PyBytes_GET_SIZE(p->out);
+    if (p->body != NULL) {
+        iov[iovcnt].iov_base = PyBytes_AS_STRING(p->body);
+        iov[iovcnt++].iov_len = PyBytes_GET_SIZE(p->body);
+    }
+    if (p->tail != NULL) {
+        iov[iovcnt].iov_base = (void *)p->tail;
+        iov[iovcnt++].iov_len = p->tail_len;
+    }
+    Py_ssize_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    Py_ssize_t sent = iovcnt == 1 ? write(p->fd, iov[0].iov_base, total)
+                                  : writev(p->fd, iov, iovcnt);
+    if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        ok = set_field(p->conn, A_result, p->result) == 0 ? run1(self->close, p->conn) : -1;
+    else if (sent < total)
+        ok = send_rest(self, p, iov, iovcnt, sent < 0 ? 0 : sent);
+    else
+        ok = finish(self, p);
+    release(p);
+    return ok;
+}
+
+/* Settle every held response. A failure costs its connection only (Worker._flush_failed
+   logs it and closes); -1 only for an exception that is not an Exception (the rest stay
+   held for the next flush). */
+static int
+flush_held(Core *self)
+{
+    Py_ssize_t i = 0, count = self->held_count;
+    int r = 0;
+    self->flushing = 1;
+    for (; i < count; i++) {
+        Pending *p = &self->held[i];
+        PyObject *conn = Py_NewRef(p->conn);
+        PyObject *closed = get_field(conn, A_closed);
+        Py_ssize_t fd = closed ? long_field(conn, A_fd) : -1;
+        int gone = closed == NULL || fd < 0 ? -1 : PyObject_IsTrue(closed) || fd != p->fd;
+        Py_XDECREF(closed);
+        if (gone > 0) { /* closed meanwhile (its descriptor may be another's now): not written */
+            int ok = !p->iterable || (set_field(conn, A_result, p->result) == 0 &&
+                                      run1(self->close_result, conn) == 0);
+            release(p);
+            gone = ok ? 0 : -1;
+        } else if (gone == 0)
+            gone = settle(self, p);
+        else
+            release(p);
+        if (gone < 0) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+                Py_DECREF(conn);
+                r = -1;
+                i++;
+                break;
+            }
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL && value != NULL)
+                PyException_SetTraceback(value, tb);
+            PyObject *res = PyObject_CallFunctionObjArgs(self->flush_failed, conn,
+                                                         value ? value : Py_None, NULL);
+            if (res == NULL)
+                PyErr_WriteUnraisable(self->flush_failed);
+            Py_XDECREF(res);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        Py_DECREF(conn);
+    }
+    self->flushing = 0;
+    memmove(self->held, self->held + i, (self->held_count - i) * sizeof(Pending));
+    self->held_count -= i;
+    self->held_bytes = 0;
+    return r;
+}
+
+/* A framed response: written now unless corking, when it waits for the poll's batch to end
+   (Core.flush), for the cork window to run out, or for CORK_BYTES to be held. */
+static int
+hold(Core *self, Pending *p)
+{
+    if (self->cork <= 0 || self->flushing)
+        return settle(self, p);
+    if (self->held_count == self->held_cap) {
+        Py_ssize_t cap = self->held_cap ? self->held_cap * 2 : 64;
+        Pending *more = PyMem_Realloc(self->held, cap * sizeof(Pending));
+        if (more == NULL) {
+            release(p);
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->held = more;
+        self->held_cap = cap;
+    }
+    double now = monotonic();
+    self->slow_app = now - self->app_started >= self->cork;
+    if (self->held_count == 0)
+        self->held_since = now;
+    self->held[self->held_count++] = *p;
+    self->held_bytes += PyBytes_GET_SIZE(p->out) + (p->body ? PyBytes_GET_SIZE(p->body) : 0);
+    if (now - self->held_since >= self->cork || self->held_bytes >= CORK_BYTES)
+        return flush_held(self);
+    return 0;
 }
 
 /* adopt(), unless the request was adopted already (the app called write()). */
@@ -1237,8 +1437,6 @@ respond(Core *self, PyObject *conn, StartResponse *start, PyObject *head, const 
     Plan plan;
     PyObject *body = NULL, *taken = NULL, *iterator = NULL, *error = NULL, *r = NULL;
     PyObject *status = NULL, *headers = NULL;
-    char small[2048];
-    char *out = small;
     int pieces = 0, iterable = 0, sent_before = start->headers_sent;
     if (PyList_CheckExact(result) || Py_TYPE(result) == (PyTypeObject *)self->file_wrapper) {
         if (PyList_CheckExact(result) && PyList_GET_SIZE(result) == 1)
@@ -1284,78 +1482,42 @@ respond(Core *self, PyObject *conn, StartResponse *start, PyObject *head, const 
         }
         goto done;
     }
-    if (plan.head_len > (Py_ssize_t)sizeof small && (out = PyMem_Malloc(plan.head_len)) == NULL) {
-        out = small;
-        PyErr_NoMemory();
-        goto done;
-    }
-    write_head(out, status, headers, h->http11, &plan, self->server, self->server_len);
-    start->headers_sent = 1;
     Py_ssize_t body_len = PyBytes_GET_SIZE(body);
+    int has_body = !plan.no_body && body_len > 0;
+    int apart = has_body && body_len > COPY_BODY; /* written from the app's own bytes */
     char pre[24];
-    struct iovec iov[4];
-    int iovcnt = 0;
-    iov[iovcnt].iov_base = out;
-    iov[iovcnt++].iov_len = plan.head_len;
-    if (plan.chunked && body_len) {
-        iov[iovcnt].iov_base = pre;
-        iov[iovcnt++].iov_len = chunk_prefix(pre, body_len);
-    }
-    if (!plan.no_body && body_len) {
-        iov[iovcnt].iov_base = PyBytes_AS_STRING(body);
-        iov[iovcnt++].iov_len = body_len;
-    }
-    if (plan.chunked) {
-        iov[iovcnt].iov_base = body_len ? "\r\n0\r\n\r\n" : "0\r\n\r\n";
-        iov[iovcnt++].iov_len = body_len ? 7 : 5;
-    }
-    Py_ssize_t total = 0;
-    for (int i = 0; i < iovcnt; i++)
-        total += iov[i].iov_len;
+    Py_ssize_t pre_len = plan.chunked && body_len ? chunk_prefix(pre, body_len) : 0;
+    const char *tail = !plan.chunked ? NULL : body_len ? "\r\n0\r\n\r\n" : "0\r\n\r\n";
+    Py_ssize_t tail_len = !plan.chunked ? 0 : body_len ? 7 : 5;
     Py_ssize_t fd = long_field(conn, A_fd);
     if (fd < 0)
         goto done;
-    Py_ssize_t sent = writev((int)fd, iov, iovcnt);
-    if (sent < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            sent = 0;
-        else {
-            if (set_field(conn, A_result, result) == 0 && run1(self->close, conn) == 0)
-                r = Py_NewRef(Py_None);
-            goto done;
-        }
+    Pending p = {.conn = conn, .result = result, .head = head, .fd = (int)fd,
+                 .iterable = iterable};
+    p.out = PyBytes_FromStringAndSize(
+        NULL, plan.head_len + pre_len + (apart ? 0 : (has_body ? body_len : 0) + tail_len));
+    if (p.out == NULL)
+        goto done;
+    char *o = PyBytes_AS_STRING(p.out);
+    write_head(o, status, headers, h->http11, &plan, self->server, self->server_len);
+    o = put(o + plan.head_len, pre, pre_len);
+    if (apart) {
+        p.body = body;
+        p.tail = tail;
+        p.tail_len = tail_len;
+    } else {
+        if (has_body)
+            o = put(o, PyBytes_AS_STRING(body), body_len);
+        if (tail != NULL)
+            put(o, tail, tail_len);
     }
-    if (sent < total) {
-        r = send_rest(self, conn, head, result, iov, iovcnt, sent);
-        goto done;
-    }
-    PyObject *closing = PyObject_GetAttr(self->worker, A_closing);
-    if (closing == NULL)
-        goto done;
-    int stop = PyObject_IsTrue(closing);
-    Py_DECREF(closing);
-    if (stop) { /* the server stops: the Python path closes the connection */
-        if (stop > 0 && adopt(self, conn, head, 1) == 0 &&
-            set_field(conn, A_result, result) == 0 && run1(self->finish, conn) == 0)
-            r = Py_NewRef(Py_None);
-        goto done;
-    }
-    if (iterable && (set_field(conn, A_result, result) < 0 || run1(self->close_result, conn) < 0))
-        goto done; /* as _finish closes what the app returned */
-    if (set_field(conn, A_phase, PHASE_READ_HEAD) < 0 ||
-        set_float(conn, A_deadline, monotonic() + self->keep_alive) < 0)
-        goto done;
-    PyObject *armed = get_field(conn, A_armed);
-    if (armed == NULL)
-        goto done;
-    int same = PyObject_RichCompareBool(armed, self->in_mask, Py_EQ);
-    Py_DECREF(armed);
-    if (same < 0 || (!same && run2(self->arm, conn, self->in_mask) < 0))
-        goto done;
-    r = Py_NewRef(Py_None);
+    start->headers_sent = 1;
+    Py_INCREF(conn);
+    Py_INCREF(result);
+    Py_INCREF(head);
+    Py_XINCREF(p.body);
+    r = hold(self, &p) < 0 ? NULL : Py_NewRef(Py_None);
 done:
-    if (out != small)
-        PyMem_Free(out);
     Py_XDECREF(body);
     Py_XDECREF(taken);
     Py_XDECREF(iterator);
@@ -1397,7 +1559,12 @@ serve(Core *self, PyObject *conn, PyObject *proto, const Head *h, Py_ssize_t n)
             goto done;
         Py_DECREF(counted);
     }
-    entry = Py_BuildValue("(OOOdO)", conn, METHOD_STR[h->method], raw_uri, monotonic(), head);
+    /* An app as slow as the cork window would hold the responses framed before it for its
+       whole run: after a slow one, those are written before the next app is called. */
+    if (self->slow_app && self->held_count && flush_held(self) < 0)
+        goto done;
+    double started = self->app_started = monotonic();
+    entry = Py_BuildValue("(OOOdO)", conn, METHOD_STR[h->method], raw_uri, started, head);
     if (entry == NULL || PyList_Append(self->running, entry) < 0)
         goto done;
     /* Listed as running until the answer is out: an iterable runs app code while it is taken,
@@ -1460,6 +1627,15 @@ done:
     return r;
 }
 
+/* Worker._read, after what is held went out (as hand_back). */
+static PyObject *
+pure_read(Core *self, PyObject *conn)
+{
+    if (self->held_count && flush_held(self) < 0)
+        return NULL;
+    return call1(self->pure_read, conn);
+}
+
 static PyObject *
 core_call(Core *self, PyObject *args, PyObject *kwds)
 {
@@ -1472,7 +1648,7 @@ core_call(Core *self, PyObject *args, PyObject *kwds)
     if (phase == -1 && PyErr_Occurred())
         return NULL;
     if (phase != READ_HEAD)
-        return call1(self->pure_read, conn);
+        return pure_read(self, conn);
     PyObject *proto = get_field(conn, A_proto);
     if (proto == NULL)
         return NULL;
@@ -1482,7 +1658,7 @@ core_call(Core *self, PyObject *args, PyObject *kwds)
     if (state == -1 && PyErr_Occurred())
         goto done;
     if (state != 0 || !PyByteArray_Check(buffer) || PyByteArray_GET_SIZE(buffer)) {
-        r = call1(self->pure_read, conn); /* a request already under way */
+        r = pure_read(self, conn); /* a request already under way */
         goto done;
     }
     Py_ssize_t fd = long_field(conn, A_fd);
@@ -1564,6 +1740,11 @@ core_traverse(Core *self, visitproc visit, void *arg)
     Py_VISIT(self->file_wrapper);
     Py_VISIT(self->running);
     Py_VISIT(self->count);
+    Py_VISIT(self->flush_failed);
+    for (Py_ssize_t i = 0; i < self->held_count; i++) {
+        Py_VISIT(self->held[i].conn);
+        Py_VISIT(self->held[i].result);
+    }
     return 0;
 }
 
@@ -1588,6 +1769,10 @@ core_clear(Core *self)
     Py_CLEAR(self->file_wrapper);
     Py_CLEAR(self->running);
     Py_CLEAR(self->count);
+    Py_CLEAR(self->flush_failed);
+    for (Py_ssize_t i = 0; i < self->held_count; i++)
+        release(&self->held[i]);
+    self->held_count = 0;
     return 0;
 }
 
@@ -1596,10 +1781,22 @@ core_dealloc(Core *self)
 {
     PyObject_GC_UnTrack(self);
     core_clear(self);
+    PyMem_Free(self->held);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+static PyObject *
+core_flush(Core *self, PyObject *unused)
+{
+    if (self->held_count && flush_held(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef core_methods[] = {
+    {"flush", (PyCFunction)core_flush, METH_NOARGS,
+     "flush(): write the responses held back while corking, and finish their requests; a "
+     "connection whose response fails is handed to Worker._flush_failed."},
     {"adopt", (PyCFunction)core_adopt, METH_O,
      "adopt(conn): hand the request of conn, whose app runs now, to the Python path (the "
      "app called write())."},
@@ -1608,6 +1805,11 @@ static PyMethodDef core_methods[] = {
 static PyMemberDef core_members[] = {
     {"running", T_OBJECT, offsetof(Core, running), READONLY,
      "(conn, method, raw_uri, started, head) of each request whose app runs now"},
+    {"cork", T_DOUBLE, offsetof(Core, cork), 0,
+     "the longest a framed response waits for the poll's batch to end (seconds; 0: written at "
+     "once). A loop that sets it calls flush() after each batch."},
+    {"held", T_PYSSIZET, offsetof(Core, held_count), READONLY,
+     "how many framed responses wait for flush()"},
     {"count", T_OBJECT, offsetof(Core, count), 0,
      "called with no arguments before each app call (--max-requests), or None"},
     {NULL}};
@@ -1690,6 +1892,7 @@ PyInit__speedups(void)
     INTERN(A_closing, "_closing");
     INTERN(A_adopt, "adopt");
     INTERN(A_receive_data, "receive_data");
+    INTERN(A_closed, "closed");
     if ((ZERO_INT = PyLong_FromLong(0)) == NULL ||
         (PHASE_READ_HEAD = PyLong_FromLong(READ_HEAD)) == NULL ||
         (PHASE_IN_APP = PyLong_FromLong(IN_APP)) == NULL ||

@@ -77,6 +77,10 @@ _NEVER = float("inf")  # the deadline of a connection whose app is running
 # 1.87 GB/s, bench/README.md).
 SENDFILE_CHUNK = 2 << 20
 SWEEP_INTERVAL = 1.0
+#: The longest the compiled core holds a framed response back for its poll's batch to end:
+#: long enough to gather a few responses of a real app (a Flask route takes about 0.1 ms),
+#: short enough that a client never notices (bench/README.md: the compiled core's corking).
+CORK_WINDOW = 0.0005
 # Connections taken per wake-up of the listener. A worker alone takes a burst at once; one of
 # several takes one, so a burst of new clients (wrk's 50 at its start) spreads over the workers
 # instead of landing on whichever woke first.
@@ -371,32 +375,60 @@ class Worker:
             self._serve(poll)
 
     def _serve(self, poll: Any) -> None:
-        """Poll and dispatch events on the only thread until stopping."""
+        """Poll and dispatch events on the only thread until stopping.
+
+        With the compiled core, the responses it frames during one poll's batch are written
+        together when the batch ends (or after CORK_WINDOW): the client then wakes once for
+        the batch, not once per response, which on a busy server costs more than the app.
+        What is held goes out before the batch's last event too: written only at its very
+        end, the next requests of those clients would come just too late for the next poll."""
         listeners = self.listeners
         conns = self.conns
         read = self._read
-        while not self.stopping:
-            try:
-                events = poll(SWEEP_INTERVAL, 64)
-            except InterruptedError:
-                continue
-            now = time.monotonic()
-            for fd, _ in events:
-                conn = conns.get(fd)
-                if conn is not None:
-                    # _handle_unlocked, inlined: a call frame per request costs more than this.
-                    try:
-                        if conn.phase <= READ_BODY:
-                            read(conn)  # the hot path: a request (or more of its body) arrived
-                        elif not conn.closed:
-                            self._handle(conn)
-                    except Exception:  # a bug of ours must cost one connection, never the worker
-                        log.exception("internal error serving %s", conn.remote)
-                        self._close(conn)
-                elif fd in listeners:
-                    self._accept(fd)
-            if now >= self._next_sweep:
-                self._sweep(now)
+        core = self._core
+        flush = last = None
+        if core is not None:
+            core.cork = CORK_WINDOW
+            flush = core.flush
+        try:
+            while not self.stopping:
+                try:
+                    events = poll(SWEEP_INTERVAL, 64)
+                except InterruptedError:
+                    continue
+                now = time.monotonic()
+                if flush is not None and events:
+                    last = events[-1]
+                for event in events:
+                    if event is last:
+                        flush()  # type: ignore[misc]
+                    conn = conns.get(event[0])
+                    if conn is not None:
+                        # _handle_unlocked, inlined: a call frame per request costs more.
+                        try:
+                            if conn.phase <= READ_BODY:
+                                read(conn)  # the hot path: a request (or more of its body)
+                            elif not conn.closed:
+                                self._handle(conn)
+                        except Exception:  # a bug of ours costs one connection, not the worker
+                            log.exception("internal error serving %s", conn.remote)
+                            self._close(conn)
+                    elif event[0] in listeners:
+                        self._accept(event[0])
+                if flush is not None:
+                    flush()
+                if now >= self._next_sweep:
+                    self._sweep(now)
+        finally:
+            if core is not None:
+                core.cork = 0.0  # what runs after the loop (_finish_in_flight) writes at once
+                core.flush()
+
+    def _flush_failed(self, conn: Connection, exc: BaseException) -> None:
+        """A response the compiled core held back could not be written or finished: as the
+        loop does for any error of ours, it costs that connection only."""
+        log.error("internal error serving %s", conn.remote, exc_info=exc)
+        self._close(conn)
 
     # --- accepting ----------------------------------------------------------------------------
 
