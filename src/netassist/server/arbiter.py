@@ -784,6 +784,10 @@ class Arbiter:
             worker.retire_after(limit, on_limit)
         if state["stop"]:
             return 0
+        # What the app and netassist made at start-up lives as long as the worker: out of the
+        # collector's sight, a full collection walks only what requests made.
+        gc.collect()
+        gc.freeze()
         page.state = Page.READY
         self._notify()
         worker.run()
