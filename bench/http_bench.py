@@ -97,9 +97,10 @@ def servers(
             found[f"netassist {' '.join(flags)} [pure]"] = [*PURE, *command]
     if compare is not None:
         for flags in NETASSIST_FLAGS:
-            found[f"{compare}: netassist {' '.join(flags)}"] = netassist_command(
-                project_py, port, *flags, app=app
-            )
+            command = netassist_command(project_py, port, *flags, app=app)
+            found[f"{compare}: netassist {' '.join(flags)}"] = command
+            if "--busy-poll" not in flags:
+                found[f"{compare}: netassist {' '.join(flags)} [pure]"] = [*PURE, *command]
     if app == "hello":
         # Not servers: what pure Python reaches here (bench/floor.py), on netassist's interpreter.
         for mode in ("prototype", "fixed"):
