@@ -13,7 +13,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator
 
@@ -26,7 +25,6 @@ from netassist.server.limits import Limits
 from netassist.server.protocol import NEED_DATA, PAUSED, ProtocolError, Request, ServerConnection
 from tests.conftest import NETASSIST, Proc
 from tests.server.corpus import INVALID, VALID
-from tests.server.raw import one_response_body
 
 speedups = cores.built()
 pytestmark = pytest.mark.skipif(speedups is None, reason="the compiled core is not built")
@@ -252,13 +250,8 @@ def test_the_compiled_framing_takes_the_common_responses(status, headers, body, 
 
 
 def _start(core: str, *args: str) -> tuple[Proc, int]:
-    return _start_app(core, "tests.server.apps:environ", *args)
-
-
-def _start_app(core: str, app: str, *args: str) -> tuple[Proc, int]:
-    """``netassist run APP`` with ``core`` serving (its listening line says so); its port."""
     env = dict(os.environ, NETASSIST_PURE="1" if core == "pure" else "0")
-    command = [*NETASSIST, "run", app, "--bind", "127.0.0.1:0", *args]
+    command = [*NETASSIST, "run", "tests.server.apps:environ", "--bind", "127.0.0.1:0", *args]
     proc = Proc(command, env=env)
     try:
         match = proc.expect_stderr(r"listening on http://127\.0\.0\.1:(\d+) .* with the (\S+) ")
@@ -356,107 +349,3 @@ def test_the_build_without_a_compiler_is_pure_python(tmp_path):
         names = wheel.namelist()
     assert "netassist/server/protocol.py" in names
     assert not [name for name in names if name.endswith((".so", ".pyd"))]
-
-
-# --- corking: the responses of a poll's batch written together -------------------------------
-
-
-def _read_response(stream) -> tuple[bytes, bytes]:
-    """One response off a connection's file: its status line and its body (Content-Length
-    or chunked)."""
-    status = stream.readline()
-    assert status, "connection closed"
-    length, chunked = None, False
-    while (line := stream.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        if name.lower() == b"content-length":
-            length = int(value)
-        elif name.lower() == b"transfer-encoding":
-            chunked = value.strip().lower() == b"chunked"
-    if not chunked:
-        return status, stream.read(length)
-    body = bytearray()
-    while size := int(stream.readline().split(b";")[0], 16):
-        body += stream.read(size)
-        assert stream.read(2) == b"\r\n"
-    assert stream.readline() == b"\r\n"
-    return status, bytes(body)
-
-
-@pytest.mark.integration
-def test_held_responses_reach_every_client_whole_and_in_order():
-    """Forty connections with a request each in flight, round after round, so that the
-    compiled core frames many answers per poll and writes them at its end; bodies of every
-    size: small ones copied after the head, big ones written from the app's own bytes (4 MB
-    into a client that reads late, so most of it goes out after the first write), chunked
-    ones; and clients that hang up before their answer. Every byte arrives, in order."""
-    from tests.server.apps import big_body
-
-    proc, port = _start_app("compiled", "tests.server.apps:raw")
-    targets = ["/hello", "/big?3000", "/big?60000", "/big?60000-chunked", "/big?5000-chunked"]
-    try:
-        socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(40)]
-        streams = [sock.makefile("rb") for sock in socks]
-        for round_number in range(15):
-            sent = [targets[(i + round_number) % len(targets)] for i in range(len(socks))]
-            for sock, target in zip(socks, sent, strict=True):
-                sock.sendall(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
-            for _ in range(3):  # clients that hang up with their request unanswered
-                with socket.create_connection(("127.0.0.1", port), timeout=10) as gone:
-                    gone.sendall(b"GET /big?60000 HTTP/1.1\r\nHost: h\r\n\r\n")
-            for stream, target in zip(streams, sent, strict=True):
-                status, body = _read_response(stream)
-                assert status == b"HTTP/1.1 200 OK\r\n"
-                if target == "/hello":
-                    assert body == b"Hello, world!"
-                else:
-                    assert body == big_body(int(target.split("?")[1].split("-")[0])), target
-        late = socks[0]
-        late.sendall(b"GET /big?4000000 HTTP/1.1\r\nHost: h\r\n\r\n")
-        time.sleep(0.3)  # the server's first write fills the socket; the rest waits for us
-        assert _read_response(streams[0]) == (b"HTTP/1.1 200 OK\r\n", big_body(4_000_000))
-        late.sendall(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")  # and it goes on serving
-        assert _read_response(streams[0]) == (b"HTTP/1.1 200 OK\r\n", b"Hello, world!")
-    finally:
-        for sock in socks:
-            sock.close()
-        proc.stop()
-
-
-@pytest.mark.integration
-def test_after_a_slow_app_a_held_response_does_not_wait_for_the_next(rendezvous):
-    """On one thread, a response framed before a slow app would wait for that app to return.
-    The core cannot know an app is slow before it runs; after one took the cork window or
-    longer, it writes what it holds before calling the next. Here the first app blocks until
-    the test releases it; meanwhile a /slow request and a second blocking one arrive, so the
-    /slow answer is framed just before the second blocking app runs: it must arrive while
-    that app still blocks (without the rule the test times out)."""
-    proc, port = _start_app("compiled", "tests.server.apps:app")
-    hold = f"GET /hold?{rendezvous.port} HTTP/1.1\r\nHost: h\r\n\r\n".encode()
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=10) as first,
-            socket.create_connection(("127.0.0.1", port), timeout=10) as quick,
-            socket.create_connection(("127.0.0.1", port), timeout=10) as second,
-            socket.create_connection(("127.0.0.1", port), timeout=10) as last,
-        ):
-            for sock in (first, quick, second, last):  # accepted and idle: one event each
-                sock.sendall(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
-                assert one_response_body(sock) == b"Hello, world!"
-            first.sendall(hold)
-            rendezvous.arrived()  # the only thread is in the first app now
-            quick.sendall(b"GET /slow?0.05 HTTP/1.1\r\nHost: h\r\n\r\n")
-            second.sendall(hold)
-            # The batch's last event has held responses written before it: one more, so
-            # that the second blocking app is not the last.
-            last.sendall(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
-            time.sleep(0.2)  # the three requests wait in the kernel for the thread
-            rendezvous.release()
-            assert one_response_body(first) == b"released"
-            rendezvous.arrived()  # the second app blocks the thread now
-            assert one_response_body(quick) == b"slow"
-            rendezvous.release()
-            assert one_response_body(second) == b"released"
-            assert one_response_body(last) == b"Hello, world!"
-    finally:
-        proc.stop()

@@ -662,3 +662,101 @@ def test_server_without_epoll_keeps_connections_alive_integration(spawn, tmp_pat
         reply = first.get(f"http://127.0.0.1:{port}/stream?20000", timeout=10)
         assert reply.content.count(b"\n") == 20000
     assert proc.popen.poll() is None
+
+
+# --- holding back: the responses of a poll's batch written together ----------------------------
+
+
+def _read_response(stream) -> tuple[bytes, bytes]:
+    """One response off a connection's file: its status line and its body (Content-Length
+    or chunked)."""
+    status = stream.readline()
+    assert status, "connection closed"
+    length, chunked = None, False
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+        elif name.lower() == b"transfer-encoding":
+            chunked = value.strip().lower() == b"chunked"
+    if not chunked:
+        return status, stream.read(length)
+    body = bytearray()
+    while size := int(stream.readline().split(b";")[0], 16):
+        body += stream.read(size)
+        assert stream.read(2) == b"\r\n"
+    assert stream.readline() == b"\r\n"
+    return status, bytes(body)
+
+
+def test_held_responses_reach_every_client_whole_and_in_order(server):
+    """Forty connections with a request each in flight, round after round, so that the
+    server frames many answers per poll and writes them at its end; bodies of every
+    size: small ones copied after the head, big ones written from the app's own bytes (4 MB
+    into a client that reads late, so most of it goes out after the first write), chunked
+    ones; and clients that hang up before their answer. Every byte arrives, in order."""
+    from tests.server.apps import big_body
+
+    port = server("raw")
+    targets = ["/hello", "/big?3000", "/big?60000", "/big?60000-chunked", "/big?5000-chunked"]
+    try:
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(40)]
+        streams = [sock.makefile("rb") for sock in socks]
+        for round_number in range(15):
+            sent = [targets[(i + round_number) % len(targets)] for i in range(len(socks))]
+            for sock, target in zip(socks, sent, strict=True):
+                sock.sendall(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            for _ in range(3):  # clients that hang up with their request unanswered
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as gone:
+                    gone.sendall(b"GET /big?60000 HTTP/1.1\r\nHost: h\r\n\r\n")
+            for stream, target in zip(streams, sent, strict=True):
+                status, body = _read_response(stream)
+                assert status == b"HTTP/1.1 200 OK\r\n"
+                if target == "/hello":
+                    assert body == b"Hello, world!"
+                else:
+                    assert body == big_body(int(target.split("?")[1].split("-")[0])), target
+        late = socks[0]
+        late.sendall(b"GET /big?4000000 HTTP/1.1\r\nHost: h\r\n\r\n")
+        time.sleep(0.3)  # the server's first write fills the socket; the rest waits for us
+        assert _read_response(streams[0]) == (b"HTTP/1.1 200 OK\r\n", big_body(4_000_000))
+        late.sendall(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")  # and it goes on serving
+        assert _read_response(streams[0]) == (b"HTTP/1.1 200 OK\r\n", b"Hello, world!")
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_after_a_slow_app_a_held_response_does_not_wait_for_the_next(server, rendezvous):
+    """On one thread, a response framed before a slow app would wait for that app to return.
+    Neither core can know an app is slow before it runs; after one took the cork window or
+    longer, what is held goes out before the next app is called. Here the first app blocks until
+    the test releases it; meanwhile a /slow request and a second blocking one arrive, so the
+    /slow answer is framed just before the second blocking app runs: it must arrive while
+    that app still blocks (without the rule the test times out)."""
+    port = server("raw")  # answers of one bytes object: each core holds those
+    hold = f"GET /hold?{rendezvous.port} HTTP/1.1\r\nHost: h\r\n\r\n".encode()
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as first,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as quick,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as second,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as last,
+    ):
+        for sock in (first, quick, second, last):  # accepted and idle: one event each
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert one_response_body(sock) == b"Hello, world!"
+        first.sendall(hold)
+        rendezvous.arrived()  # the only thread is in the first app now
+        quick.sendall(b"GET /slow?0.05 HTTP/1.1\r\nHost: h\r\n\r\n")
+        second.sendall(hold)
+        # The batch's last event has held responses written before it: one more, so
+        # that the second blocking app is not the last.
+        last.sendall(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
+        time.sleep(0.2)  # the three requests wait in the kernel for the thread
+        rendezvous.release()
+        assert one_response_body(first) == b"released"
+        rendezvous.arrived()  # the second app blocks the thread now
+        assert one_response_body(quick) == b"slow"
+        rendezvous.release()
+        assert one_response_body(second) == b"released"
+        assert one_response_body(last) == b"Hello, world!"

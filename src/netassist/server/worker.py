@@ -77,9 +77,9 @@ _NEVER = float("inf")  # the deadline of a connection whose app is running
 # 1.87 GB/s, bench/README.md).
 SENDFILE_CHUNK = 2 << 20
 SWEEP_INTERVAL = 1.0
-#: The longest the compiled core holds a framed response back for its poll's batch to end:
-#: long enough to gather a few responses of a real app (a Flask route takes about 0.1 ms),
-#: short enough that a client never notices (bench/README.md: the compiled core's corking).
+#: The longest a whole response is held back for its poll's batch to end (either core, one
+#: thread): long enough to gather a few answers of a real app (a Flask route takes about
+#: 0.1 ms), short enough that no client notices (bench/README.md, issue 20: holding back).
 CORK_WINDOW = 0.0005
 # Connections taken per wake-up of the listener. A worker alone takes a burst at once; one of
 # several takes one, so a burst of new clients (wrk's 50 at its start) spreads over the workers
@@ -203,6 +203,17 @@ class Connection:
         self.sent = 0
 
 
+class _Held:
+    """The whole responses the pure core holds back during one poll's batch (Worker._serve)."""
+
+    __slots__ = ("answers", "since", "app_started")
+
+    def __init__(self) -> None:
+        self.answers: list[tuple[Connection, bytes]] = []
+        self.since = 0.0  # when the first of them was held
+        self.app_started = 0.0  # when the last app was called
+
+
 class Worker:
     """Serves ``app`` on already-listening ``sockets`` until :meth:`stop`."""
 
@@ -274,6 +285,11 @@ class Worker:
             self.poller.register(sock.fileno(), IN)
         #: The compiled core, serving the common requests in place of _read, or None.
         self._core: Any = None
+        #: Whole responses of the pure core waiting for the poll's batch to end; None when
+        #: they are written at once (see _serve). One attribute for all of it: an instance
+        #: of more than 30 attributes loses CPython's shared-key dict, and every self.x of
+        #: the hot path gets slower (1,600 instructions a request).
+        self._held: _Held | None = None
         if core_name(config, tls is not None, access is not None) == cores.COMPILED:
             limits = config.limits
             self._core = self._read = cores.speedups.Core(  # type: ignore[union-attr]
@@ -377,19 +393,24 @@ class Worker:
     def _serve(self, poll: Any) -> None:
         """Poll and dispatch events on the only thread until stopping.
 
-        With the compiled core, the responses it frames during one poll's batch are written
-        together when the batch ends (or after CORK_WINDOW): the client then wakes once for
-        the batch, not once per response, which on a busy server costs more than the app.
-        What is held goes out before the batch's last event too: written only at its very
-        end, the next requests of those clients would come just too late for the next poll."""
+        The whole responses framed during one poll's batch (by the compiled core, or by
+        _send_whole) are written together when the batch ends (or after CORK_WINDOW): the
+        client then wakes once for the batch, not once per response, which on a busy server
+        costs more than the app. What is held goes out before the batch's last event too:
+        written only at its very end, the next requests of those clients would come just too
+        late for the next poll."""
         listeners = self.listeners
         conns = self.conns
         read = self._read
         core = self._core
-        flush = last = None
+        last = None
         if core is not None:
             core.cork = CORK_WINDOW
             flush = core.flush
+            held = None
+        else:
+            flush = self._flush_held
+            held = _Held()
         try:
             while not self.stopping:
                 try:
@@ -397,11 +418,12 @@ class Worker:
                 except InterruptedError:
                     continue
                 now = time.monotonic()
-                if flush is not None and events:
+                if len(events) > 1:
                     last = events[-1]
+                    self._held = held  # the pure core holds in a batch of several only
                 for event in events:
                     if event is last:
-                        flush()  # type: ignore[misc]
+                        flush()
                     conn = conns.get(event[0])
                     if conn is not None:
                         # _handle_unlocked, inlined: a call frame per request costs more.
@@ -415,14 +437,38 @@ class Worker:
                             self._close(conn)
                     elif event[0] in listeners:
                         self._accept(event[0])
-                if flush is not None:
+                if last is not None or core is not None:
                     flush()
+                    last = self._held = None
                 if now >= self._next_sweep:
                     self._sweep(now)
         finally:
+            # What runs after the loop (_finish_in_flight) writes at once.
             if core is not None:
-                core.cork = 0.0  # what runs after the loop (_finish_in_flight) writes at once
-                core.flush()
+                core.cork = 0.0
+            flush()
+            self._held = None
+
+    def _flush_held(self) -> None:
+        """Write the whole responses _send_whole held back (the pure core's corking)."""
+        held = self._held
+        if held is None or not held.answers:
+            return
+        self._held = None  # what a write starts (a pipelined request's answer) goes at once
+        try:
+            for conn, out in held.answers:
+                if conn.closed:
+                    continue  # closed meanwhile: its descriptor may be another's by now
+                conn.out = out  # _pump sends it, then finishes the request as _send_whole would
+                conn.phase = WRITE
+                try:
+                    self._pump(conn)
+                except Exception:  # a bug of ours costs one connection, not the worker
+                    log.exception("internal error serving %s", conn.remote)
+                    self._close(conn)
+        finally:
+            held.answers.clear()
+            self._held = held
 
     def _flush_failed(self, conn: Connection, exc: BaseException) -> None:
         """A response the compiled core held back could not be written or finished: as the
@@ -696,6 +742,9 @@ class Worker:
         start = conn.start
         start.status = start.headers = None
         start.headers_sent = False
+        held = self._held
+        if held is not None:
+            held.app_started = time.monotonic()
         try:
             result = self.app(environ, start)
         except Exception as exc:
@@ -762,6 +811,16 @@ class Worker:
             out = conn.proto.whole_response(start.status, start.headers, chunk)
         except (ValueError, TypeError, RuntimeError) as exc:
             self._bad_response(conn, exc)
+            return
+        held = self._held
+        if held is not None:
+            now = time.monotonic()
+            if not held.answers:
+                held.since = now
+            held.answers.append((conn, out))
+            # After an app as slow as the window, nothing waits for the next one.
+            if now - held.since >= CORK_WINDOW or now - held.app_started >= CORK_WINDOW:
+                self._flush_held()
             return
         try:
             sent = _write(conn.io, out)
