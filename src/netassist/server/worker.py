@@ -206,7 +206,7 @@ class Connection:
 class _Held:
     """The whole responses the pure core holds back during one poll's batch (Worker._serve)."""
 
-    __slots__ = ("answers", "since", "app_started")
+    __slots__ = ("answers", "app_started", "since")
 
     def __init__(self) -> None:
         self.answers: list[tuple[Connection, bytes]] = []
