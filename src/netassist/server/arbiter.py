@@ -785,8 +785,9 @@ class Arbiter:
         if state["stop"]:
             return 0
         # What the app and netassist made at start-up lives as long as the worker: out of the
-        # collector's sight, a full collection walks only what requests made.
-        gc.collect()
+        # collector's sight, a full collection walks only what requests made. No collection
+        # first: it would hold the worker's readiness back (tens of ms for a big app, the
+        # listening line waiting on the slowest of the workers) to free a little garbage.
         gc.freeze()
         page.state = Page.READY
         self._notify()
