@@ -207,6 +207,26 @@ class MakeForeground:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        # Read as it comes, so that a test can wait for a line before it stops the server.
+        self._output = bytearray()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while chunk := self.popen.stdout.read1(65536):
+            self._output += chunk
+
+    def output(self) -> str:
+        """What make and its server printed so far."""
+        return self._output.decode(errors="replace")
+
+    def expect(self, text: str, seconds: float = 30.0) -> None:
+        """Wait until ``text`` was printed (a line printed once every worker is up, say)."""
+        deadline = time.monotonic() + seconds
+        while text not in self.output():
+            assert self.popen.poll() is None or text in self.output(), self.output()
+            assert time.monotonic() < deadline, f"{text!r} not printed in {seconds} s"
+            time.sleep(0.05)
 
     def first_answer(self, url: str, seconds: float = 60.0, **kwargs):
         """The first answer of ``GET url`` once the server is up (requests' Response)."""
@@ -217,7 +237,7 @@ class MakeForeground:
             try:
                 return requests.get(url, timeout=2, **kwargs)
             except requests.ConnectionError:
-                assert self.popen.poll() is None, self.popen.stdout.read().decode()
+                assert self.popen.poll() is None, self.output()
                 assert time.monotonic() < deadline, f"nothing answered {url} in {seconds} s"
                 time.sleep(0.2)
 
@@ -225,10 +245,12 @@ class MakeForeground:
         """TERM to the group (KILL if it lingers); everything make and its server printed."""
         os.killpg(self.popen.pid, signal.SIGTERM)
         try:
-            return self.popen.communicate(timeout=15)[0].decode()
+            self.popen.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(self.popen.pid, signal.SIGKILL)
-            return self.popen.communicate()[0].decode()
+            self.popen.wait()
+        self._reader.join(10)
+        return self.output()
 
 
 NGINX_CONF = """

@@ -26,6 +26,8 @@ def test_make_tickets_serves_the_app_with_4_workers(tmp_path):
         event = requests.post(base + "/events", json={"name": "make", "count": 1}, timeout=5)
         sale = requests.post(f"{base}/events/{event.json()['id']}/buy", json={"buyer": "a"})
         assert sale.status_code == 201 and sale.json()["ticket"] == 1
+        # Said once all four workers are up; the first can answer before the last is.
+        make.expect(f"listening on http://127.0.0.1:{port} (4 workers, 4 threads each)")
     finally:
         output = make.stop()
     assert f"open http://127.0.0.1:{port}/ (Ctrl-C stops it)" in output
