@@ -17,8 +17,9 @@ import requests
 
 from netassist.server import cores
 from tests.conftest import need
+from tests.server.apps import big_body
 from tests.server.corpus import INVALID, VALID
-from tests.server.raw import one_response_body
+from tests.server.raw import one_response_body, read_response
 
 pytestmark = pytest.mark.integration
 
@@ -667,36 +668,12 @@ def test_server_without_epoll_keeps_connections_alive_integration(spawn, tmp_pat
 # --- holding back: the responses of a poll's batch written together ----------------------------
 
 
-def _read_response(stream) -> tuple[bytes, bytes]:
-    """One response off a connection's file: its status line and its body (Content-Length
-    or chunked)."""
-    status = stream.readline()
-    assert status, "connection closed"
-    length, chunked = None, False
-    while (line := stream.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        if name.lower() == b"content-length":
-            length = int(value)
-        elif name.lower() == b"transfer-encoding":
-            chunked = value.strip().lower() == b"chunked"
-    if not chunked:
-        return status, stream.read(length)
-    body = bytearray()
-    while size := int(stream.readline().split(b";")[0], 16):
-        body += stream.read(size)
-        assert stream.read(2) == b"\r\n"
-    assert stream.readline() == b"\r\n"
-    return status, bytes(body)
-
-
 def test_held_responses_reach_every_client_whole_and_in_order(server):
     """Forty connections with a request each in flight, round after round, so that the
     server frames many answers per poll and writes them at its end; bodies of every
     size: small ones copied after the head, big ones written from the app's own bytes (4 MB
     into a client that reads late, so most of it goes out after the first write), chunked
     ones; and clients that hang up before their answer. Every byte arrives, in order."""
-    from tests.server.apps import big_body
-
     port = server("raw")
     targets = ["/hello", "/big?3000", "/big?60000", "/big?60000-chunked", "/big?5000-chunked"]
     try:
@@ -710,7 +687,7 @@ def test_held_responses_reach_every_client_whole_and_in_order(server):
                 with socket.create_connection(("127.0.0.1", port), timeout=10) as gone:
                     gone.sendall(b"GET /big?60000 HTTP/1.1\r\nHost: h\r\n\r\n")
             for stream, target in zip(streams, sent, strict=True):
-                status, body = _read_response(stream)
+                status, body = read_response(stream)
                 assert status == b"HTTP/1.1 200 OK\r\n"
                 if target == "/hello":
                     assert body == b"Hello, world!"
@@ -719,9 +696,9 @@ def test_held_responses_reach_every_client_whole_and_in_order(server):
         late = socks[0]
         late.sendall(b"GET /big?4000000 HTTP/1.1\r\nHost: h\r\n\r\n")
         time.sleep(0.3)  # the server's first write fills the socket; the rest waits for us
-        assert _read_response(streams[0]) == (b"HTTP/1.1 200 OK\r\n", big_body(4_000_000))
+        assert read_response(streams[0]) == (b"HTTP/1.1 200 OK\r\n", big_body(4_000_000))
         late.sendall(b"GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")  # and it goes on serving
-        assert _read_response(streams[0]) == (b"HTTP/1.1 200 OK\r\n", b"Hello, world!")
+        assert read_response(streams[0]) == (b"HTTP/1.1 200 OK\r\n", b"Hello, world!")
     finally:
         for sock in socks:
             sock.close()

@@ -1006,6 +1006,25 @@ run2(PyObject *f, PyObject *a, PyObject *b)
     return r ? 0 : -1;
 }
 
+/* The exception being raised, as one object with its traceback (a new reference, NULL only
+   if none is set); the error indicator is cleared. */
+static PyObject *
+raised(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
 static int
 set_float(PyObject *o, PyObject *name, double v)
 {
@@ -1290,19 +1309,13 @@ flush_held(Core *self)
                 i++;
                 break;
             }
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyErr_NormalizeException(&type, &value, &tb);
-            if (tb != NULL && value != NULL)
-                PyException_SetTraceback(value, tb);
+            PyObject *value = raised();
             PyObject *res = PyObject_CallFunctionObjArgs(self->flush_failed, conn,
                                                          value ? value : Py_None, NULL);
             if (res == NULL)
                 PyErr_WriteUnraisable(self->flush_failed);
             Py_XDECREF(res);
-            Py_XDECREF(type);
             Py_XDECREF(value);
-            Py_XDECREF(tb);
         }
         Py_DECREF(conn);
     }
@@ -1384,13 +1397,7 @@ take(PyObject *result, StartResponse *start, PyObject *taken, PyObject **iterato
                 break;
             if (!PyErr_ExceptionMatches(PyExc_Exception))
                 return -1;
-            PyObject *type, *tb;
-            PyErr_Fetch(&type, error, &tb);
-            PyErr_NormalizeException(&type, error, &tb);
-            if (tb != NULL && *error != NULL)
-                PyException_SetTraceback(*error, tb);
-            Py_XDECREF(type);
-            Py_XDECREF(tb);
+            *error = raised();
             return *error != NULL ? 0 : -1;
         }
         int appended = PyList_Append(taken, item);
@@ -1573,17 +1580,7 @@ serve(Core *self, PyObject *conn, PyObject *proto, const Head *h, Py_ssize_t n)
     if (result == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_Exception))
             goto done; /* KeyboardInterrupt, SystemExit: not the app's failure to answer */
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *value = PyErr_GetRaisedException();
-#else
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL)
-            PyException_SetTraceback(value, tb);
-        Py_XDECREF(type);
-        Py_XDECREF(tb);
-#endif
+        PyObject *value = raised();
         if (value == NULL)
             value = Py_NewRef(Py_None);
         int ok = -1;

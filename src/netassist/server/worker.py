@@ -463,15 +463,14 @@ class Worker:
                 conn.phase = WRITE
                 try:
                     self._pump(conn)
-                except Exception:  # a bug of ours costs one connection, not the worker
-                    log.exception("internal error serving %s", conn.remote)
-                    self._close(conn)
+                except Exception as exc:
+                    self._flush_failed(conn, exc)
         finally:
             held.answers.clear()
             self._held = held
 
     def _flush_failed(self, conn: Connection, exc: BaseException) -> None:
-        """A response the compiled core held back could not be written or finished: as the
+        """A response held back (by either core) could not be written or finished: as the
         loop does for any error of ours, it costs that connection only."""
         log.error("internal error serving %s", conn.remote, exc_info=exc)
         self._close(conn)
